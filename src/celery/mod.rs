@@ -1,0 +1,13 @@
+//! Celery message protocol v2 (JSON serializer) on kombu's Redis transport.
+//!
+//! Owns the exact bytes a Celery worker receives: the envelope, headers, properties, body and
+//! the list key a message goes to (`../shared/celery-wire.md`). It must not do I/O; pushing is
+//! the `dispatch` module's job.
+
+mod encode;
+mod options;
+mod pyrepr;
+
+pub use encode::{EncodeError, Encoded, Encoder, KombuLayout, Occurrence};
+pub use options::{Expires, OptionsError, TaskOptions, DEFAULT_QUEUE};
+pub use pyrepr::py_repr;

@@ -1,0 +1,65 @@
+//! The command line: argument parsing, subcommand dispatch and exit codes.
+//!
+//! Owns what the user types and sees; it must not hold scheduling logic of its own.
+
+mod preview;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for bad input (the same as clap's own usage errors).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "belfry",
+    version,
+    about = "A highly available periodic task scheduler for Celery"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the next occurrences of a spec, offline (no server needed).
+    Preview(preview::PreviewArgs),
+}
+
+/// Parses the command line, runs the subcommand and turns its outcome into an exit code.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
+    match cli.command {
+        Command::Preview(args) => preview::run(args),
+    }
+}
+
+/// Help and version go to stdout with success; anything else is one line on stderr.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = err.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("error: invalid arguments");
+    eprintln!("{}", first.trim_end());
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Prints a one-line error and returns the usage exit code.
+pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}

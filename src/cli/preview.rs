@@ -1,0 +1,86 @@
+//! `belfry preview`: the next occurrences of a spec, computed offline with the time engine.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::{ArgGroup, Args};
+
+use super::fail;
+use crate::schedule::{parse_instant, Spec, SpecInput};
+
+/// The most occurrences one call prints.
+const MAX_COUNT: usize = 100_000;
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("kind").required(true).args(["cron", "crontab", "every", "once"])))]
+pub struct PreviewArgs {
+    /// A standard five-field cron string (Vixie meaning), or @hourly/@daily/@weekly/@monthly/@yearly.
+    #[arg(long)]
+    cron: Option<String>,
+    /// Celery crontab fields in cron order: minute hour day_of_month month_of_year day_of_week.
+    #[arg(long)]
+    crontab: Option<String>,
+    /// An anchored interval such as 30s, 15m, 1h30m or 2d.
+    #[arg(long)]
+    every: Option<String>,
+    /// A single instant (RFC 3339).
+    #[arg(long)]
+    once: Option<String>,
+    /// The interval's anchor (RFC 3339); defaults to --start-at, then to now.
+    #[arg(long)]
+    anchor: Option<String>,
+    /// IANA time zone the expression's wall-clock times are read in.
+    #[arg(long, default_value = "UTC")]
+    tz: String,
+    /// No occurrence before this instant (RFC 3339).
+    #[arg(long)]
+    start_at: Option<String>,
+    /// No occurrence at or after this instant (RFC 3339).
+    #[arg(long)]
+    end_at: Option<String>,
+    /// List occurrences strictly after this instant (RFC 3339); defaults to now.
+    #[arg(long)]
+    after: Option<String>,
+    /// How many occurrences to print.
+    #[arg(short = 'n', long = "count", default_value_t = 10)]
+    count: usize,
+}
+
+pub fn run(args: PreviewArgs) -> ExitCode {
+    let now = Utc::now();
+    let after = match args
+        .after
+        .as_deref()
+        .map(|t| parse_instant("--after", t))
+        .transpose()
+    {
+        Ok(after) => after.unwrap_or(now),
+        Err(e) => return fail(e),
+    };
+    if args.count > MAX_COUNT {
+        return fail(format!("-n: at most {MAX_COUNT} occurrences per call"));
+    }
+    let input = SpecInput {
+        every: args.every,
+        anchor: args.anchor,
+        cron: args.cron,
+        crontab: args.crontab,
+        once: args.once,
+        tz: Some(args.tz),
+        start_at: args.start_at,
+        end_at: args.end_at,
+    };
+    let spec = match Spec::parse(&input, now) {
+        Ok(spec) => spec,
+        Err(e) => return fail(format!("--{}", e.to_string().replace('_', "-"))),
+    };
+    let mut out = std::io::stdout().lock();
+    for instant in spec.upcoming(after, args.count) {
+        if writeln!(out, "{}", instant.format("%Y-%m-%dT%H:%M:%SZ")).is_err() {
+            // The reader went away (e.g. `| head`): stop quietly.
+            return ExitCode::SUCCESS;
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,10 @@
+//! Getting committed occurrences into Redis exactly once.
+//!
+//! Owns the idempotent push (`sink`) and the deterministic task ids (`ids`). It must not decide
+//! what is due (that is the scheduler's job) nor change replicated state.
+
+pub mod ids;
+pub mod sink;
+
+pub use ids::occurrence_task_id;
+pub use sink::{Push, PushOutcome, RedisSink, SinkConfig, SinkError};

@@ -1,0 +1,9 @@
+//! belfry: a highly available periodic task scheduler that dispatches Celery tasks.
+//!
+//! The library holds every part of the `belfry` binary so that integration tests and
+//! benchmarks drive the same code the server runs.
+
+pub mod celery;
+pub mod cli;
+pub mod dispatch;
+pub mod schedule;

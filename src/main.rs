@@ -1,0 +1,5 @@
+//! The `belfry` binary: every subcommand lives in `belfry::cli`.
+
+fn main() -> std::process::ExitCode {
+    belfry::cli::run()
+}
