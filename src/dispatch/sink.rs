@@ -6,6 +6,7 @@
 //! on its own: a failed batch is reported and the caller (the dispatcher) decides when to try
 //! again, which is always safe because of the marker.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -37,6 +38,9 @@ pub struct SinkConfig {
     pub marker_ttl: Duration,
     /// Bound on one connection attempt and on one batch's round trip.
     pub timeout: Duration,
+    /// PEM file of the CA that signed a `rediss://` server's certificate, when it is not one
+    /// the system trusts.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl SinkConfig {
@@ -48,6 +52,7 @@ impl SinkConfig {
             key_prefix: "belfry:".into(),
             marker_ttl: Duration::from_secs(24 * 3600),
             timeout: Duration::from_secs(5),
+            tls_ca_file: None,
         }
     }
 }
@@ -106,7 +111,13 @@ pub struct RedisSink {
 impl RedisSink {
     /// Builds the sink without connecting: the connection is made on first use and re-made
     /// after failures, so a node starts even while Redis is down.
+    /// Must be called inside a Tokio runtime (the connection lives on it).
     pub fn new(config: &SinkConfig) -> Result<Self, SinkError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(SinkError::Config(
+                "the Redis sink must be created inside a Tokio runtime".into(),
+            ));
+        }
         let mut info = config
             .url
             .as_str()
@@ -120,8 +131,20 @@ impl RedisSink {
             settings = settings.set_password(password);
         }
         info = info.set_redis_settings(settings);
-        let client =
-            Client::open(info).map_err(|e| SinkError::Config(format!("redis url: {e}")))?;
+        let client = match &config.tls_ca_file {
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|e| {
+                    SinkError::Config(format!("redis tls_ca_file {}: {e}", path.display()))
+                })?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                Client::build_with_tls(info, certs)
+            }
+            None => Client::open(info),
+        }
+        .map_err(|e| SinkError::Config(format!("redis url: {e}")))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))

@@ -46,12 +46,14 @@ impl CronExpr {
             (Dialect::Vixie, "@weekly") => "0 0 * * 0",
             (Dialect::Vixie, "@monthly") => "0 0 1 * *",
             (Dialect::Vixie, "@yearly" | "@annually") => "0 0 1 1 *",
-            (_, other) if other.starts_with('@') => return Err(SpecError::new(
-                spec_field,
-                format!(
+            (_, other) if other.starts_with('@') => {
+                return Err(SpecError::new(
+                    spec_field,
+                    format!(
                     "unknown macro {other:?} (use @hourly, @daily, @weekly, @monthly or @yearly)"
                 ),
-            )),
+                ))
+            }
             (_, other) => other,
         };
         let parts: Vec<&str> = expanded.split_whitespace().collect();

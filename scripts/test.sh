@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs belfry's whole test suite, installing what the tests need when it is missing:
+# redis-server (Debian package) and a virtualenv with celery[redis] (PyPI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "==> installing redis-server"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+fi
+# The tests start their own servers on free ports; the packaged service is not needed.
+as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
+
+venv="${BELFRY_VENV:-$PWD/.venv}"
+if ! "$venv/bin/python" -c 'import celery, redis' >/dev/null 2>&1; then
+  echo "==> creating $venv with celery[redis]"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/celery_app/requirements.txt
+fi
+export BELFRY_TEST_PYTHON="$venv/bin/python"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --locked --all-targets -- "$@"
