@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::options::{Expires, TaskOptions};
-use super::pyrepr::py_repr;
+use super::pyrepr::{py_repr_list, py_repr_map};
 
 /// How the workers' kombu transport names its lists. Must match the workers'
 /// `broker_transport_options` (`global_keyprefix`, `sep`, `priority_steps`).
@@ -177,7 +177,6 @@ impl Encoder {
                     .and_then(|d| occurrence.scheduled_at.checked_add_signed(d))
             }
         });
-        let args = Value::Array(occurrence.args.to_vec());
         let embed = Embed {
             callbacks: None,
             errbacks: None,
@@ -205,8 +204,8 @@ impl Encoder {
                 ],
                 root_id: &id,
                 parent_id: None,
-                argsrepr: py_repr(&args),
-                kwargsrepr: py_repr(&Value::Object(occurrence.kwargs.clone())),
+                argsrepr: py_repr_list(occurrence.args),
+                kwargsrepr: py_repr_map(occurrence.kwargs),
                 origin: &self.origin,
                 ignore_result: options.ignore_result.unwrap_or(false),
                 replaced_task_nesting: 0,

@@ -10,4 +10,4 @@ mod pyrepr;
 
 pub use encode::{EncodeError, Encoded, Encoder, KombuLayout, Occurrence};
 pub use options::{Expires, OptionsError, TaskOptions, DEFAULT_QUEUE};
-pub use pyrepr::py_repr;
+pub use pyrepr::{py_repr, py_repr_list, py_repr_map};

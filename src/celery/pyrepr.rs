@@ -1,7 +1,7 @@
 //! Python `repr()` of JSON values, for Celery's `argsrepr`/`kwargsrepr` headers (shown in logs
 //! and Flower). Cosmetic only: workers never parse it, so it favours faithfulness over speed.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Celery truncates these headers to this many characters.
 const MAX_REPR_CHARS: usize = 1024;
@@ -10,10 +10,28 @@ const MAX_REPR_CHARS: usize = 1024;
 pub fn py_repr(value: &Value) -> String {
     let mut out = String::new();
     write_repr(value, &mut out);
-    if out.chars().count() > MAX_REPR_CHARS {
-        out = out.chars().take(MAX_REPR_CHARS - 3).collect::<String>() + "...";
+    truncated(out)
+}
+
+/// `repr()` of a positional-argument list.
+pub fn py_repr_list(items: &[Value]) -> String {
+    let mut out = String::new();
+    write_list(items, &mut out);
+    truncated(out)
+}
+
+/// `repr()` of a keyword-argument dict.
+pub fn py_repr_map(map: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    write_map(map, &mut out);
+    truncated(out)
+}
+
+fn truncated(out: String) -> String {
+    if out.len() <= MAX_REPR_CHARS || out.chars().count() <= MAX_REPR_CHARS {
+        return out;
     }
-    out
+    out.chars().take(MAX_REPR_CHARS - 3).collect::<String>() + "..."
 }
 
 fn write_repr(value: &Value, out: &mut String) {
@@ -23,29 +41,33 @@ fn write_repr(value: &Value, out: &mut String) {
         Value::Bool(false) => out.push_str("False"),
         Value::Number(n) => out.push_str(&n.to_string()),
         Value::String(s) => write_str(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_repr(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_str(key, out);
-                out.push_str(": ");
-                write_repr(item, out);
-            }
-            out.push('}');
-        }
+        Value::Array(items) => write_list(items, out),
+        Value::Object(map) => write_map(map, out),
     }
+}
+
+fn write_list(items: &[Value], out: &mut String) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_repr(item, out);
+    }
+    out.push(']');
+}
+
+fn write_map(map: &Map<String, Value>, out: &mut String) {
+    out.push('{');
+    for (i, (key, item)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_str(key, out);
+        out.push_str(": ");
+        write_repr(item, out);
+    }
+    out.push('}');
 }
 
 /// Python's quoting: single quotes unless the text holds a single quote and no double quote.

@@ -1,4 +1,4 @@
-//! The idempotent Redis push: one Lua script per message sets `<prefix>sent:<task_id>` with
+//! The idempotent Redis push: a Lua script sets, for each message, `<prefix>sent:<task_id>` with
 //! `SET NX PX <ttl>` and LPUSHes the envelope only when the marker was new, so however many
 //! nodes or retries push an occurrence, its queue receives it once.
 //!
@@ -13,14 +13,27 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo, Script};
 use uuid::Uuid;
 
-/// KEYS[1] = marker, KEYS[2] = list; ARGV[1] = marker TTL in ms, ARGV[2] = envelope.
+/// For each message i: KEYS[2i-1] = its marker, KEYS[2i] = its list, ARGV[i+1] = its envelope;
+/// ARGV[1] = marker TTL in ms. Returns 1 (pushed) or 0 (marker existed) per message. One call
+/// carries a group of messages so Redis enters Lua once per group, not once per message.
 const PUSH_SCRIPT: &str = r"
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  redis.call('LPUSH', KEYS[2], ARGV[2])
-  return 1
+local ttl = ARGV[1]
+local pushed = {}
+for i = 1, #KEYS, 2 do
+  local n = (i + 1) / 2
+  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ttl) then
+    redis.call('LPUSH', KEYS[i + 1], ARGV[n + 1])
+    pushed[n] = 1
+  else
+    pushed[n] = 0
+  end
 end
-return 0
+return pushed
 ";
+
+/// Messages per script call: large enough to amortise entering Lua, small enough that one
+/// call never holds Redis for long.
+const MESSAGES_PER_CALL: usize = 64;
 
 /// Where and how to push.
 #[derive(Clone, Debug)]
@@ -190,19 +203,24 @@ impl RedisSink {
 
     async fn run_pipeline(&self, batch: &[Push]) -> Result<Vec<PushOutcome>, redis::RedisError> {
         let mut pipe = redis::pipe();
-        for push in batch {
-            pipe.cmd("EVALSHA")
+        for group in batch.chunks(MESSAGES_PER_CALL) {
+            let call = pipe
+                .cmd("EVALSHA")
                 .arg(self.script.get_hash())
-                .arg(2)
-                .arg(self.marker_key(push.task_id))
-                .arg(&push.list_key)
-                .arg(self.marker_ttl_ms)
-                .arg(&push.payload);
+                .arg(group.len() * 2);
+            for push in group {
+                call.arg(self.marker_key(push.task_id)).arg(&push.list_key);
+            }
+            call.arg(self.marker_ttl_ms);
+            for push in group {
+                call.arg(&push.payload);
+            }
         }
         let mut conn = self.conn.clone();
-        let replies: Vec<i64> = pipe.query_async(&mut conn).await?;
+        let replies: Vec<Vec<i64>> = pipe.query_async(&mut conn).await?;
         Ok(replies
             .into_iter()
+            .flatten()
             .map(|r| {
                 if r == 1 {
                     PushOutcome::Delivered

@@ -287,6 +287,7 @@ mod tests {
     fn celery_day_of_week_wraps_and_takes_full_names() {
         assert_eq!(celery("0 12 * * fri-mon"), celery("0 12 * * 5,6,0,1"));
         assert_eq!(celery("0 12 * * monday"), celery("0 12 * * 1"));
+        assert_eq!(celery("58-1 * * * *"), celery("58,59,0,1 * * * *"));
     }
 
     #[test]

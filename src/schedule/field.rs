@@ -10,8 +10,8 @@ use super::SpecError;
 pub enum Dialect {
     /// Vixie cron: day-of-week 0-7 (0 and 7 are Sunday), three-letter names, no wrap-around.
     Vixie,
-    /// Celery `crontab`: day-of-week 0-6 (Sunday = 0), full or abbreviated names, ranges of
-    /// days of the week may wrap (`fri-mon`).
+    /// Celery `crontab`: day-of-week 0-6 (Sunday = 0), full or abbreviated names, reversed
+    /// ranges wrap around the field's end (`fri-mon`).
     Celery,
 }
 
@@ -159,8 +159,9 @@ impl FieldKind {
         if start <= end {
             return Ok(stepped(start, end, step));
         }
-        // A reversed range: Celery wraps it around the end of the week; Vixie refuses it.
-        if dialect == Dialect::Celery && self.name == DAY_OF_WEEK.name {
+        // A reversed range: Celery wraps it around the field's end (`fri-mon`, `50-10`);
+        // Vixie refuses it.
+        if dialect == Dialect::Celery {
             let wrapped: Vec<u32> = (start..=self.max).chain(self.min..=end).collect();
             return Ok(wrapped
                 .iter()
