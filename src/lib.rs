@@ -6,4 +6,7 @@
 pub mod celery;
 pub mod cli;
 pub mod dispatch;
+pub mod raft;
 pub mod schedule;
+pub mod schedules_file;
+pub mod state;

@@ -4,6 +4,8 @@
 //! what is due (that is the scheduler's job) nor change replicated state.
 
 pub mod ids;
+pub mod leader;
+pub mod planner;
 pub mod sink;
 
 pub use ids::occurrence_task_id;

@@ -1,0 +1,235 @@
+//! The leader's dispatch loop: runs only while this node leads, for one term at a time.
+//!
+//! - `watch_leadership` follows openraft's metrics: becoming leader in a new term starts `lead`,
+//!   losing leadership (or a new term) aborts it at once (its tasks are aborted on drop).
+//! - `lead` first confirms leadership with a linearizable read (so every committed entry of
+//!   earlier terms is applied and the outbox is complete), then runs the planner and the pusher.
+//! - The planner commits `Fire` intents through Raft; only committed intents reach the outbox.
+//! - The pusher drains the outbox in commit order, never before an occurrence's instant, pushes
+//!   through the idempotent script and acknowledges with `Ack`.
+//!
+//! Both pause while the leader has not heard from a quorum within the election timeout.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::Utc;
+use openraft::ServerState;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::planner::{plan, PlanConfig};
+use super::sink::{Push, PushOutcome, RedisSink};
+use crate::celery::Encoder;
+use crate::raft::Raft;
+use crate::state::{Command, StateHandle};
+
+/// Everything the dispatcher needs, shared by the tasks of every term.
+pub struct DispatchContext {
+    pub raft: Raft,
+    pub state: StateHandle,
+    pub changes: watch::Receiver<u64>,
+    pub sink: RedisSink,
+    pub encoder: Encoder,
+    pub cluster_id: Uuid,
+    pub plan: PlanConfig,
+    /// Messages per push (and per `Ack`).
+    pub push_batch: usize,
+    /// No quorum contact for longer than this pauses dispatch.
+    pub quorum_timeout: StdDuration,
+}
+
+/// Aborts a task when dropped, so a term's tasks cannot outlive it.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Follows leadership and runs `lead` for each term this node leads. Runs until the Raft
+/// metrics channel closes (node shutdown).
+pub async fn watch_leadership(ctx: Arc<DispatchContext>) {
+    let mut metrics = ctx.raft.metrics();
+    let mut running: Option<(u64, AbortOnDrop)> = None;
+    loop {
+        let (leading, term) = {
+            let m = metrics.borrow_and_update();
+            (
+                m.state == ServerState::Leader && m.running_state.is_ok(),
+                m.current_term,
+            )
+        };
+        match (&running, leading) {
+            (Some((running_term, _)), true) if *running_term == term => {}
+            (_, true) => {
+                info!(term, "became leader: dispatching");
+                running = Some((term, AbortOnDrop(tokio::spawn(lead(ctx.clone(), term)))));
+            }
+            (Some((running_term, _)), false) => {
+                info!(term = *running_term, "no longer leader: dispatch stopped");
+                running = None;
+            }
+            (None, false) => {}
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// True while this node leads `term` and has heard from a quorum recently.
+fn may_dispatch(ctx: &DispatchContext, term: u64) -> Result<bool, ()> {
+    let m = ctx.raft.metrics();
+    let m = m.borrow();
+    if m.state != ServerState::Leader || m.current_term != term {
+        return Err(());
+    }
+    let fresh = m
+        .millis_since_quorum_ack
+        .is_some_and(|ms| StdDuration::from_millis(ms) <= ctx.quorum_timeout);
+    Ok(fresh)
+}
+
+async fn lead(ctx: Arc<DispatchContext>, term: u64) {
+    // Apply everything committed before this term: the outbox and every last_fire are complete.
+    if let Err(err) = ctx.raft.ensure_linearizable().await {
+        warn!(term, %err, "could not confirm leadership");
+        return;
+    }
+    let pushed = Arc::new(Notify::new());
+    let _pusher = AbortOnDrop(tokio::spawn(push_loop(ctx.clone(), term, pushed.clone())));
+    plan_loop(ctx, term, pushed).await;
+}
+
+async fn plan_loop(ctx: Arc<DispatchContext>, term: u64, wake_pusher: Arc<Notify>) {
+    let mut changes = ctx.changes.clone();
+    loop {
+        match may_dispatch(&ctx, term) {
+            Err(()) => return,
+            Ok(false) => {
+                tokio::time::sleep(StdDuration::from_millis(50)).await;
+                continue;
+            }
+            Ok(true) => {}
+        }
+        let now = Utc::now();
+        let planned = {
+            let applied = ctx.state.read().await;
+            plan(&applied.data, now, &ctx.plan, &ctx.encoder, ctx.cluster_id)
+        };
+        if !planned.is_empty() {
+            let (fires, skips) = (planned.fires.len(), planned.skips.len());
+            let command = Command::Fire {
+                fires: planned.fires,
+                skips: planned.skips,
+                at: now,
+            };
+            match ctx.raft.client_write(command).await {
+                Ok(_) => {
+                    debug!(term, fires, skips, "committed a fire batch");
+                    wake_pusher.notify_one();
+                }
+                Err(err) => {
+                    warn!(term, %err, "could not commit a fire batch");
+                    tokio::time::sleep(StdDuration::from_millis(100)).await;
+                }
+            }
+            continue;
+        }
+        let sleep_for = planned
+            .wake_at
+            .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(StdDuration::from_secs(60));
+        tokio::select! {
+            _ = tokio::time::sleep(sleep_for) => {}
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>) {
+    let mut backoff = StdDuration::from_millis(50);
+    loop {
+        match may_dispatch(&ctx, term) {
+            Err(()) => return,
+            Ok(false) => {
+                tokio::time::sleep(StdDuration::from_millis(50)).await;
+                continue;
+            }
+            Ok(true) => {}
+        }
+        let now = Utc::now();
+        let (batch, next_due) = {
+            let applied = ctx.state.read().await;
+            let mut batch = Vec::new();
+            let mut next_due = None;
+            for entry in applied.data.outbox_in_order() {
+                if entry.scheduled_at > now {
+                    next_due = Some(
+                        next_due.map_or(entry.scheduled_at, |d: chrono::DateTime<Utc>| {
+                            d.min(entry.scheduled_at)
+                        }),
+                    );
+                    continue;
+                }
+                if batch.len() < ctx.push_batch {
+                    batch.push(Push {
+                        task_id: entry.task_id,
+                        list_key: entry.message.list_key.clone(),
+                        payload: entry.message.payload.clone(),
+                    });
+                }
+            }
+            (batch, next_due)
+        };
+        if batch.is_empty() {
+            let wait = next_due
+                .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
+                .unwrap_or(StdDuration::from_secs(60));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = committed.notified() => {}
+            }
+            continue;
+        }
+        match ctx.sink.push_batch(&batch).await {
+            Ok(outcomes) => {
+                backoff = StdDuration::from_millis(50);
+                let mut delivered = Vec::new();
+                let mut already_sent = Vec::new();
+                for (push, outcome) in batch.iter().zip(outcomes) {
+                    match outcome {
+                        PushOutcome::Delivered => delivered.push(push.task_id),
+                        PushOutcome::AlreadySent => already_sent.push(push.task_id),
+                    }
+                }
+                info!(
+                    term,
+                    delivered = delivered.len(),
+                    already_sent = already_sent.len(),
+                    "pushed to Redis"
+                );
+                let ack = Command::Ack {
+                    task_ids: delivered,
+                    already_sent,
+                    at: Utc::now(),
+                };
+                if let Err(err) = ctx.raft.client_write(ack).await {
+                    // The entries stay in the outbox; the next leader pushes them again and the
+                    // markers stop the duplicates.
+                    warn!(term, %err, "could not acknowledge a pushed batch");
+                    tokio::time::sleep(StdDuration::from_millis(100)).await;
+                }
+            }
+            Err(err) => {
+                warn!(term, %err, retry_in_ms = backoff.as_millis() as u64, "Redis push failed; the outbox holds");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(StdDuration::from_secs(2));
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Deciding what to commit: the occurrences due now (or within the lookahead), with each
+//! schedule's catch-up policy applied to those already past due.
+//!
+//! Pure: reads the applied state and the leader's clock reading passed in; renders messages;
+//! never writes. The leader turns a `Plan` into one `Fire` command.
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use super::ids::occurrence_task_id;
+use crate::celery::{Encoder, Occurrence};
+use crate::state::{CatchupRule, FireItem, ScheduleRecord, SkipItem, SkipReason, StateData};
+
+/// Planning limits and thresholds.
+#[derive(Clone, Debug)]
+pub struct PlanConfig {
+    /// Occurrences due within this much of now are committed early; the pusher still waits for
+    /// their instant, so Raft's commit latency does not add to their lateness.
+    pub lookahead: Duration,
+    /// An occurrence later than this when first planned counts as missed (catch-up applies).
+    pub misfire_grace: Duration,
+    /// Occurrences examined per schedule in one pass (a long outage is worked off over passes).
+    pub max_per_schedule: usize,
+    /// Fires per `Fire` command.
+    pub max_fires: usize,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            lookahead: Duration::milliseconds(200),
+            misfire_grace: Duration::seconds(2),
+            max_per_schedule: 100_000,
+            max_fires: 5_000,
+        }
+    }
+}
+
+/// What one pass decided.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub fires: Vec<FireItem>,
+    pub skips: Vec<SkipItem>,
+    /// When to plan again if nothing changes: the next occurrence minus the lookahead.
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.fires.is_empty() && self.skips.is_empty()
+    }
+}
+
+/// Plans every schedule whose next occurrence is due by `now + lookahead`.
+pub fn plan(
+    state: &StateData,
+    now: DateTime<Utc>,
+    config: &PlanConfig,
+    encoder: &Encoder,
+    cluster_id: Uuid,
+) -> Plan {
+    let horizon = now + config.lookahead;
+    let mut plan = Plan::default();
+    for (next, name) in &state.due {
+        if *next > horizon {
+            plan.wake_at = Some(*next - config.lookahead);
+            break;
+        }
+        if plan.fires.len() >= config.max_fires {
+            plan.wake_at = Some(now);
+            break;
+        }
+        if let Some(record) = state.schedules.get(name) {
+            plan_schedule(
+                record, *next, now, horizon, config, encoder, cluster_id, &mut plan,
+            );
+        }
+    }
+    plan
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_schedule(
+    record: &ScheduleRecord,
+    first: DateTime<Utc>,
+    now: DateTime<Utc>,
+    horizon: DateTime<Utc>,
+    config: &PlanConfig,
+    encoder: &Encoder,
+    cluster_id: Uuid,
+    plan: &mut Plan,
+) {
+    let Some(spec) = record.spec() else { return };
+    let policy = record.def.catchup;
+    let window_start = now
+        - Duration::seconds(
+            i64::try_from(policy.window_secs)
+                .unwrap_or(i64::MAX / 1000)
+                .min(i64::MAX / 1000),
+        );
+    let missed_before = now - config.misfire_grace;
+
+    let mut outside_window: Option<(DateTime<Utc>, u64)> = None;
+    let mut missed: Vec<DateTime<Utc>> = Vec::new();
+    let mut on_time: Vec<DateTime<Utc>> = Vec::new();
+    let mut cursor = Some(first);
+    let mut examined = 0;
+    while let Some(at) = cursor {
+        if at > horizon || examined >= config.max_per_schedule {
+            break;
+        }
+        examined += 1;
+        if at < window_start {
+            let count = outside_window.map_or(0, |(_, n)| n);
+            outside_window = Some((at, count + 1));
+        } else if at < missed_before {
+            missed.push(at);
+        } else {
+            on_time.push(at);
+        }
+        cursor = spec.next_after(at);
+    }
+
+    let skip = |plan: &mut Plan, at: DateTime<Utc>, reason: SkipReason, count: u64| {
+        plan.skips.push(SkipItem {
+            schedule: record.def.name.clone(),
+            incarnation: record.incarnation,
+            scheduled_at: at,
+            reason,
+            count,
+        });
+    };
+    if let Some((last, count)) = outside_window {
+        skip(plan, last, SkipReason::OutsideCatchupWindow, count);
+    }
+    let to_fire: Vec<DateTime<Utc>> = match policy.rule {
+        CatchupRule::All => missed.into_iter().chain(on_time).collect(),
+        CatchupRule::Latest => {
+            if missed.len() > 1 {
+                skip(
+                    plan,
+                    missed[missed.len() - 2],
+                    SkipReason::SupersededByLatest,
+                    missed.len() as u64 - 1,
+                );
+            }
+            missed.last().copied().into_iter().chain(on_time).collect()
+        }
+        CatchupRule::None => {
+            if let Some(last) = missed.last() {
+                skip(plan, *last, SkipReason::CatchupNone, missed.len() as u64);
+            }
+            on_time
+        }
+    };
+    for scheduled_at in to_fire {
+        let task_id = occurrence_task_id(cluster_id, record.incarnation, scheduled_at);
+        let occurrence = Occurrence {
+            task: &record.def.task,
+            task_id,
+            args: &record.def.args,
+            kwargs: &record.def.kwargs,
+            schedule: &record.def.name,
+            scheduled_at,
+            manual: false,
+        };
+        match encoder.encode(&occurrence, &record.def.options) {
+            Ok(message) => plan.fires.push(FireItem {
+                schedule: record.def.name.clone(),
+                incarnation: record.incarnation,
+                scheduled_at,
+                task_id,
+                message,
+                manual: false,
+            }),
+            Err(err) => {
+                tracing::error!(schedule = %record.def.name, %task_id, %err, "cannot render the Celery message");
+                skip(plan, scheduled_at, SkipReason::InvalidMessage, 1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! Catch-up policies and the lookahead, planned against state built by applying commands.
+
+use super::*;
+use crate::celery::{KombuLayout, TaskOptions};
+use crate::schedule::SpecInput;
+use crate::state::{CatchupPolicy, Command, ScheduleDef};
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+const T0: &str = "2025-01-01T00:00:00Z";
+
+fn state_with(rule: CatchupRule, window_secs: u64) -> StateData {
+    let mut state = StateData::default();
+    let def = ScheduleDef {
+        name: "s".into(),
+        task: "tasks.tick".into(),
+        spec: SpecInput {
+            every: Some("1m".into()),
+            ..Default::default()
+        },
+        args: vec![],
+        kwargs: Default::default(),
+        options: TaskOptions::default(),
+        catchup: CatchupPolicy { rule, window_secs },
+        enabled: true,
+        labels: Default::default(),
+        description: String::new(),
+    };
+    state.apply(&Command::Put {
+        def,
+        expected_revision: None,
+        incarnation: Uuid::from_u128(1),
+        at: t(T0),
+    });
+    state
+}
+
+fn run(state: &StateData, now: DateTime<Utc>) -> Plan {
+    let encoder = Encoder {
+        origin: "test".into(),
+        layout: KombuLayout::default(),
+    };
+    plan(
+        state,
+        now,
+        &PlanConfig::default(),
+        &encoder,
+        Uuid::from_u128(99),
+    )
+}
+
+fn fired(plan: &Plan) -> Vec<DateTime<Utc>> {
+    plan.fires.iter().map(|f| f.scheduled_at).collect()
+}
+
+#[test]
+fn on_time_occurrences_fire_within_the_lookahead_only() {
+    let state = state_with(CatchupRule::All, 3600);
+    let early = run(&state, t(T0) - Duration::seconds(1));
+    assert!(early.is_empty());
+    assert_eq!(early.wake_at, Some(t(T0) - Duration::milliseconds(200)));
+    let just_before = run(&state, t(T0) - Duration::milliseconds(100));
+    assert_eq!(fired(&just_before), [t(T0)]);
+    let fire = &just_before.fires[0];
+    assert_eq!(
+        fire.task_id,
+        occurrence_task_id(Uuid::from_u128(99), Uuid::from_u128(1), t(T0))
+    );
+    assert!(fire
+        .message
+        .payload
+        .contains("\"belfry_scheduled_at\":\"2025-01-01T00:00:00Z\""));
+}
+
+#[test]
+fn catch_up_all_fires_every_missed_occurrence_oldest_first() {
+    let state = state_with(CatchupRule::All, 3600);
+    let plan = run(&state, t(T0) + Duration::seconds(601));
+    assert_eq!(
+        fired(&plan),
+        (0..=10)
+            .map(|m| t(T0) + Duration::minutes(m))
+            .collect::<Vec<_>>()
+    );
+    assert!(plan.skips.is_empty());
+}
+
+#[test]
+fn catch_up_latest_fires_the_newest_and_records_the_rest() {
+    let state = state_with(CatchupRule::Latest, 3600);
+    let plan = run(&state, t(T0) + Duration::seconds(630));
+    assert_eq!(fired(&plan), [t(T0) + Duration::minutes(10)]);
+    assert_eq!(plan.skips.len(), 1);
+    let skip = &plan.skips[0];
+    assert_eq!(
+        (skip.reason, skip.count, skip.scheduled_at),
+        (
+            SkipReason::SupersededByLatest,
+            10,
+            t(T0) + Duration::minutes(9)
+        )
+    );
+}
+
+#[test]
+fn catch_up_none_skips_the_missed_and_keeps_the_on_time() {
+    let state = state_with(CatchupRule::None, 3600);
+    // 00:10:00 is 1 s late: inside the grace, so on time.
+    let plan = run(&state, t(T0) + Duration::seconds(601));
+    assert_eq!(fired(&plan), [t(T0) + Duration::minutes(10)]);
+    let skip = &plan.skips[0];
+    assert_eq!((skip.reason, skip.count), (SkipReason::CatchupNone, 10));
+}
+
+#[test]
+fn occurrences_older_than_the_window_are_skipped_whatever_the_rule() {
+    let state = state_with(CatchupRule::All, 300);
+    let plan = run(&state, t(T0) + Duration::seconds(601));
+    // Window starts at 00:05:01: 00:00..00:05 are outside it.
+    let skip = &plan.skips[0];
+    assert_eq!(
+        (skip.reason, skip.count, skip.scheduled_at),
+        (
+            SkipReason::OutsideCatchupWindow,
+            6,
+            t(T0) + Duration::minutes(5)
+        )
+    );
+    assert_eq!(
+        fired(&plan),
+        (6..=10)
+            .map(|m| t(T0) + Duration::minutes(m))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn applying_the_plan_moves_the_schedule_forward() {
+    let mut state = state_with(CatchupRule::Latest, 3600);
+    let now = t(T0) + Duration::seconds(630);
+    let plan = run(&state, now);
+    state.apply(&Command::Fire {
+        fires: plan.fires,
+        skips: plan.skips,
+        at: now,
+    });
+    let record = &state.schedules["s"];
+    assert_eq!((record.fired, record.skipped), (1, 10));
+    assert!(run(&state, now).is_empty());
+    assert_eq!(
+        run(&state, now).wake_at,
+        Some(t(T0) + Duration::minutes(11) - Duration::milliseconds(200))
+    );
+}
+
+#[test]
+fn a_pass_is_bounded() {
+    let mut state = StateData::default();
+    for i in 0..20 {
+        let mut def = state_with(CatchupRule::All, 3600).schedules["s"]
+            .def
+            .clone();
+        def.name = format!("s{i}");
+        state.apply(&Command::Put {
+            def,
+            expected_revision: None,
+            incarnation: Uuid::from_u128(i),
+            at: t(T0),
+        });
+    }
+    let encoder = Encoder {
+        origin: "test".into(),
+        layout: KombuLayout::default(),
+    };
+    let config = PlanConfig {
+        max_fires: 10,
+        ..PlanConfig::default()
+    };
+    let plan = plan(&state, t(T0), &config, &encoder, Uuid::nil());
+    assert_eq!(plan.fires.len(), 10);
+    assert_eq!(plan.wake_at, Some(t(T0)));
+}

@@ -1,0 +1,199 @@
+//! Schedules declared in a TOML file (`[[schedule]]` entries), and reconciling them into the
+//! replicated state.
+//!
+//! Owns the file format and the diff against the state. An invalid file is refused whole, with
+//! the entry and field named, and changes nothing. Schedules the file manages carry the label
+//! `belfry.io/source = "file"`; one removed from the file is deleted, others are never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::celery::TaskOptions;
+use crate::schedule::{parse_every, SpecInput};
+use crate::state::validate::validate_def;
+use crate::state::{CatchupPolicy, CatchupRule, Command, ScheduleDef, StateData};
+
+/// The label marking schedules this file manages.
+pub const SOURCE_LABEL: &str = "belfry.io/source";
+const SOURCE_FILE: &str = "file";
+
+/// Why a schedules file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: schedule {name:?}: {reason}")]
+    Invalid {
+        path: String,
+        name: String,
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchedules {
+    #[serde(default)]
+    schedule: Vec<FileSchedule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchedule {
+    name: String,
+    task: String,
+    every: Option<String>,
+    anchor: Option<String>,
+    cron: Option<String>,
+    crontab: Option<String>,
+    once: Option<String>,
+    tz: Option<String>,
+    start_at: Option<String>,
+    end_at: Option<String>,
+    #[serde(default)]
+    args: Vec<Value>,
+    #[serde(default)]
+    kwargs: Map<String, Value>,
+    #[serde(default)]
+    options: TaskOptions,
+    #[serde(default)]
+    catchup: FileCatchup,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    description: String,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileCatchup {
+    #[serde(default)]
+    policy: CatchupRule,
+    /// A duration such as `1h` or `30m`.
+    window: Option<String>,
+}
+
+/// Loads and validates every entry of `path`; any problem refuses the whole file.
+pub fn load(path: &Path, now: DateTime<Utc>) -> Result<Vec<ScheduleDef>, FileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse(&shown, &text, now)
+}
+
+/// Parses and validates schedules from TOML text (`path` only names it in errors).
+pub fn parse(path: &str, text: &str, now: DateTime<Utc>) -> Result<Vec<ScheduleDef>, FileError> {
+    let file: FileSchedules = toml::from_str(text).map_err(|e| FileError::Parse {
+        path: path.to_string(),
+        message: e.to_string().lines().collect::<Vec<_>>().join(" "),
+    })?;
+    let mut seen = BTreeSet::new();
+    let mut defs = Vec::with_capacity(file.schedule.len());
+    for entry in file.schedule {
+        let name = entry.name.clone();
+        let invalid = |reason: String| FileError::Invalid {
+            path: path.to_string(),
+            name: name.clone(),
+            reason,
+        };
+        if !seen.insert(name.clone()) {
+            return Err(invalid("declared twice".into()));
+        }
+        let window_secs = match &entry.catchup.window {
+            Some(window) => parse_every(window)
+                .map_err(|e| invalid(format!("catchup.window: {}", e.reason)))?
+                .num_seconds() as u64,
+            None => CatchupPolicy::default().window_secs,
+        };
+        let mut labels = entry.labels;
+        labels.insert(SOURCE_LABEL.into(), SOURCE_FILE.into());
+        let def = ScheduleDef {
+            name: entry.name,
+            task: entry.task,
+            spec: SpecInput {
+                every: entry.every,
+                anchor: entry.anchor,
+                cron: entry.cron,
+                crontab: entry.crontab,
+                once: entry.once,
+                tz: entry.tz,
+                start_at: entry.start_at,
+                end_at: entry.end_at,
+            },
+            args: entry.args,
+            kwargs: entry.kwargs,
+            options: entry.options,
+            catchup: CatchupPolicy {
+                rule: entry.catchup.policy,
+                window_secs,
+            },
+            enabled: entry.enabled,
+            labels,
+            description: entry.description,
+        };
+        validate_def(&def, now).map_err(|e| invalid(e.to_string()))?;
+        defs.push(def);
+    }
+    Ok(defs)
+}
+
+/// The commands that bring `state` in line with the file: puts for new or changed entries,
+/// deletes for file-managed schedules no longer declared. `new_incarnation` supplies ids for
+/// creates.
+pub fn reconcile(
+    state: &StateData,
+    declared: &[ScheduleDef],
+    now: DateTime<Utc>,
+    mut new_incarnation: impl FnMut() -> uuid::Uuid,
+) -> Vec<Command> {
+    let mut commands = Vec::new();
+    let names: BTreeSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+    for def in declared {
+        let current = state.schedules.get(&def.name);
+        if current.is_some_and(|record| &record.def == def) {
+            continue;
+        }
+        commands.push(Command::Put {
+            def: def.clone(),
+            expected_revision: current.map(|record| record.revision),
+            incarnation: new_incarnation(),
+            at: now,
+        });
+    }
+    for (name, record) in &state.schedules {
+        let managed = record
+            .def
+            .labels
+            .get(SOURCE_LABEL)
+            .is_some_and(|v| v == SOURCE_FILE);
+        if managed && !names.contains(name.as_str()) {
+            commands.push(Command::Delete {
+                name: name.clone(),
+                expected_revision: Some(record.revision),
+                at: now,
+            });
+        }
+    }
+    commands
+}
+
+#[cfg(test)]
+mod tests;

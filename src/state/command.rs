@@ -1,0 +1,199 @@
+//! Commands written through Raft and the results of applying them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::celery::{Encoded, TaskOptions};
+use crate::schedule::SpecInput;
+
+/// What happens to occurrences a leader finds already past due (after an election, or a
+/// resume).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchupRule {
+    /// Every missed occurrence inside the window, oldest first.
+    #[default]
+    All,
+    /// Only the newest missed occurrence.
+    Latest,
+    /// None of them; the next one runs on time.
+    None,
+}
+
+/// A schedule's catch-up policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatchupPolicy {
+    pub rule: CatchupRule,
+    /// Occurrences older than this (seconds) are skipped whatever the rule.
+    pub window_secs: u64,
+}
+
+impl Default for CatchupPolicy {
+    fn default() -> Self {
+        CatchupPolicy {
+            rule: CatchupRule::All,
+            window_secs: 3600,
+        }
+    }
+}
+
+/// A schedule as a user defines it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleDef {
+    pub name: String,
+    /// The registered Celery task name.
+    pub task: String,
+    pub spec: SpecInput,
+    #[serde(default)]
+    pub args: Vec<Value>,
+    #[serde(default)]
+    pub kwargs: Map<String, Value>,
+    #[serde(default)]
+    pub options: TaskOptions,
+    #[serde(default)]
+    pub catchup: CatchupPolicy,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One occurrence the leader intends to dispatch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FireItem {
+    pub schedule: String,
+    pub incarnation: Uuid,
+    pub scheduled_at: DateTime<Utc>,
+    pub task_id: Uuid,
+    pub message: Encoded,
+    /// An out-of-schedule run asked for by a person: does not advance `last_fire`.
+    #[serde(default)]
+    pub manual: bool,
+}
+
+/// Why an occurrence was not dispatched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Older than the schedule's catch-up window when a leader found it.
+    OutsideCatchupWindow,
+    /// Policy `latest`: a newer missed occurrence was dispatched instead.
+    SupersededByLatest,
+    /// Policy `none`: missed occurrences are not dispatched.
+    CatchupNone,
+    /// The message could not be rendered (never expected for a validated schedule).
+    InvalidMessage,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SkipReason::OutsideCatchupWindow => "outside the catch-up window",
+            SkipReason::SupersededByLatest => "superseded by a later occurrence (catch-up: latest)",
+            SkipReason::CatchupNone => "missed (catch-up: none)",
+            SkipReason::InvalidMessage => "the Celery message could not be rendered",
+        })
+    }
+}
+
+/// Occurrences the leader decided not to dispatch, with the reason: `count` consecutive ones
+/// ending with the one at `scheduled_at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkipItem {
+    pub schedule: String,
+    pub incarnation: Uuid,
+    pub scheduled_at: DateTime<Utc>,
+    pub reason: SkipReason,
+    #[serde(default = "one")]
+    pub count: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A change to replicated state. `at` is the proposing leader's wall clock.
+// Commands are short-lived messages on their way into the log; their size in memory does not
+// matter, so the large `Put` variant stays unboxed.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create (when `expected_revision` is `Some(0)` or absent and the name is free) or replace a
+    /// schedule. A create takes `incarnation`; a replace keeps the schedule's.
+    Put {
+        def: ScheduleDef,
+        expected_revision: Option<u64>,
+        incarnation: Uuid,
+        at: DateTime<Utc>,
+    },
+    Delete {
+        name: String,
+        expected_revision: Option<u64>,
+        at: DateTime<Utc>,
+    },
+    /// Pause (`enabled: false`) or resume a schedule. A resume restarts its plan from `at`
+    /// according to its catch-up policy.
+    SetEnabled {
+        name: String,
+        enabled: bool,
+        at: DateTime<Utc>,
+    },
+    /// Intents to dispatch, and skips, decided together.
+    Fire {
+        fires: Vec<FireItem>,
+        skips: Vec<SkipItem>,
+        at: DateTime<Utc>,
+    },
+    /// These task ids are in Redis: drop them from the outbox and record the runs.
+    Ack {
+        task_ids: Vec<Uuid>,
+        /// `true` when Redis already had the marker (another push delivered it).
+        already_sent: Vec<Uuid>,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Why a command changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("schedule {0:?} not found")]
+    NotFound(String),
+    #[error("schedule {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("schedule {name:?} is at revision {actual}, not {expected}")]
+    StaleRevision {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The outcome of applying one command.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// A membership change or blank entry.
+    #[default]
+    Empty,
+    /// The schedule's revision after a put, delete or pause/resume.
+    Revision(u64),
+    /// How many fires were accepted (the others were stale or repeated) and skips recorded.
+    Fired {
+        accepted: u32,
+        skipped: u32,
+    },
+    /// How many outbox entries were acknowledged.
+    Acked(u32),
+    Rejected(Rejection),
+}

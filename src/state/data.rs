@@ -1,0 +1,393 @@
+//! The replicated data and the deterministic application of commands to it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::command::{
+    Command, CommandResult, FireItem, Rejection, ScheduleDef, SkipItem, SkipReason,
+};
+use crate::celery::Encoded;
+use crate::schedule::Spec;
+
+/// Recent runs kept per schedule (bounded so a million schedules stay small).
+pub const HISTORY_LEN: usize = 10;
+
+/// What became of one occurrence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Committed, not yet confirmed in Redis.
+    Pending,
+    /// Confirmed in Redis.
+    Sent,
+    /// Redis already held it (an earlier push delivered it).
+    AlreadySent,
+    /// Not dispatched, for the reason given.
+    Skipped(SkipReason),
+}
+
+/// One entry of a schedule's recent history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub scheduled_at: DateTime<Utc>,
+    pub task_id: Option<Uuid>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub outcome: RunOutcome,
+    pub manual: bool,
+}
+
+/// A schedule with its bookkeeping and run state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleRecord {
+    pub def: ScheduleDef,
+    pub revision: u64,
+    /// New on every create: occurrences of a re-created schedule get new task ids.
+    pub incarnation: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Occurrences at or before this instant never count (creation or last spec change).
+    pub plan_from: DateTime<Utc>,
+    /// The scheduled instant of the newest committed (fired or skipped) occurrence.
+    pub last_fire: Option<DateTime<Utc>>,
+    pub fired: u64,
+    pub skipped: u64,
+    pub delivered: u64,
+    pub history: VecDeque<RunRecord>,
+    /// The parsed spec (derived from `def.spec` and `created_at`).
+    #[serde(skip)]
+    spec: Option<Spec>,
+    /// The next occurrence to plan (derived).
+    #[serde(skip)]
+    pub next: Option<DateTime<Utc>>,
+}
+
+impl ScheduleRecord {
+    pub fn spec(&self) -> Option<&Spec> {
+        self.spec.as_ref()
+    }
+
+    fn derive(&mut self) {
+        self.spec = Spec::parse(&self.def.spec, self.created_at).ok();
+        let floor = match self.last_fire {
+            Some(last) => last.max(self.plan_from - Duration::milliseconds(1)),
+            None => self.plan_from - Duration::milliseconds(1),
+        };
+        self.next = self
+            .spec
+            .as_ref()
+            .filter(|_| self.def.enabled)
+            .and_then(|spec| spec.next_after(floor));
+    }
+
+    fn remember(&mut self, record: RunRecord) {
+        if self.history.len() == HISTORY_LEN {
+            self.history.pop_front();
+        }
+        self.history.push_back(record);
+    }
+}
+
+/// A committed occurrence waiting for confirmation that it is in Redis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Commit order: the outbox drains oldest first.
+    pub seq: u64,
+    pub schedule: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub task_id: Uuid,
+    pub message: Encoded,
+    pub committed_at: DateTime<Utc>,
+}
+
+/// Everything replicated, plus indexes derived from it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StateData {
+    pub schedules: BTreeMap<String, ScheduleRecord>,
+    pub outbox: BTreeMap<Uuid, OutboxEntry>,
+    pub outbox_seq: u64,
+    /// (next occurrence, schedule name) of every enabled schedule: what the dispatcher plans from.
+    #[serde(skip)]
+    pub due: BTreeSet<(DateTime<Utc>, String)>,
+}
+
+impl StateData {
+    /// Rebuilds derived fields after deserializing a snapshot.
+    pub fn rebuild_indexes(&mut self) {
+        self.due.clear();
+        for (name, record) in self.schedules.iter_mut() {
+            record.derive();
+            if let Some(next) = record.next {
+                self.due.insert((next, name.clone()));
+            }
+        }
+    }
+
+    /// Outbox entries in commit order.
+    pub fn outbox_in_order(&self) -> Vec<&OutboxEntry> {
+        let mut entries: Vec<&OutboxEntry> = self.outbox.values().collect();
+        entries.sort_by_key(|e| e.seq);
+        entries
+    }
+
+    /// Re-derives one schedule's plan and keeps the due index in step.
+    fn replan(&mut self, name: &str) {
+        let Some(record) = self.schedules.get_mut(name) else {
+            return;
+        };
+        if let Some(old) = record.next {
+            self.due.remove(&(old, name.to_string()));
+        }
+        record.derive();
+        if let Some(next) = record.next {
+            self.due.insert((next, name.to_string()));
+        }
+    }
+
+    fn remove_schedule(&mut self, name: &str) -> Option<ScheduleRecord> {
+        let record = self.schedules.remove(name)?;
+        if let Some(next) = record.next {
+            self.due.remove(&(next, name.to_string()));
+        }
+        Some(record)
+    }
+
+    /// Applies one command. Deterministic: everything comes from the command and the state.
+    pub fn apply(&mut self, command: &Command) -> CommandResult {
+        let outcome = match command {
+            Command::Put {
+                def,
+                expected_revision,
+                incarnation,
+                at,
+            } => self.put(def, *expected_revision, *incarnation, *at),
+            Command::Delete {
+                name,
+                expected_revision,
+                ..
+            } => self.delete(name, *expected_revision),
+            Command::SetEnabled { name, enabled, at } => self.set_enabled(name, *enabled, *at),
+            Command::Fire { fires, skips, at } => Ok(self.fire(fires, skips, *at)),
+            Command::Ack {
+                task_ids,
+                already_sent,
+                at,
+            } => Ok(self.ack(task_ids, already_sent, *at)),
+        };
+        outcome.unwrap_or_else(CommandResult::Rejected)
+    }
+
+    fn check_revision(name: &str, expected: Option<u64>, actual: u64) -> Result<(), Rejection> {
+        match expected {
+            Some(expected) if expected != actual => Err(Rejection::StaleRevision {
+                name: name.to_string(),
+                expected,
+                actual,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn put(
+        &mut self,
+        def: &ScheduleDef,
+        expected: Option<u64>,
+        incarnation: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<CommandResult, Rejection> {
+        Spec::parse(&def.spec, at).map_err(|e| Rejection::Invalid(e.to_string()))?;
+        let name = def.name.clone();
+        let revision = match self.schedules.get_mut(&name) {
+            None => {
+                if expected.is_some_and(|r| r != 0) {
+                    return Err(Rejection::NotFound(name));
+                }
+                self.schedules.insert(
+                    name.clone(),
+                    ScheduleRecord {
+                        def: def.clone(),
+                        revision: 1,
+                        incarnation,
+                        created_at: at,
+                        updated_at: at,
+                        plan_from: at,
+                        last_fire: None,
+                        fired: 0,
+                        skipped: 0,
+                        delivered: 0,
+                        history: VecDeque::new(),
+                        spec: None,
+                        next: None,
+                    },
+                );
+                1
+            }
+            Some(record) => {
+                if expected == Some(0) {
+                    return Err(Rejection::AlreadyExists(name));
+                }
+                Self::check_revision(&name, expected, record.revision)?;
+                if record.def.spec != def.spec {
+                    // A new spec counts from now: no backfill of instants it would have had.
+                    record.plan_from = at;
+                }
+                record.def = def.clone();
+                record.revision += 1;
+                record.updated_at = at;
+                record.revision
+            }
+        };
+        self.replan(&name);
+        Ok(CommandResult::Revision(revision))
+    }
+
+    fn delete(&mut self, name: &str, expected: Option<u64>) -> Result<CommandResult, Rejection> {
+        let record = self
+            .schedules
+            .get(name)
+            .ok_or_else(|| Rejection::NotFound(name.to_string()))?;
+        Self::check_revision(name, expected, record.revision)?;
+        let revision = record.revision;
+        self.remove_schedule(name);
+        Ok(CommandResult::Revision(revision))
+    }
+
+    fn set_enabled(
+        &mut self,
+        name: &str,
+        enabled: bool,
+        at: DateTime<Utc>,
+    ) -> Result<CommandResult, Rejection> {
+        let record = self
+            .schedules
+            .get_mut(name)
+            .ok_or_else(|| Rejection::NotFound(name.to_string()))?;
+        if record.def.enabled != enabled {
+            record.def.enabled = enabled;
+            record.revision += 1;
+            record.updated_at = at;
+        }
+        let revision = record.revision;
+        self.replan(name);
+        Ok(CommandResult::Revision(revision))
+    }
+
+    /// Accepts an occurrence only if it is newer than the schedule's `last_fire` for the same
+    /// incarnation, so a repeated or stale proposal changes nothing. Manual runs are always
+    /// accepted once (their task id is their identity).
+    fn fire(&mut self, fires: &[FireItem], skips: &[SkipItem], at: DateTime<Utc>) -> CommandResult {
+        enum Item<'a> {
+            Fire(&'a FireItem),
+            Skip(&'a SkipItem),
+        }
+        let mut items: Vec<(DateTime<Utc>, Item)> = fires
+            .iter()
+            .map(|f| (f.scheduled_at, Item::Fire(f)))
+            .chain(skips.iter().map(|s| (s.scheduled_at, Item::Skip(s))))
+            .collect();
+        items.sort_by_key(|(instant, _)| *instant);
+        let (mut accepted, mut skipped) = (0u32, 0u32);
+        let mut touched = BTreeSet::new();
+        for (_, item) in items {
+            let (name, incarnation, scheduled_at, manual) = match item {
+                Item::Fire(f) => (&f.schedule, f.incarnation, f.scheduled_at, f.manual),
+                Item::Skip(s) => (&s.schedule, s.incarnation, s.scheduled_at, false),
+            };
+            let Some(record) = self.schedules.get_mut(name) else {
+                continue;
+            };
+            let fresh = record.last_fire.is_none_or(|last| scheduled_at > last);
+            if record.incarnation != incarnation || !(fresh || manual) {
+                continue;
+            }
+            if let Item::Fire(f) = item {
+                if manual && self.outbox.contains_key(&f.task_id) {
+                    continue;
+                }
+            }
+            if !manual {
+                record.last_fire = Some(scheduled_at);
+            }
+            match item {
+                Item::Fire(f) => {
+                    record.fired += 1;
+                    record.remember(RunRecord {
+                        scheduled_at,
+                        task_id: Some(f.task_id),
+                        dispatched_at: None,
+                        outcome: RunOutcome::Pending,
+                        manual,
+                    });
+                    self.outbox_seq += 1;
+                    self.outbox.insert(
+                        f.task_id,
+                        OutboxEntry {
+                            seq: self.outbox_seq,
+                            schedule: name.clone(),
+                            scheduled_at,
+                            task_id: f.task_id,
+                            message: f.message.clone(),
+                            committed_at: at,
+                        },
+                    );
+                    accepted += 1;
+                }
+                Item::Skip(s) => {
+                    record.skipped += s.count;
+                    record.remember(RunRecord {
+                        scheduled_at,
+                        task_id: None,
+                        dispatched_at: None,
+                        outcome: RunOutcome::Skipped(s.reason),
+                        manual: false,
+                    });
+                    skipped += u32::try_from(s.count).unwrap_or(u32::MAX);
+                }
+            }
+            touched.insert(name.clone());
+        }
+        for name in touched {
+            self.replan(&name);
+        }
+        CommandResult::Fired { accepted, skipped }
+    }
+
+    fn ack(
+        &mut self,
+        task_ids: &[Uuid],
+        already_sent: &[Uuid],
+        at: DateTime<Utc>,
+    ) -> CommandResult {
+        let mut acked = 0u32;
+        let duplicate: BTreeSet<&Uuid> = already_sent.iter().collect();
+        for task_id in task_ids.iter().chain(already_sent.iter()) {
+            let Some(entry) = self.outbox.remove(task_id) else {
+                continue;
+            };
+            acked += 1;
+            let Some(record) = self.schedules.get_mut(&entry.schedule) else {
+                continue;
+            };
+            record.delivered += 1;
+            if let Some(run) = record
+                .history
+                .iter_mut()
+                .rev()
+                .find(|r| r.task_id == Some(*task_id))
+            {
+                run.dispatched_at = Some(at);
+                run.outcome = if duplicate.contains(task_id) {
+                    RunOutcome::AlreadySent
+                } else {
+                    RunOutcome::Sent
+                };
+            }
+        }
+        CommandResult::Acked(acked)
+    }
+}
+
+#[cfg(test)]
+mod tests;

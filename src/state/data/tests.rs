@@ -1,0 +1,360 @@
+//! Apply, command by command: revisions, the monotonic `last_fire` rule, the outbox and history.
+
+use super::*;
+use crate::celery::TaskOptions;
+use crate::schedule::SpecInput;
+use crate::state::command::{
+    CatchupPolicy, Command, CommandResult, FireItem, Rejection, ScheduleDef, SkipItem, SkipReason,
+};
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn def(name: &str, every: &str) -> ScheduleDef {
+    ScheduleDef {
+        name: name.into(),
+        task: "tasks.tick".into(),
+        spec: SpecInput {
+            every: Some(every.into()),
+            ..Default::default()
+        },
+        args: vec![],
+        kwargs: Default::default(),
+        options: TaskOptions::default(),
+        catchup: CatchupPolicy::default(),
+        enabled: true,
+        labels: Default::default(),
+        description: String::new(),
+    }
+}
+
+fn put(state: &mut StateData, def: ScheduleDef, expected: Option<u64>, at: &str) -> CommandResult {
+    state.apply(&Command::Put {
+        def,
+        expected_revision: expected,
+        incarnation: Uuid::from_u128(7),
+        at: t(at),
+    })
+}
+
+fn fire_item(name: &str, at: &str, id: u128) -> FireItem {
+    FireItem {
+        schedule: name.into(),
+        incarnation: Uuid::from_u128(7),
+        scheduled_at: t(at),
+        task_id: Uuid::from_u128(id),
+        message: Encoded {
+            list_key: "celery".into(),
+            payload: format!("m{id}"),
+        },
+        manual: false,
+    }
+}
+
+fn fire(state: &mut StateData, fires: Vec<FireItem>, skips: Vec<SkipItem>) -> CommandResult {
+    state.apply(&Command::Fire {
+        fires,
+        skips,
+        at: t("2025-01-01T00:10:00Z"),
+    })
+}
+
+#[test]
+fn create_update_and_delete_follow_revisions() {
+    let mut s = StateData::default();
+    assert_eq!(
+        put(&mut s, def("a", "1m"), Some(0), "2025-01-01T00:00:00Z"),
+        CommandResult::Revision(1)
+    );
+    assert_eq!(
+        put(&mut s, def("a", "1m"), Some(0), "2025-01-01T00:00:00Z"),
+        CommandResult::Rejected(Rejection::AlreadyExists("a".into()))
+    );
+    assert_eq!(
+        put(&mut s, def("a", "2m"), Some(5), "2025-01-01T00:00:00Z"),
+        CommandResult::Rejected(Rejection::StaleRevision {
+            name: "a".into(),
+            expected: 5,
+            actual: 1
+        })
+    );
+    assert_eq!(
+        put(&mut s, def("a", "2m"), Some(1), "2025-01-01T00:01:00Z"),
+        CommandResult::Revision(2)
+    );
+    assert_eq!(
+        put(&mut s, def("a", "3m"), None, "2025-01-01T00:02:00Z"),
+        CommandResult::Revision(3)
+    );
+    assert_eq!(
+        put(&mut s, def("b", "1m"), Some(3), "2025-01-01T00:00:00Z"),
+        CommandResult::Rejected(Rejection::NotFound("b".into()))
+    );
+    let delete = |s: &mut StateData, expected| {
+        s.apply(&Command::Delete {
+            name: "a".into(),
+            expected_revision: expected,
+            at: t("2025-01-01T00:03:00Z"),
+        })
+    };
+    assert!(matches!(
+        delete(&mut s, Some(1)),
+        CommandResult::Rejected(Rejection::StaleRevision { .. })
+    ));
+    assert_eq!(delete(&mut s, Some(3)), CommandResult::Revision(3));
+    assert!(s.schedules.is_empty() && s.due.is_empty());
+    assert_eq!(
+        delete(&mut s, None),
+        CommandResult::Rejected(Rejection::NotFound("a".into()))
+    );
+}
+
+#[test]
+fn an_invalid_spec_is_rejected_at_apply_too() {
+    let mut s = StateData::default();
+    let mut bad = def("a", "1m");
+    bad.spec = SpecInput {
+        cron: Some("0 0 30 2 *".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        put(&mut s, bad, None, "2025-01-01T00:00:00Z"),
+        CommandResult::Rejected(Rejection::Invalid(_))
+    ));
+    assert!(s.schedules.is_empty());
+}
+
+#[test]
+fn the_due_index_tracks_the_next_occurrence() {
+    let mut s = StateData::default();
+    put(&mut s, def("a", "1m"), None, "2025-01-01T00:00:00Z");
+    // An interval anchored at creation fires at creation first.
+    assert_eq!(
+        s.due.first(),
+        Some(&(t("2025-01-01T00:00:00Z"), "a".to_string()))
+    );
+    fire(
+        &mut s,
+        vec![fire_item("a", "2025-01-01T00:00:00Z", 1)],
+        vec![],
+    );
+    assert_eq!(
+        s.due.iter().collect::<Vec<_>>(),
+        [&(t("2025-01-01T00:01:00Z"), "a".to_string())]
+    );
+}
+
+#[test]
+fn a_fire_is_accepted_once_and_only_forward() {
+    let mut s = StateData::default();
+    put(&mut s, def("a", "1m"), None, "2025-01-01T00:00:00Z");
+    let first = fire_item("a", "2025-01-01T00:01:00Z", 1);
+    assert_eq!(
+        fire(&mut s, vec![first.clone()], vec![]),
+        CommandResult::Fired {
+            accepted: 1,
+            skipped: 0
+        }
+    );
+    // The same proposal again (a retried or stale leader): nothing changes.
+    assert_eq!(
+        fire(&mut s, vec![first], vec![]),
+        CommandResult::Fired {
+            accepted: 0,
+            skipped: 0
+        }
+    );
+    // Older than last_fire: refused.
+    assert_eq!(
+        fire(
+            &mut s,
+            vec![fire_item("a", "2025-01-01T00:00:00Z", 2)],
+            vec![]
+        ),
+        CommandResult::Fired {
+            accepted: 0,
+            skipped: 0
+        }
+    );
+    // Another incarnation (the schedule was deleted and re-created): refused.
+    let mut other = fire_item("a", "2025-01-01T00:02:00Z", 3);
+    other.incarnation = Uuid::from_u128(8);
+    assert_eq!(
+        fire(&mut s, vec![other], vec![]),
+        CommandResult::Fired {
+            accepted: 0,
+            skipped: 0
+        }
+    );
+    assert_eq!(s.outbox.len(), 1);
+    let record = &s.schedules["a"];
+    assert_eq!(
+        (record.fired, record.last_fire),
+        (1, Some(t("2025-01-01T00:01:00Z")))
+    );
+}
+
+#[test]
+fn skips_advance_and_are_recorded_with_their_reason() {
+    let mut s = StateData::default();
+    put(&mut s, def("a", "1m"), None, "2025-01-01T00:00:00Z");
+    let skip = SkipItem {
+        schedule: "a".into(),
+        incarnation: Uuid::from_u128(7),
+        scheduled_at: t("2025-01-01T00:00:00Z"),
+        reason: SkipReason::SupersededByLatest,
+        count: 1,
+    };
+    let result = fire(
+        &mut s,
+        vec![fire_item("a", "2025-01-01T00:01:00Z", 1)],
+        vec![skip],
+    );
+    assert_eq!(
+        result,
+        CommandResult::Fired {
+            accepted: 1,
+            skipped: 1
+        }
+    );
+    let record = &s.schedules["a"];
+    assert_eq!(record.skipped, 1);
+    assert_eq!(
+        record.history[0].outcome,
+        RunOutcome::Skipped(SkipReason::SupersededByLatest)
+    );
+    assert_eq!(record.history[1].outcome, RunOutcome::Pending);
+}
+
+#[test]
+fn acks_empty_the_outbox_and_complete_the_history() {
+    let mut s = StateData::default();
+    put(&mut s, def("a", "1m"), None, "2025-01-01T00:00:00Z");
+    fire(
+        &mut s,
+        vec![
+            fire_item("a", "2025-01-01T00:00:00Z", 1),
+            fire_item("a", "2025-01-01T00:01:00Z", 2),
+        ],
+        vec![],
+    );
+    assert_eq!(
+        s.outbox_in_order()
+            .iter()
+            .map(|e| e.task_id)
+            .collect::<Vec<_>>(),
+        [Uuid::from_u128(1), Uuid::from_u128(2)]
+    );
+    let ack = Command::Ack {
+        task_ids: vec![Uuid::from_u128(1)],
+        already_sent: vec![Uuid::from_u128(2)],
+        at: t("2025-01-01T00:01:00.005Z"),
+    };
+    assert_eq!(s.apply(&ack), CommandResult::Acked(2));
+    assert_eq!(s.apply(&ack), CommandResult::Acked(0));
+    assert!(s.outbox.is_empty());
+    let history = &s.schedules["a"].history;
+    assert_eq!(history[0].outcome, RunOutcome::Sent);
+    assert_eq!(history[1].outcome, RunOutcome::AlreadySent);
+    assert_eq!(
+        history[0].dispatched_at,
+        Some(t("2025-01-01T00:01:00.005Z"))
+    );
+}
+
+#[test]
+fn history_is_bounded() {
+    let mut s = StateData::default();
+    put(&mut s, def("a", "1s"), None, "2025-01-01T00:00:00Z");
+    let fires = (0..25)
+        .map(|i| fire_item("a", &format!("2025-01-01T00:00:{i:02}Z"), i as u128 + 1))
+        .collect();
+    fire(&mut s, fires, vec![]);
+    assert_eq!(s.schedules["a"].history.len(), HISTORY_LEN);
+    assert_eq!(
+        s.schedules["a"].history.back().unwrap().scheduled_at,
+        t("2025-01-01T00:00:24Z")
+    );
+}
+
+#[test]
+fn pause_leaves_the_plan_and_resume_returns_to_it() {
+    let mut s = StateData::default();
+    put(&mut s, def("a", "1m"), None, "2025-01-01T00:00:00Z");
+    fire(
+        &mut s,
+        vec![fire_item("a", "2025-01-01T00:00:00Z", 1)],
+        vec![],
+    );
+    let set = |s: &mut StateData, enabled| {
+        s.apply(&Command::SetEnabled {
+            name: "a".into(),
+            enabled,
+            at: t("2025-01-01T00:05:00Z"),
+        })
+    };
+    assert_eq!(set(&mut s, false), CommandResult::Revision(2));
+    assert!(s.due.is_empty());
+    assert_eq!(set(&mut s, true), CommandResult::Revision(3));
+    // The occurrences missed while paused are still there for the catch-up policy to judge.
+    assert_eq!(
+        s.due.first(),
+        Some(&(t("2025-01-01T00:01:00Z"), "a".to_string()))
+    );
+}
+
+#[test]
+fn a_changed_spec_counts_from_the_change() {
+    let mut s = StateData::default();
+    put(&mut s, def("a", "1m"), None, "2025-01-01T00:00:00Z");
+    let mut cron = def("a", "1m");
+    cron.spec = SpecInput {
+        cron: Some("*/10 * * * *".into()),
+        ..Default::default()
+    };
+    put(&mut s, cron, None, "2025-01-01T05:03:00Z");
+    assert_eq!(
+        s.due.first(),
+        Some(&(t("2025-01-01T05:10:00Z"), "a".to_string()))
+    );
+}
+
+#[test]
+fn snapshots_round_trip_and_apply_is_deterministic() {
+    let commands = [
+        Command::Put {
+            def: def("a", "1m"),
+            expected_revision: None,
+            incarnation: Uuid::from_u128(7),
+            at: t("2025-01-01T00:00:00Z"),
+        },
+        Command::Put {
+            def: def("b", "30s"),
+            expected_revision: None,
+            incarnation: Uuid::from_u128(9),
+            at: t("2025-01-01T00:00:10Z"),
+        },
+        Command::Fire {
+            fires: (0..50)
+                .map(|i| fire_item("a", &format!("2025-01-01T00:{i:02}:00Z"), 1000 - i as u128))
+                .collect(),
+            skips: vec![],
+            at: t("2025-01-01T00:00:00Z"),
+        },
+    ];
+    let run = || {
+        let mut s = StateData::default();
+        let results: Vec<CommandResult> = commands.iter().map(|c| s.apply(c)).collect();
+        (s, results)
+    };
+    let (first, results_a) = run();
+    let (second, results_b) = run();
+    assert_eq!(results_a, results_b);
+    let bytes = serde_json::to_vec(&first).unwrap();
+    assert_eq!(bytes, serde_json::to_vec(&second).unwrap());
+    let mut restored: StateData = serde_json::from_slice(&bytes).unwrap();
+    restored.rebuild_indexes();
+    assert_eq!(restored.due, first.due);
+    assert_eq!(restored.schedules, first.schedules);
+}

@@ -1,0 +1,280 @@
+//! The state machine as openraft sees it: applying entries to `StateData`, building, saving and
+//! installing snapshots.
+//!
+//! The state lives in memory; durability comes from the Raft log plus a snapshot file written
+//! atomically (temp file, fsync, rename). On start the last snapshot is loaded and openraft
+//! re-applies the committed log after it. Readers (dispatcher, API) share the state through
+//! `StateHandle` and are woken through `changes()`.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, SnapshotMeta,
+    StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, RwLock};
+
+use super::command::CommandResult;
+use super::data::StateData;
+use crate::raft::{storage_error, NodeId, StorageError, TypeConfig};
+
+const SNAPSHOT_FILE: &str = "snapshot.json";
+
+/// Why the state machine could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("snapshot {path} is unreadable: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The applied state and where it stands in the log.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Applied {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, openraft::BasicNode>,
+    pub data: StateData,
+}
+
+/// Shared, read-mostly access to the applied state.
+pub type StateHandle = Arc<RwLock<Applied>>;
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    /// The serialized `Applied`.
+    data: Vec<u8>,
+}
+
+/// The openraft state machine.
+pub struct StateMachineStore {
+    state: StateHandle,
+    dir: PathBuf,
+    snapshots_built: u64,
+    changed: watch::Sender<u64>,
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl StateMachineStore {
+    /// Opens (creating) `dir` and loads its last snapshot, if any.
+    pub fn open(dir: &Path) -> Result<StateMachineStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let path = dir.join(SNAPSHOT_FILE);
+        let applied = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let file: SnapshotFile =
+                    serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let mut applied: Applied =
+                    serde_json::from_slice(&file.data).map_err(|source| StoreError::Corrupt {
+                        path: path.clone(),
+                        source,
+                    })?;
+                applied.data.rebuild_indexes();
+                applied
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Applied::default(),
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        let (changed, _) = watch::channel(0);
+        Ok(StateMachineStore {
+            state: Arc::new(RwLock::new(applied)),
+            dir: dir.to_path_buf(),
+            snapshots_built: 0,
+            changed,
+        })
+    }
+
+    /// The shared applied state.
+    pub fn handle(&self) -> StateHandle {
+        self.state.clone()
+    }
+
+    /// A receiver that sees a new value after every applied batch.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Writes `file` as the current snapshot: temp file, fsync, rename, fsync of the directory.
+    fn persist(dir: &Path, file: &SnapshotFile) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(file).map_err(std::io::Error::other)?;
+        let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        let mut out = std::fs::File::create(&tmp)?;
+        out.write_all(&bytes)?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// Persists on a blocking thread, reporting failures as openraft storage errors.
+    async fn persist_in_background(
+        dir: PathBuf,
+        file: SnapshotFile,
+    ) -> Result<SnapshotFile, StorageError> {
+        let subject = ErrorSubject::Snapshot(Some(file.meta.signature()));
+        let written =
+            tokio::task::spawn_blocking(move || Self::persist(&dir, &file).map(|_| file)).await;
+        match written {
+            Ok(Ok(file)) => Ok(file),
+            Ok(Err(e)) => Err(storage_error(subject, ErrorVerb::Write, e)),
+            Err(e) => Err(storage_error(subject, ErrorVerb::Write, e)),
+        }
+    }
+}
+
+/// Builds a snapshot from the state at the time it runs.
+pub struct SnapshotBuilder {
+    state: StateHandle,
+    dir: PathBuf,
+    id: u64,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (meta, data) = {
+            let applied = self.state.read().await;
+            let data = serde_json::to_vec(&*applied)
+                .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+            let snapshot_id = match applied.last_applied {
+                Some(log_id) => format!("{}-{}-{}", log_id.leader_id, log_id.index, self.id),
+                None => format!("--{}", self.id),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            };
+            (meta, data)
+        };
+        let file =
+            StateMachineStore::persist_in_background(self.dir.clone(), SnapshotFile { meta, data })
+                .await?;
+        Ok(Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(file.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<
+        (
+            Option<LogId<NodeId>>,
+            StoredMembership<NodeId, openraft::BasicNode>,
+        ),
+        StorageError,
+    > {
+        let applied = self.state.read().await;
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = crate::raft::Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut results = Vec::new();
+        {
+            let mut applied = self.state.write().await;
+            for entry in entries {
+                applied.last_applied = Some(entry.log_id);
+                let result = match entry.payload {
+                    EntryPayload::Blank => CommandResult::Empty,
+                    EntryPayload::Normal(ref command) => applied.data.apply(command),
+                    EntryPayload::Membership(ref membership) => {
+                        applied.membership =
+                            StoredMembership::new(Some(entry.log_id), membership.clone());
+                        CommandResult::Empty
+                    }
+                };
+                results.push(result);
+            }
+        }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshots_built += 1;
+        SnapshotBuilder {
+            state: self.state.clone(),
+            dir: self.dir.clone(),
+            id: self.snapshots_built,
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let read_err = |e: serde_json::Error| {
+            StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e))
+        };
+        let mut applied: Applied = serde_json::from_slice(&data).map_err(read_err)?;
+        applied.data.rebuild_indexes();
+        // The snapshot's meta is authoritative for where it stands.
+        applied.last_applied = meta.last_log_id;
+        applied.membership = meta.last_membership.clone();
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data,
+        };
+        StateMachineStore::persist_in_background(self.dir.clone(), file).await?;
+        *self.state.write().await = applied;
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        // Every snapshot, built or installed, is persisted before it counts: the file is the
+        // current one.
+        let path = self.dir.join(SNAPSHOT_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let file: SnapshotFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+                Ok(Some(Snapshot {
+                    meta: file.meta,
+                    snapshot: Box::new(Cursor::new(file.data)),
+                }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(storage_error(
+                ErrorSubject::Snapshot(None),
+                ErrorVerb::Read,
+                e,
+            )),
+        }
+    }
+}
