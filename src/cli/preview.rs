@@ -22,7 +22,7 @@ pub struct PreviewArgs {
     #[arg(long)]
     crontab: Option<String>,
     /// An anchored interval such as 30s, 15m, 1h30m or 2d.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     every: Option<String>,
     /// A single instant (RFC 3339).
     #[arg(long)]
