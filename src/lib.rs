@@ -5,7 +5,9 @@
 
 pub mod celery;
 pub mod cli;
+pub mod config;
 pub mod dispatch;
+
 pub mod raft;
 pub mod schedule;
 pub mod schedules_file;

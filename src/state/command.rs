@@ -154,6 +154,8 @@ pub enum Command {
         skips: Vec<SkipItem>,
         at: DateTime<Utc>,
     },
+    /// Several commands in one log entry, applied in order (bulk changes to schedules).
+    Batch(Vec<Command>),
     /// These task ids are in Redis: drop them from the outbox and record the runs.
     Ack {
         task_ids: Vec<Uuid>,
@@ -196,4 +198,6 @@ pub enum CommandResult {
     /// How many outbox entries were acknowledged.
     Acked(u32),
     Rejected(Rejection),
+    /// One result per command of a `Batch`.
+    Batch(Vec<CommandResult>),
 }

@@ -170,6 +170,9 @@ impl StateData {
             } => self.delete(name, *expected_revision),
             Command::SetEnabled { name, enabled, at } => self.set_enabled(name, *enabled, *at),
             Command::Fire { fires, skips, at } => Ok(self.fire(fires, skips, *at)),
+            Command::Batch(commands) => Ok(CommandResult::Batch(
+                commands.iter().map(|c| self.apply(c)).collect(),
+            )),
             Command::Ack {
                 task_ids,
                 already_sent,

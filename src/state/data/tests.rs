@@ -358,3 +358,37 @@ fn snapshots_round_trip_and_apply_is_deterministic() {
     assert_eq!(restored.due, first.due);
     assert_eq!(restored.schedules, first.schedules);
 }
+
+#[test]
+fn a_batch_applies_each_command_in_order() {
+    let mut s = StateData::default();
+    let batch = Command::Batch(vec![
+        Command::Put {
+            def: def("a", "1m"),
+            expected_revision: Some(0),
+            incarnation: Uuid::from_u128(1),
+            at: t("2025-01-01T00:00:00Z"),
+        },
+        Command::Put {
+            def: def("a", "1m"),
+            expected_revision: Some(0),
+            incarnation: Uuid::from_u128(2),
+            at: t("2025-01-01T00:00:00Z"),
+        },
+        Command::Put {
+            def: def("b", "1m"),
+            expected_revision: None,
+            incarnation: Uuid::from_u128(3),
+            at: t("2025-01-01T00:00:00Z"),
+        },
+    ]);
+    assert_eq!(
+        s.apply(&batch),
+        CommandResult::Batch(vec![
+            CommandResult::Revision(1),
+            CommandResult::Rejected(Rejection::AlreadyExists("a".into())),
+            CommandResult::Revision(1),
+        ])
+    );
+    assert_eq!(s.schedules.len(), 2);
+}

@@ -1,0 +1,217 @@
+//! Cluster measurements with real `belfry server` processes and a real `redis-server`:
+//!
+//! - `cargo bench --bench cluster -- lag [SCHEDULES] [SECONDS]`: dispatch lateness (scheduled
+//!   instant → message in Redis) with SCHEDULES one-minute intervals spread over the minute,
+//!   and with all of them due at the same second.
+//! - `cargo bench --bench cluster -- failover [TRIALS]`: SIGKILL of the leader → first message
+//!   pushed by the new leader.
+//! - `cargo bench --bench cluster -- memory [SCHEDULES]`: resident memory per schedule.
+//! - `cargo bench --bench cluster -- throughput [SCHEDULES] [SECONDS]`: sustained fires per
+//!   second committed and pushed, with SCHEDULES one-second intervals.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use support::procs::{Consumer, ProcCluster};
+use support::RedisServer;
+
+const QUEUE: &str = "bench";
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn interval_schedules(n: usize, every_secs: i64, t0: DateTime<Utc>, spread: bool) -> String {
+    let mut toml = String::with_capacity(n * 160);
+    for i in 0..n {
+        let offset_ms = if spread {
+            (i as i64 * every_secs * 1000) / n as i64
+        } else {
+            0
+        };
+        let start = t0 + TimeDelta::milliseconds(offset_ms);
+        toml.push_str(&format!(
+            "[[schedule]]\nname = \"s{i}\"\ntask = \"bench.tick\"\nevery = \"{every_secs}s\"\nstart_at = \"{}\"\noptions = {{ queue = \"{QUEUE}\" }}\n",
+            start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ));
+    }
+    toml
+}
+
+fn wait_until(at: DateTime<Utc>) {
+    while Utc::now() < at {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn lateness_ms(consumer: &Consumer, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<f64> {
+    let mut ms: Vec<f64> = consumer
+        .arrivals()
+        .iter()
+        .filter(|a| a.scheduled_at >= from && a.scheduled_at < to)
+        .map(|a| {
+            (a.arrived_at - a.scheduled_at)
+                .num_microseconds()
+                .unwrap_or(0) as f64
+                / 1000.0
+        })
+        .collect();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    ms
+}
+
+fn lag(n: usize, seconds: i64) {
+    for spread in [true, false] {
+        let redis = RedisServer::start();
+        let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
+        let mut cluster =
+            ProcCluster::start(3, &redis.url(0), &interval_schedules(n, 60, t0, spread), "");
+        let consumer = Consumer::start(&redis.url(0), &[QUEUE]);
+        cluster.wait_for_leader(Duration::from_secs(60));
+        // Measure after the first full minute, once every schedule is planned steadily.
+        let from = t0 + TimeDelta::seconds(60);
+        let to = from + TimeDelta::seconds(seconds);
+        wait_until(to + TimeDelta::seconds(5));
+        let ms = lateness_ms(&consumer, from, to);
+        println!(
+            "lag schedules={n} {}: {} dispatches, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            if spread {
+                "spread over the minute"
+            } else {
+                "all due at the same second"
+            },
+            ms.len(),
+            percentile(&ms, 0.5),
+            percentile(&ms, 0.99),
+            ms.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+}
+
+fn failover(trials: usize) {
+    let redis = RedisServer::start();
+    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
+    let mut cluster =
+        ProcCluster::start(3, &redis.url(0), &interval_schedules(10, 1, t0, true), "");
+    let consumer = Consumer::start(&redis.url(0), &[QUEUE]);
+    let mut times = Vec::new();
+    for trial in 0..trials {
+        let leader = cluster.wait_for_leader(Duration::from_secs(60));
+        wait_until(Utc::now() + TimeDelta::seconds(3));
+        let killed_at = Utc::now();
+        cluster.kill(leader);
+        let old_origin = format!("belfry-{}@", cluster.nodes[leader].id);
+        let first = support::wait_for(
+            "a dispatch by the new leader",
+            Duration::from_secs(60),
+            || {
+                consumer
+                    .arrivals()
+                    .iter()
+                    .filter(|a| a.arrived_at > killed_at && !a.origin.starts_with(&old_origin))
+                    .map(|a| a.arrived_at)
+                    .min()
+            },
+        );
+        let ms = (first - killed_at).num_milliseconds() as f64;
+        println!("failover trial {}: {ms:.0} ms", trial + 1);
+        times.push(ms);
+        cluster.spawn(leader);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "failover over {trials} trials: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        times.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn memory(n: usize) {
+    let redis = RedisServer::start();
+    // Yearly schedules: nothing fires while memory is measured.
+    let mut toml = String::with_capacity(n * 120);
+    for i in 0..n {
+        toml.push_str(&format!("[[schedule]]\nname = \"s{i}\"\ntask = \"bench.yearly\"\ncron = \"0 0 1 1 *\"\nargs = [{i}]\n"));
+    }
+    let mut empty = ProcCluster::start(1, &redis.url(0), "", "");
+    empty.wait_for_leader(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let base = rss_kib(empty.pid(0));
+    drop(empty);
+    let mut cluster = ProcCluster::start(1, &redis.url(0), &toml, "");
+    cluster.wait_for_leader(Duration::from_secs(60));
+    support::wait_for("the schedules to load", Duration::from_secs(1800), || {
+        cluster
+            .log_lines(0)
+            .iter()
+            .any(|l| l["fields"]["message"] == "schedules file reconciled")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let loaded = rss_kib(cluster.pid(0));
+    println!(
+        "memory schedules={n}: {base} KiB empty, {loaded} KiB loaded, {:.0} bytes per schedule",
+        (loaded.saturating_sub(base) as f64 * 1024.0) / n as f64
+    );
+}
+
+fn throughput(n: usize, seconds: i64) {
+    let redis = RedisServer::start();
+    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
+    let mut cluster = ProcCluster::start(3, &redis.url(0), &interval_schedules(n, 1, t0, true), "");
+    let consumer = Consumer::start(&redis.url(0), &[QUEUE]);
+    cluster.wait_for_leader(Duration::from_secs(60));
+    let from = t0 + TimeDelta::seconds(10);
+    let to = from + TimeDelta::seconds(seconds);
+    wait_until(to + TimeDelta::seconds(10));
+    let arrivals = consumer.arrivals();
+    let in_window = arrivals
+        .iter()
+        .filter(|a| a.arrived_at >= from && a.arrived_at < to)
+        .count();
+    let ms = lateness_ms(&consumer, from, to);
+    println!(
+        "throughput schedules={n} (every 1s): {:.0} fires/s pushed over {seconds} s, lateness p50 {:.1} ms, p99 {:.1} ms",
+        in_window as f64 / seconds as f64,
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.99)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    // `cargo test --benches` runs bench targets without `--bench`: nothing to do then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let num =
+        |i: usize, default: usize| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(default);
+    match args.first().map(String::as_str) {
+        Some("lag") => lag(num(1, 10_000), num(2, 60) as i64),
+        Some("failover") => failover(num(1, 10)),
+        Some("memory") => memory(num(1, 100_000)),
+        Some("throughput") => throughput(num(1, 20_000), num(2, 30) as i64),
+        _ => eprintln!(
+            "usage: cargo bench --bench cluster -- lag|failover|memory|throughput [N] [SECONDS]"
+        ),
+    }
+}

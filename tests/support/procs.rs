@@ -1,0 +1,404 @@
+//! Real `belfry server` processes for scenario tests: start, signal (KILL, STOP, CONT, TERM),
+//! restart from the same data directory, wipe, and find the leader from their JSON logs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{free_port, wait_for};
+
+/// One node's process and files.
+pub struct NodeProc {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+    /// How many times it was started (each start appends to the same log).
+    pub starts: u32,
+}
+
+/// A cluster of `belfry server` processes sharing one config file layout.
+pub struct ProcCluster {
+    pub nodes: Vec<NodeProc>,
+    pub redis_url: String,
+    pub schedules: PathBuf,
+    pub config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn belfry_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_belfry")
+}
+
+impl ProcCluster {
+    /// Writes `schedules_toml` and a config, then starts `n` nodes.
+    pub fn start(n: u64, redis_url: &str, schedules_toml: &str, extra_config: &str) -> ProcCluster {
+        let dir = tempfile::tempdir().expect("cluster temp dir");
+        let schedules = dir.path().join("schedules.toml");
+        std::fs::write(&schedules, schedules_toml).expect("write schedules");
+        let config = dir.path().join("belfry.toml");
+        std::fs::write(&config, extra_config).expect("write config");
+        let nodes: Vec<NodeProc> = (1..=n)
+            .map(|id| NodeProc {
+                id,
+                addr: format!("127.0.0.1:{}", free_port()),
+                data_dir: dir.path().join(format!("node{id}")),
+                log: dir.path().join(format!("node{id}.log")),
+                child: None,
+                starts: 0,
+            })
+            .collect();
+        let mut cluster = ProcCluster {
+            nodes,
+            redis_url: redis_url.to_string(),
+            schedules,
+            config,
+            _dir: dir,
+        };
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    fn peers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts node `i` (index into `nodes`) from its data directory.
+    pub fn spawn(&mut self, i: usize) {
+        let peers = self.peers();
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("node log");
+        let child = Command::new(belfry_bin())
+            .arg("server")
+            .arg("--config")
+            .arg(&self.config)
+            .args([
+                "--node-id",
+                &node.id.to_string(),
+                "--listen",
+                &node.addr,
+                "--peers",
+                &peers,
+            ])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--redis-url", &self.redis_url, "--log-format", "json"])
+            .arg("--schedules")
+            .arg(&self.schedules)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start belfry server");
+        node.child = Some(child);
+        node.starts += 1;
+    }
+
+    pub fn signal(&self, i: usize, signal: &str) {
+        if let Some(child) = &self.nodes[i].child {
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill -{signal} node {}", self.nodes[i].id);
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self, i: usize) {
+        self.signal(i, "TERM");
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let status = wait_for(
+                "a node to exit after SIGTERM",
+                Duration::from_secs(20),
+                || child.try_wait().ok().flatten(),
+            );
+            assert!(
+                status.success(),
+                "node {} exited with {status}",
+                self.nodes[i].id
+            );
+        }
+    }
+
+    pub fn wipe(&mut self, i: usize) {
+        self.kill(i);
+        let _ = std::fs::remove_dir_all(&self.nodes[i].data_dir);
+    }
+
+    pub fn is_running(&mut self, i: usize) -> bool {
+        self.nodes[i]
+            .child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Parsed JSON log lines of node `i`.
+    pub fn log_lines(&self, i: usize) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.nodes[i].log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The index of the node currently dispatching (the latest "became leader" term among
+    /// running nodes that has not been followed by "no longer leader").
+    pub fn leader(&mut self) -> Option<usize> {
+        let mut best: Option<(u64, usize)> = None;
+        for i in 0..self.nodes.len() {
+            if !self.is_running(i) {
+                continue;
+            }
+            let mut leading_term = None;
+            for line in self.log_lines(i) {
+                let message = line["fields"]["message"].as_str().unwrap_or("");
+                if message.starts_with("became leader") {
+                    leading_term = line["fields"]["term"].as_u64();
+                } else if message.starts_with("no longer leader") {
+                    leading_term = None;
+                }
+            }
+            if let Some(term) = leading_term {
+                if best.is_none_or(|(t, _)| term > t) {
+                    best = Some((term, i));
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    pub fn wait_for_leader(&mut self, timeout: Duration) -> usize {
+        wait_for("a leader", timeout, || self.leader())
+    }
+
+    /// Waits for a leader other than `old`.
+    pub fn wait_for_new_leader(&mut self, old: usize, timeout: Duration) -> usize {
+        wait_for("a new leader", timeout, || {
+            self.leader().filter(|i| *i != old)
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "==== node {} ====\n{}",
+                    n.id,
+                    std::fs::read_to_string(&n.log).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    pub fn pid(&self, i: usize) -> u32 {
+        self.nodes[i].child.as_ref().map_or(0, |c| c.id())
+    }
+
+    pub fn data_dir(&self, i: usize) -> &Path {
+        &self.nodes[i].data_dir
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_some() {
+                self.signal(i, "CONT");
+                self.kill(i);
+            }
+        }
+    }
+}
+
+/// One message as it reached Redis.
+#[derive(Clone, Debug)]
+pub struct Arrival {
+    pub task_id: String,
+    pub schedule: String,
+    pub scheduled_at: chrono::DateTime<chrono::Utc>,
+    pub arrived_at: chrono::DateTime<chrono::Utc>,
+    pub queue: String,
+    /// `belfry-<node id>@<host>`: which node pushed it.
+    pub origin: String,
+}
+
+/// Drains queues with BRPOP from a background thread, timestamping each message as it arrives.
+/// Survives Redis restarts (it reconnects).
+pub struct Consumer {
+    arrivals: std::sync::Arc<std::sync::Mutex<Vec<Arrival>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Consumer {
+    pub fn start(redis_url: &str, queues: &[&str]) -> Consumer {
+        let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let url = redis_url.to_string();
+        let keys: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
+        let (arrivals2, stop2) = (arrivals.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            use base64::Engine as _;
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut conn) =
+                    redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
+                else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                    let popped: Result<Option<(String, String)>, _> =
+                        redis::cmd("BRPOP").arg(&keys).arg(0.2).query(&mut conn);
+                    let Ok(popped) = popped else { break };
+                    let Some((queue, payload)) = popped else {
+                        continue;
+                    };
+                    let arrived_at = chrono::Utc::now();
+                    let envelope: serde_json::Value =
+                        serde_json::from_str(&payload).expect("envelope is JSON");
+                    let headers = &envelope["headers"];
+                    // The body must decode too: a malformed message would poison real workers.
+                    let body = base64::engine::general_purpose::STANDARD
+                        .decode(envelope["body"].as_str().expect("body"))
+                        .expect("body is padded base64");
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&body).expect("body is JSON");
+                    assert_eq!(body.as_array().map(Vec::len), Some(3));
+                    arrivals2.lock().expect("arrivals").push(Arrival {
+                        task_id: headers["id"].as_str().unwrap_or_default().to_string(),
+                        schedule: headers["belfry_schedule"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        scheduled_at: chrono::DateTime::parse_from_rfc3339(
+                            headers["belfry_scheduled_at"].as_str().unwrap_or_default(),
+                        )
+                        .expect("belfry_scheduled_at")
+                        .to_utc(),
+                        arrived_at,
+                        queue,
+                        origin: headers["origin"].as_str().unwrap_or_default().to_string(),
+                    });
+                }
+            }
+        });
+        Consumer {
+            arrivals,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.arrivals.lock().expect("arrivals").clone()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the checker found for a window.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub expected: usize,
+    pub delivered: usize,
+    pub missing: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    pub duplicated: Vec<(String, chrono::DateTime<chrono::Utc>, usize)>,
+    pub unexpected: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    pub max_lateness: chrono::Duration,
+    pub p99_lateness: chrono::Duration,
+}
+
+/// Compares arrivals with the expected occurrences (schedule → instants, computed by the test
+/// itself) inside `[from, to]`.
+pub fn check(
+    arrivals: &[Arrival],
+    expected: &BTreeMap<String, Vec<chrono::DateTime<chrono::Utc>>>,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Report {
+    let mut seen: BTreeMap<(String, chrono::DateTime<chrono::Utc>), usize> = BTreeMap::new();
+    let mut lateness = Vec::new();
+    for a in arrivals
+        .iter()
+        .filter(|a| a.scheduled_at >= from && a.scheduled_at <= to)
+    {
+        *seen
+            .entry((a.schedule.clone(), a.scheduled_at))
+            .or_default() += 1;
+        lateness.push(a.arrived_at - a.scheduled_at);
+    }
+    let mut report = Report::default();
+    for (schedule, instants) in expected {
+        for at in instants.iter().filter(|t| **t >= from && **t <= to) {
+            report.expected += 1;
+            match seen.remove(&(schedule.clone(), *at)) {
+                None => report.missing.push((schedule.clone(), *at)),
+                Some(1) => report.delivered += 1,
+                Some(n) => {
+                    report.delivered += 1;
+                    report.duplicated.push((schedule.clone(), *at, n));
+                }
+            }
+        }
+    }
+    for ((schedule, at), n) in seen {
+        if expected.contains_key(&schedule) {
+            report.unexpected.push((schedule.clone(), at));
+        }
+        if n > 1 {
+            report.duplicated.push((schedule, at, n));
+        }
+    }
+    lateness.sort();
+    if let Some(max) = lateness.last() {
+        report.max_lateness = *max;
+        report.p99_lateness = lateness[(lateness.len() * 99 / 100).min(lateness.len() - 1)];
+    }
+    report
+}
+
+impl Report {
+    pub fn assert_exactly_once(&self, context: &str) {
+        assert!(
+            self.missing.is_empty()
+                && self.duplicated.is_empty()
+                && self.unexpected.is_empty()
+                && self.expected > 0,
+            "{context}: expected {}, delivered {}, missing {:?}, duplicated {:?}, unexpected {:?}",
+            self.expected,
+            self.delivered,
+            self.missing,
+            self.duplicated,
+            self.unexpected
+        );
+    }
+}
