@@ -113,6 +113,7 @@ struct FileRaft {
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
     snapshot_every_logs: Option<u64>,
+    keep_logs_after_snapshot: Option<u64>,
 }
 
 /// Raft timings; the defaults give a failover under two seconds without flapping on a busy
@@ -124,6 +125,8 @@ pub struct RaftTimings {
     pub election_max: Duration,
     /// Build a snapshot (and purge the log before it) after this many entries.
     pub snapshot_every_logs: u64,
+    /// Entries kept before the last snapshot, so a briefly lagging peer catches up from the log.
+    pub keep_logs_after_snapshot: u64,
 }
 
 impl Default for RaftTimings {
@@ -133,6 +136,7 @@ impl Default for RaftTimings {
             election_min: Duration::from_millis(500),
             election_max: Duration::from_millis(900),
             snapshot_every_logs: 20_000,
+            keep_logs_after_snapshot: 1_000,
         }
     }
 }
@@ -281,6 +285,9 @@ impl NodeConfig {
         }
         if let Some(n) = file.raft.snapshot_every_logs {
             raft.snapshot_every_logs = n.max(1);
+        }
+        if let Some(n) = file.raft.keep_logs_after_snapshot {
+            raft.keep_logs_after_snapshot = n;
         }
         let redis_url = args
             .redis_url

@@ -7,6 +7,7 @@ pub mod celery;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod node;
 
 pub mod raft;
 pub mod schedule;

@@ -2,7 +2,9 @@
 //!
 //! Owns what the user types and sees; it must not hold scheduling logic of its own.
 
+mod dev;
 mod preview;
+mod server;
 
 use std::process::ExitCode;
 
@@ -24,6 +26,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a cluster node.
+    Server(crate::config::ServerArgs),
+    /// Run a local three-node cluster with Redis and a sample schedule, showing dispatches and a
+    /// failover, until Ctrl-C.
+    Dev(dev::DevArgs),
     /// Print the next occurrences of a spec, offline (no server needed).
     Preview(preview::PreviewArgs),
 }
@@ -35,6 +42,8 @@ pub fn run() -> ExitCode {
         Err(err) => return usage_error(err),
     };
     match cli.command {
+        Command::Server(args) => server::run(args),
+        Command::Dev(args) => dev::run(args),
         Command::Preview(args) => preview::run(args),
     }
 }

@@ -66,7 +66,9 @@ pub async fn watch_leadership(ctx: Arc<DispatchContext>) {
         match (&running, leading) {
             (Some((running_term, _)), true) if *running_term == term => {}
             (_, true) => {
-                info!(term, "became leader: dispatching");
+                // Only a claim until `lead` confirms it: a restarted ex-leader reports Leader
+                // until it hears from the current one.
+                debug!(term, "leadership claimed: confirming");
                 running = Some((term, AbortOnDrop(tokio::spawn(lead(ctx.clone(), term)))));
             }
             (Some((running_term, _)), false) => {
@@ -97,9 +99,11 @@ fn may_dispatch(ctx: &DispatchContext, term: u64) -> Result<bool, ()> {
 async fn lead(ctx: Arc<DispatchContext>, term: u64) {
     // Apply everything committed before this term: the outbox and every last_fire are complete.
     if let Err(err) = ctx.raft.ensure_linearizable().await {
-        warn!(term, %err, "could not confirm leadership");
+        debug!(term, %err, "leadership not confirmed");
         return;
     }
+    let outbox = ctx.state.read().await.data.outbox.len();
+    info!(term, outbox, "became leader: dispatching");
     let pushed = Arc::new(Notify::new());
     let _pusher = AbortOnDrop(tokio::spawn(push_loop(ctx.clone(), term, pushed.clone())));
     plan_loop(ctx, term, pushed).await;

@@ -1,1 +1,253 @@
-pub fn placeholder() {}
+//! The gRPC transport between peers, both sides: `PeerNetwork` sends openraft's RPCs to other
+//! nodes over one cached channel per peer, `PeerService` receives them and hands them to the
+//! local Raft after checking they are addressed to this node of this cluster.
+//!
+//! Owns connections and encoding only; it must not interpret Raft messages.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use super::{NodeId, Raft, TypeConfig};
+
+/// The generated gRPC code of `proto/belfry/raft/v1/raft.proto`.
+pub mod proto {
+    tonic::include_proto!("belfry.raft.v1");
+}
+
+use proto::peer_client::PeerClient;
+use proto::peer_server::{Peer, PeerServer};
+use proto::{PeerReply, PeerRequest};
+
+/// The largest message either side accepts: big enough for a snapshot chunk or a large batch.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Creates clients for peers, reusing one channel per (node, address).
+#[derive(Clone)]
+pub struct PeerNetwork {
+    cluster: String,
+    channels: Arc<Mutex<HashMap<(NodeId, String), Channel>>>,
+}
+
+impl PeerNetwork {
+    pub fn new(cluster: impl Into<String>) -> Self {
+        PeerNetwork {
+            cluster: cluster.into(),
+            channels: Arc::default(),
+        }
+    }
+
+    fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
+        let key = (target, addr.to_string());
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| "channel cache poisoned".to_string())?;
+        if let Some(channel) = channels.get(&key) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("peer address {addr:?}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(key, channel.clone());
+        Ok(channel)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
+        let client = self.channel(target, &node.addr).map(|channel| {
+            PeerClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        });
+        PeerConnection {
+            target,
+            cluster: self.cluster.clone(),
+            client,
+        }
+    }
+}
+
+/// A client for one peer.
+pub struct PeerConnection {
+    target: NodeId,
+    cluster: String,
+    client: Result<PeerClient<Channel>, String>,
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(client) => client,
+            Err(reason) => {
+                return Err(RPCError::Unreachable(Unreachable::new(
+                    &std::io::Error::other(reason.clone()),
+                )))
+            }
+        };
+        let payload =
+            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut grpc_request = Request::new(PeerRequest {
+            target: self.target,
+            cluster: self.cluster.clone(),
+            payload,
+        });
+        grpc_request.set_timeout(option.hard_ttl());
+        let sent = match rpc {
+            Rpc::AppendEntries => client.append_entries(grpc_request).await,
+            Rpc::Vote => client.vote(grpc_request).await,
+            Rpc::InstallSnapshot => client.install_snapshot(grpc_request).await,
+        };
+        let reply = sent.map_err(|status| match status.code() {
+            // Not reachable now: openraft backs off before trying again.
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                RPCError::Unreachable(Unreachable::new(&status))
+            }
+            _ => RPCError::Network(NetworkError::new(&status)),
+        })?;
+        let result: Result<Resp, E> = serde_json::from_slice(&reply.into_inner().payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Rpc::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &rpc, &option).await
+    }
+}
+
+/// Receives peers' RPCs for the local Raft.
+pub struct PeerService {
+    raft: Raft,
+    node_id: NodeId,
+    cluster: String,
+}
+
+/// The peer service, ready to add to a tonic router.
+pub fn peer_server(
+    raft: Raft,
+    node_id: NodeId,
+    cluster: impl Into<String>,
+) -> PeerServer<PeerService> {
+    PeerServer::new(PeerService {
+        raft,
+        node_id,
+        cluster: cluster.into(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+impl PeerService {
+    /// Checks the addressee and decodes the payload.
+    fn open<T: DeserializeOwned>(&self, request: Request<PeerRequest>) -> Result<T, Status> {
+        let request = request.into_inner();
+        if request.target != self.node_id {
+            return Err(Status::failed_precondition(format!(
+                "this is node {}, not node {}",
+                self.node_id, request.target
+            )));
+        }
+        if request.cluster != self.cluster {
+            return Err(Status::failed_precondition(format!(
+                "this node belongs to cluster {:?}, not {:?}",
+                self.cluster, request.cluster
+            )));
+        }
+        serde_json::from_slice(&request.payload)
+            .map_err(|e| Status::invalid_argument(format!("payload: {e}")))
+    }
+}
+
+fn reply<T: Serialize>(result: &T) -> Result<Response<PeerReply>, Status> {
+    let payload = serde_json::to_vec(result)
+        .map_err(|e| Status::internal(format!("encoding the reply: {e}")))?;
+    Ok(Response::new(PeerReply { payload }))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<PeerRequest>,
+    ) -> Result<Response<PeerReply>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = self.open(request)?;
+        reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let rpc: VoteRequest<NodeId> = self.open(request)?;
+        reply(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<PeerRequest>,
+    ) -> Result<Response<PeerReply>, Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = self.open(request)?;
+        reply(&self.raft.install_snapshot(rpc).await)
+    }
+}

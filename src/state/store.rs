@@ -22,7 +22,7 @@ use super::command::CommandResult;
 use super::data::StateData;
 use crate::raft::{storage_error, NodeId, StorageError, TypeConfig};
 
-const SNAPSHOT_FILE: &str = "snapshot.json";
+const SNAPSHOT_FILE: &str = "snapshot";
 
 /// Why the state machine could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +52,29 @@ pub struct Applied {
 /// Shared, read-mostly access to the applied state.
 pub type StateHandle = Arc<RwLock<Applied>>;
 
-#[derive(Serialize, Deserialize)]
+/// A snapshot on disk: one line of JSON metadata, then the serialized `Applied` as is.
 struct SnapshotFile {
     meta: SnapshotMeta<NodeId, openraft::BasicNode>,
-    /// The serialized `Applied`.
     data: Vec<u8>,
+}
+
+impl SnapshotFile {
+    fn to_bytes(&self) -> std::io::Result<Vec<u8>> {
+        let mut bytes = serde_json::to_vec(&self.meta).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&self.data);
+        Ok(bytes)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<SnapshotFile, serde_json::Error> {
+        let split = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .unwrap_or(bytes.len());
+        let meta = serde_json::from_slice(&bytes[..split])?;
+        let data = bytes.get(split + 1..).unwrap_or_default().to_vec();
+        Ok(SnapshotFile { meta, data })
+    }
 }
 
 /// The openraft state machine.
@@ -81,8 +99,8 @@ impl StateMachineStore {
         let path = dir.join(SNAPSHOT_FILE);
         let applied = match std::fs::read(&path) {
             Ok(bytes) => {
-                let file: SnapshotFile =
-                    serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                let file =
+                    SnapshotFile::from_bytes(&bytes).map_err(|source| StoreError::Corrupt {
                         path: path.clone(),
                         source,
                     })?;
@@ -118,7 +136,7 @@ impl StateMachineStore {
 
     /// Writes `file` as the current snapshot: temp file, fsync, rename, fsync of the directory.
     fn persist(dir: &Path, file: &SnapshotFile) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec(file).map_err(std::io::Error::other)?;
+        let bytes = file.to_bytes()?;
         let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         let mut out = std::fs::File::create(&tmp)?;
         out.write_all(&bytes)?;
@@ -253,6 +271,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         StateMachineStore::persist_in_background(self.dir.clone(), file).await?;
         *self.state.write().await = applied;
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        tracing::info!(snapshot = %meta.snapshot_id, "installed a snapshot from the leader");
         Ok(())
     }
 
@@ -262,7 +281,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let path = self.dir.join(SNAPSHOT_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let file: SnapshotFile = serde_json::from_slice(&bytes)
+                let file = SnapshotFile::from_bytes(&bytes)
                     .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
                 Ok(Some(Snapshot {
                     meta: file.meta,
