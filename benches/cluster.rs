@@ -72,7 +72,7 @@ fn lag(n: usize, seconds: i64) {
         let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
         let mut cluster =
             ProcCluster::start(3, &redis.url(0), &interval_schedules(n, 60, t0, spread), "");
-        let consumer = Consumer::start(&redis.url(0), &[QUEUE]);
+        let consumer = Consumer::start(&redis.url(0), QUEUE);
         cluster.wait_for_leader(Duration::from_secs(60));
         // Measure after the first full minute, once every schedule is planned steadily.
         let from = t0 + TimeDelta::seconds(60);
@@ -99,7 +99,7 @@ fn failover(trials: usize) {
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
     let mut cluster =
         ProcCluster::start(3, &redis.url(0), &interval_schedules(10, 1, t0, true), "");
-    let consumer = Consumer::start(&redis.url(0), &[QUEUE]);
+    let consumer = Consumer::start(&redis.url(0), QUEUE);
     let mut times = Vec::new();
     for trial in 0..trials {
         let leader = cluster.wait_for_leader(Duration::from_secs(60));
@@ -175,7 +175,7 @@ fn throughput(n: usize, seconds: i64) {
     let redis = RedisServer::start();
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
     let mut cluster = ProcCluster::start(3, &redis.url(0), &interval_schedules(n, 1, t0, true), "");
-    let consumer = Consumer::start(&redis.url(0), &[QUEUE]);
+    let consumer = Consumer::start(&redis.url(0), QUEUE);
     cluster.wait_for_leader(Duration::from_secs(60));
     let from = t0 + TimeDelta::seconds(10);
     let to = from + TimeDelta::seconds(seconds);

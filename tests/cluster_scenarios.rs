@@ -48,7 +48,13 @@ fn expected(t0: DateTime<Utc>, to: DateTime<Utc>) -> BTreeMap<String, Vec<DateTi
             .collect();
         out.insert(name.to_string(), instants);
     }
-    let first_minute = t0.duration_trunc(TimeDelta::minutes(1)).unwrap() + TimeDelta::minutes(1);
+    // Every whole minute in [t0, to] (the schedules exist before t0).
+    let floor = t0.duration_trunc(TimeDelta::minutes(1)).unwrap();
+    let first_minute = if floor == t0 {
+        t0
+    } else {
+        floor + TimeDelta::minutes(1)
+    };
     let minutes = (0..)
         .map(|k| first_minute + TimeDelta::minutes(k))
         .take_while(|t| *t <= to)
@@ -71,7 +77,7 @@ fn start(redis_args: &[&str], config: &str) -> Scenario {
     // Whole seconds, a little ahead, so the cluster is up before the first occurrence.
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(4);
     let cluster = ProcCluster::start(3, &redis.url(0), &schedules(t0), config);
-    let consumer = Consumer::start(&redis.url(0), &[QUEUE]);
+    let consumer = Consumer::start(&redis.url(0), QUEUE);
     Scenario {
         redis,
         cluster,
@@ -333,4 +339,84 @@ fn a_celery_worker_runs_each_occurrence_once_across_a_failover() {
             "{id} ran more than once"
         );
     }
+}
+
+/// SIGHUP reloads the schedules file: an invalid file is refused and the running schedules go
+/// on; a valid one is reconciled (a new schedule starts, a removed one stops).
+#[test]
+fn sighup_reloads_the_schedules_file_and_refuses_a_bad_one() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let redis = RedisServer::start();
+    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
+    let entry = |name: &str| {
+        format!(
+            "[[schedule]]\nname = \"{name}\"\ntask = \"belfry_test.record\"\nevery = \"1s\"\nstart_at = \"{}\"\noptions = {{ queue = \"{QUEUE}\" }}\n",
+            t0.to_rfc3339()
+        )
+    };
+    let mut cluster = ProcCluster::start(1, &redis.url(0), &entry("first"), CONFIG);
+    let consumer = Consumer::start(&redis.url(0), QUEUE);
+    cluster.wait_for_leader(Duration::from_secs(20));
+    let count = |name: &str| {
+        consumer
+            .arrivals()
+            .iter()
+            .filter(|a| a.schedule == name)
+            .count()
+    };
+    wait_for(
+        "the first schedule to fire",
+        Duration::from_secs(20),
+        || (count("first") >= 2).then_some(()),
+    );
+
+    std::fs::write(
+        &cluster.schedules,
+        "[[schedule]]\nname = \"broken\"\ntask = \"t\"\ncron = \"0 0 30 2 *\"\n",
+    )
+    .unwrap();
+    cluster.signal(0, "HUP");
+    wait_for("the refusal to be logged", Duration::from_secs(20), || {
+        cluster
+            .log_lines(0)
+            .iter()
+            .any(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("invalid"))
+                    && l.to_string().contains("broken")
+            })
+            .then_some(())
+    });
+    let before = count("first");
+    wait_for(
+        "the running schedule to go on",
+        Duration::from_secs(20),
+        || (count("first") >= before + 2).then_some(()),
+    );
+
+    std::fs::write(&cluster.schedules, entry("second")).unwrap();
+    cluster.signal(0, "HUP");
+    wait_for("the new schedule to fire", Duration::from_secs(20), || {
+        (count("second") >= 2).then_some(())
+    });
+    let stopped = count("first");
+    let second = count("second");
+    wait_for("two more of the new one", Duration::from_secs(20), || {
+        (count("second") >= second + 2).then_some(())
+    });
+    // An occurrence already committed when the schedule was deleted still goes out (committed
+    // intents are never recalled); nothing after it does.
+    assert!(
+        count("first") <= stopped + 2,
+        "the removed schedule kept firing"
+    );
+    assert_eq!(
+        consumer
+            .arrivals()
+            .iter()
+            .filter(|a| a.schedule == "broken")
+            .count(),
+        0
+    );
 }

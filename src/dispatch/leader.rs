@@ -5,11 +5,13 @@
 //! - `lead` first confirms leadership with a linearizable read (so every committed entry of
 //!   earlier terms is applied and the outbox is complete), then runs the planner and the pusher.
 //! - The planner commits `Fire` intents through Raft; only committed intents reach the outbox.
-//! - The pusher drains the outbox in commit order, never before an occurrence's instant, pushes
-//!   through the idempotent script and acknowledges with `Ack`.
+//! - The pusher drains the outbox in commit order, never before an occurrence's instant, and
+//!   pushes through the idempotent script; an acker commits `Ack`s for pushed batches behind it,
+//!   so no push waits for a Raft commit.
 //!
 //! Both pause while the leader has not heard from a quorum within the election timeout.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -83,17 +85,24 @@ pub async fn watch_leadership(ctx: Arc<DispatchContext>) {
     }
 }
 
-/// True while this node leads `term` and has heard from a quorum recently.
-fn may_dispatch(ctx: &DispatchContext, term: u64) -> Result<bool, ()> {
-    let m = ctx.raft.metrics();
-    let m = m.borrow();
-    if m.state != ServerState::Leader || m.current_term != term {
-        return Err(());
+/// Waits while this leader has not heard from a quorum within the timeout; returns false once
+/// it no longer leads `term`.
+async fn quorum_gate(ctx: &DispatchContext, term: u64) -> bool {
+    loop {
+        let fresh = {
+            let m = ctx.raft.metrics();
+            let m = m.borrow();
+            if m.state != ServerState::Leader || m.current_term != term {
+                return false;
+            }
+            m.millis_since_quorum_ack
+                .is_some_and(|ms| StdDuration::from_millis(ms) <= ctx.quorum_timeout)
+        };
+        if fresh {
+            return true;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
     }
-    let fresh = m
-        .millis_since_quorum_ack
-        .is_some_and(|ms| StdDuration::from_millis(ms) <= ctx.quorum_timeout);
-    Ok(fresh)
 }
 
 async fn lead(ctx: Arc<DispatchContext>, term: u64) {
@@ -112,13 +121,8 @@ async fn lead(ctx: Arc<DispatchContext>, term: u64) {
 async fn plan_loop(ctx: Arc<DispatchContext>, term: u64, wake_pusher: Arc<Notify>) {
     let mut changes = ctx.changes.clone();
     loop {
-        match may_dispatch(&ctx, term) {
-            Err(()) => return,
-            Ok(false) => {
-                tokio::time::sleep(StdDuration::from_millis(50)).await;
-                continue;
-            }
-            Ok(true) => {}
+        if !quorum_gate(&ctx, term).await {
+            return;
         }
         let now = Utc::now();
         let planned = {
@@ -155,29 +159,43 @@ async fn plan_loop(ctx: Arc<DispatchContext>, term: u64, wake_pusher: Arc<Notify
     }
 }
 
+/// Task ids pushed in this term whose `Ack` has not committed yet: not pushed again meanwhile.
+type InFlight = Arc<std::sync::Mutex<HashSet<Uuid>>>;
+
+/// One pushed batch on its way to being acknowledged.
+struct Pushed {
+    delivered: Vec<Uuid>,
+    already_sent: Vec<Uuid>,
+}
+
 async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>) {
+    let in_flight: InFlight = Arc::default();
+    let (acks, pending) = tokio::sync::mpsc::unbounded_channel();
+    let _acker = AbortOnDrop(tokio::spawn(ack_loop(
+        ctx.clone(),
+        term,
+        pending,
+        in_flight.clone(),
+        committed.clone(),
+    )));
     let mut backoff = StdDuration::from_millis(50);
     loop {
-        match may_dispatch(&ctx, term) {
-            Err(()) => return,
-            Ok(false) => {
-                tokio::time::sleep(StdDuration::from_millis(50)).await;
-                continue;
-            }
-            Ok(true) => {}
+        if !quorum_gate(&ctx, term).await {
+            return;
         }
         let now = Utc::now();
         let (batch, next_due) = {
             let applied = ctx.state.read().await;
+            let in_flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
             let mut batch = Vec::new();
-            let mut next_due = None;
+            let mut next_due: Option<chrono::DateTime<Utc>> = None;
             for entry in applied.data.outbox_in_order() {
+                if in_flight.contains(&entry.task_id) {
+                    continue;
+                }
                 if entry.scheduled_at > now {
-                    next_due = Some(
-                        next_due.map_or(entry.scheduled_at, |d: chrono::DateTime<Utc>| {
-                            d.min(entry.scheduled_at)
-                        }),
-                    );
+                    next_due =
+                        Some(next_due.map_or(entry.scheduled_at, |d| d.min(entry.scheduled_at)));
                     continue;
                 }
                 if batch.len() < ctx.push_batch {
@@ -203,30 +221,28 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
         match ctx.sink.push_batch(&batch).await {
             Ok(outcomes) => {
                 backoff = StdDuration::from_millis(50);
-                let mut delivered = Vec::new();
-                let mut already_sent = Vec::new();
+                let mut pushed = Pushed {
+                    delivered: Vec::new(),
+                    already_sent: Vec::new(),
+                };
                 for (push, outcome) in batch.iter().zip(outcomes) {
                     match outcome {
-                        PushOutcome::Delivered => delivered.push(push.task_id),
-                        PushOutcome::AlreadySent => already_sent.push(push.task_id),
+                        PushOutcome::Delivered => pushed.delivered.push(push.task_id),
+                        PushOutcome::AlreadySent => pushed.already_sent.push(push.task_id),
                     }
                 }
                 info!(
                     term,
-                    delivered = delivered.len(),
-                    already_sent = already_sent.len(),
+                    delivered = pushed.delivered.len(),
+                    already_sent = pushed.already_sent.len(),
                     "pushed to Redis"
                 );
-                let ack = Command::Ack {
-                    task_ids: delivered,
-                    already_sent,
-                    at: Utc::now(),
-                };
-                if let Err(err) = ctx.raft.client_write(ack).await {
-                    // The entries stay in the outbox; the next leader pushes them again and the
-                    // markers stop the duplicates.
-                    warn!(term, %err, "could not acknowledge a pushed batch");
-                    tokio::time::sleep(StdDuration::from_millis(100)).await;
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(pushed.delivered.iter().chain(&pushed.already_sent));
+                if acks.send(pushed).is_err() {
+                    return;
                 }
             }
             Err(err) => {
@@ -235,5 +251,45 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
                 backoff = (backoff * 2).min(StdDuration::from_secs(2));
             }
         }
+    }
+}
+
+/// Acknowledges pushed batches through Raft, merging whatever has queued up into one `Ack`, so
+/// pushing never waits for a commit.
+async fn ack_loop(
+    ctx: Arc<DispatchContext>,
+    term: u64,
+    mut pending: tokio::sync::mpsc::UnboundedReceiver<Pushed>,
+    in_flight: InFlight,
+    wake_pusher: Arc<Notify>,
+) {
+    while let Some(first) = pending.recv().await {
+        let mut merged = first;
+        while let Ok(more) = pending.try_recv() {
+            merged.delivered.extend(more.delivered);
+            merged.already_sent.extend(more.already_sent);
+        }
+        let ids: Vec<Uuid> = merged
+            .delivered
+            .iter()
+            .chain(&merged.already_sent)
+            .copied()
+            .collect();
+        let ack = Command::Ack {
+            task_ids: merged.delivered,
+            already_sent: merged.already_sent,
+            at: Utc::now(),
+        };
+        if let Err(err) = ctx.raft.client_write(ack).await {
+            // They stay in the outbox: pushed again (the markers stop duplicates) and re-acked.
+            warn!(term, %err, "could not acknowledge pushed messages");
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+        let mut in_flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        for id in &ids {
+            in_flight.remove(id);
+        }
+        drop(in_flight);
+        wake_pusher.notify_one();
     }
 }

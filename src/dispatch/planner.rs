@@ -28,7 +28,7 @@ pub struct PlanConfig {
 impl Default for PlanConfig {
     fn default() -> Self {
         PlanConfig {
-            lookahead: Duration::milliseconds(200),
+            lookahead: Duration::seconds(1),
             misfire_grace: Duration::seconds(2),
             max_per_schedule: 100_000,
             max_fires: 5_000,

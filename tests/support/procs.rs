@@ -244,23 +244,56 @@ pub struct Arrival {
     pub origin: String,
 }
 
-/// Drains queues with BRPOP from a background thread, timestamping each message as it arrives.
-/// Survives Redis restarts (it reconnects).
+/// Drains a queue from a background thread, timestamping each message as it arrives. Reliable
+/// across Redis restarts: each message is moved (BLMOVE) into a processing list, recorded, then
+/// removed from it, and on reconnecting anything left in the processing list that was not yet
+/// recorded is recorded then. (A plain BRPOP loses the message it was popping when Redis dies.)
 pub struct Consumer {
     arrivals: std::sync::Arc<std::sync::Mutex<Vec<Arrival>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+fn decode_arrival(
+    queue: &str,
+    payload: &str,
+    arrived_at: chrono::DateTime<chrono::Utc>,
+) -> Arrival {
+    use base64::Engine as _;
+    let envelope: serde_json::Value = serde_json::from_str(payload).expect("envelope is JSON");
+    let headers = &envelope["headers"];
+    // The body must decode too: a malformed message would poison real workers.
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(envelope["body"].as_str().expect("body"))
+        .expect("body is padded base64");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("body is JSON");
+    assert_eq!(body.as_array().map(Vec::len), Some(3));
+    Arrival {
+        task_id: headers["id"].as_str().unwrap_or_default().to_string(),
+        schedule: headers["belfry_schedule"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        scheduled_at: chrono::DateTime::parse_from_rfc3339(
+            headers["belfry_scheduled_at"].as_str().unwrap_or_default(),
+        )
+        .expect("belfry_scheduled_at")
+        .to_utc(),
+        arrived_at,
+        queue: queue.to_string(),
+        origin: headers["origin"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
 impl Consumer {
-    pub fn start(redis_url: &str, queues: &[&str]) -> Consumer {
-        let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    pub fn start(redis_url: &str, queue: &str) -> Consumer {
+        let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Arrival>::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let url = redis_url.to_string();
-        let keys: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
+        let queue = queue.to_string();
+        let processing = format!("{queue}:test-consumer-processing");
         let (arrivals2, stop2) = (arrivals.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            use base64::Engine as _;
             while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
                 let Ok(mut conn) =
                     redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
@@ -268,39 +301,41 @@ impl Consumer {
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 };
+                // Messages taken but not recorded before the connection (or Redis) was lost.
+                let leftover: Vec<String> = redis::cmd("LRANGE")
+                    .arg(&processing)
+                    .arg(0)
+                    .arg(-1)
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                for payload in leftover {
+                    let arrival = decode_arrival(&queue, &payload, chrono::Utc::now());
+                    let mut recorded = arrivals2.lock().expect("arrivals");
+                    if !recorded.iter().any(|a| a.task_id == arrival.task_id) {
+                        recorded.push(arrival);
+                    }
+                }
+                let _: Result<(), _> = redis::cmd("DEL").arg(&processing).query(&mut conn);
                 while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                    let popped: Result<Option<(String, String)>, _> =
-                        redis::cmd("BRPOP").arg(&keys).arg(0.2).query(&mut conn);
-                    let Ok(popped) = popped else { break };
-                    let Some((queue, payload)) = popped else {
-                        continue;
-                    };
-                    let arrived_at = chrono::Utc::now();
-                    let envelope: serde_json::Value =
-                        serde_json::from_str(&payload).expect("envelope is JSON");
-                    let headers = &envelope["headers"];
-                    // The body must decode too: a malformed message would poison real workers.
-                    let body = base64::engine::general_purpose::STANDARD
-                        .decode(envelope["body"].as_str().expect("body"))
-                        .expect("body is padded base64");
-                    let body: serde_json::Value =
-                        serde_json::from_slice(&body).expect("body is JSON");
-                    assert_eq!(body.as_array().map(Vec::len), Some(3));
-                    arrivals2.lock().expect("arrivals").push(Arrival {
-                        task_id: headers["id"].as_str().unwrap_or_default().to_string(),
-                        schedule: headers["belfry_schedule"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                        scheduled_at: chrono::DateTime::parse_from_rfc3339(
-                            headers["belfry_scheduled_at"].as_str().unwrap_or_default(),
-                        )
-                        .expect("belfry_scheduled_at")
-                        .to_utc(),
-                        arrived_at,
-                        queue,
-                        origin: headers["origin"].as_str().unwrap_or_default().to_string(),
-                    });
+                    let moved: Result<Option<String>, _> = redis::cmd("BLMOVE")
+                        .arg(&queue)
+                        .arg(&processing)
+                        .arg("RIGHT")
+                        .arg("LEFT")
+                        .arg(0.2)
+                        .query(&mut conn);
+                    let Ok(moved) = moved else { break };
+                    let Some(payload) = moved else { continue };
+                    let arrival = decode_arrival(&queue, &payload, chrono::Utc::now());
+                    arrivals2.lock().expect("arrivals").push(arrival);
+                    let removed: Result<i64, _> = redis::cmd("LREM")
+                        .arg(&processing)
+                        .arg(1)
+                        .arg(&payload)
+                        .query(&mut conn);
+                    if removed.is_err() {
+                        break;
+                    }
                 }
             }
         });

@@ -1,0 +1,62 @@
+//! The peer protocol refuses traffic meant for another node or another cluster, and payloads
+//! it cannot decode, with clear gRPC statuses.
+
+mod support;
+
+use std::time::Duration;
+
+use belfry::raft::network::proto::peer_client::PeerClient;
+use belfry::raft::network::proto::PeerRequest;
+use support::procs::ProcCluster;
+use support::RedisServer;
+
+#[tokio::test]
+async fn wrong_target_cluster_or_payload_is_refused() {
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(1, &redis.url(0), "", "");
+    cluster.wait_for_leader(Duration::from_secs(20));
+    let addr = format!("http://{}", cluster.nodes[0].addr);
+    let mut client = PeerClient::connect(addr)
+        .await
+        .expect("connect to the node");
+    let call = |target: u64, cluster: &str, payload: &[u8]| PeerRequest {
+        target,
+        cluster: cluster.to_string(),
+        payload: payload.to_vec(),
+    };
+
+    let wrong_node = client.vote(call(7, "belfry", b"{}")).await.unwrap_err();
+    assert_eq!(wrong_node.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        wrong_node.message().contains("not node 7"),
+        "{}",
+        wrong_node.message()
+    );
+
+    let wrong_cluster = client
+        .append_entries(call(1, "other", b"{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_cluster.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        wrong_cluster.message().contains("other"),
+        "{}",
+        wrong_cluster.message()
+    );
+
+    let garbage = client
+        .install_snapshot(call(1, "belfry", b"not json"))
+        .await
+        .unwrap_err();
+    assert_eq!(garbage.code(), tonic::Code::InvalidArgument);
+
+    // The node is unharmed: it still answers a well-formed (if stale) vote request.
+    let vote = serde_json::json!({"vote": {"leader_id": {"term": 0, "node_id": 9}, "committed": false}, "last_log_id": null});
+    let reply = client
+        .vote(call(1, "belfry", vote.to_string().as_bytes()))
+        .await
+        .expect("a vote reply");
+    let result: serde_json::Value = serde_json::from_slice(&reply.into_inner().payload).unwrap();
+    assert_eq!(result["Ok"]["vote_granted"], false, "{result}");
+    assert!(cluster.is_running(0));
+}
