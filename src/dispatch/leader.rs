@@ -189,7 +189,12 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
             let in_flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
             let mut batch = Vec::new();
             let mut next_due: Option<chrono::DateTime<Utc>> = None;
+            // Commit order is nearly due order: stop at a full batch, or at the first entry not
+            // yet due once some later ones are known to be waiting.
             for entry in applied.data.outbox_in_order() {
+                if batch.len() >= ctx.push_batch {
+                    break;
+                }
                 if in_flight.contains(&entry.task_id) {
                     continue;
                 }
@@ -198,13 +203,11 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
                         Some(next_due.map_or(entry.scheduled_at, |d| d.min(entry.scheduled_at)));
                     continue;
                 }
-                if batch.len() < ctx.push_batch {
-                    batch.push(Push {
-                        task_id: entry.task_id,
-                        list_key: entry.message.list_key.clone(),
-                        payload: entry.message.payload.clone(),
-                    });
-                }
+                batch.push(Push {
+                    task_id: entry.task_id,
+                    list_key: entry.message.list_key.clone(),
+                    payload: entry.message.payload.clone(),
+                });
             }
             (batch, next_due)
         };

@@ -35,7 +35,11 @@ use proto::{PeerReply, PeerRequest};
 
 /// The largest message either side accepts: big enough for a snapshot chunk or a large batch.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// How long a (re)connection to a peer may take before the call fails as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// HTTP/2 pings on otherwise idle connections, so a dead peer is noticed and redialled.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Creates clients for peers, reusing one channel per (node, address).
 #[derive(Clone)]
@@ -45,6 +49,8 @@ pub struct PeerNetwork {
 }
 
 impl PeerNetwork {
+    /// A network for the members of `cluster`: every request it sends names the cluster, and
+    /// peers of another cluster refuse it.
     pub fn new(cluster: impl Into<String>) -> Self {
         PeerNetwork {
             cluster: cluster.into(),
@@ -52,6 +58,8 @@ impl PeerNetwork {
         }
     }
 
+    /// The channel to `target` at `addr`, created (lazily connecting) on first use. A node
+    /// that moved to another address gets a new channel; the old one is dropped.
     fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
         let key = (target, addr.to_string());
         let mut channels = self
@@ -61,15 +69,28 @@ impl PeerNetwork {
         if let Some(channel) = channels.get(&key) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(uri)
             .map_err(|e| format!("peer address {addr:?}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
+        // Never blocks: the connection is made by the first call, and again after a failure.
         let channel = endpoint.connect_lazy();
+        channels.retain(|(id, _), _| *id != target);
         channels.insert(key, channel.clone());
         Ok(channel)
+    }
+
+    /// How many peer channels are cached.
+    pub fn cached_channels(&self) -> usize {
+        self.channels.lock().map(|c| c.len()).unwrap_or(0)
     }
 }
 
@@ -131,6 +152,7 @@ impl PeerConnection {
             cluster: self.cluster.clone(),
             payload,
         });
+        // openraft's deadline for this RPC, enforced by the client and sent to the server.
         grpc_request.set_timeout(option.hard_ttl());
         let sent = match rpc {
             Rpc::AppendEntries => client.append_entries(grpc_request).await,
@@ -138,10 +160,14 @@ impl PeerConnection {
             Rpc::InstallSnapshot => client.install_snapshot(grpc_request).await,
         };
         let reply = sent.map_err(|status| match status.code() {
-            // Not reachable now: openraft backs off before trying again.
+            // No connection (refused, connect timeout) or no answer within the deadline (a
+            // dead or partitioned peer): openraft backs off before trying this peer again,
+            // instead of retrying (and logging) on every heartbeat.
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 RPCError::Unreachable(Unreachable::new(&status))
             }
+            // The peer answered but refused the call (wrong node or cluster, bad payload) or
+            // the exchange broke mid-way: retried at openraft's normal pace.
             _ => RPCError::Network(NetworkError::new(&status)),
         })?;
         let result: Result<Resp, E> = serde_json::from_slice(&reply.into_inner().payload)

@@ -111,11 +111,15 @@ pub struct StateData {
     /// (next occurrence, schedule name) of every enabled schedule: what the dispatcher plans from.
     #[serde(skip)]
     pub due: BTreeSet<(DateTime<Utc>, String)>,
+    /// Outbox task ids by commit order (derived), so draining never sorts the outbox.
+    #[serde(skip)]
+    outbox_order: BTreeMap<u64, Uuid>,
 }
 
 impl StateData {
     /// Rebuilds derived fields after deserializing a snapshot.
     pub fn rebuild_indexes(&mut self) {
+        self.outbox_order = self.outbox.values().map(|e| (e.seq, e.task_id)).collect();
         self.due.clear();
         for (name, record) in self.schedules.iter_mut() {
             record.derive();
@@ -125,11 +129,11 @@ impl StateData {
         }
     }
 
-    /// Outbox entries in commit order.
-    pub fn outbox_in_order(&self) -> Vec<&OutboxEntry> {
-        let mut entries: Vec<&OutboxEntry> = self.outbox.values().collect();
-        entries.sort_by_key(|e| e.seq);
-        entries
+    /// Outbox entries in commit order, oldest first.
+    pub fn outbox_in_order(&self) -> impl Iterator<Item = &OutboxEntry> {
+        self.outbox_order
+            .values()
+            .filter_map(|id| self.outbox.get(id))
     }
 
     /// Re-derives one schedule's plan and keeps the due index in step.
@@ -324,6 +328,7 @@ impl StateData {
                         manual,
                     });
                     self.outbox_seq += 1;
+                    self.outbox_order.insert(self.outbox_seq, f.task_id);
                     self.outbox.insert(
                         f.task_id,
                         OutboxEntry {
@@ -369,6 +374,7 @@ impl StateData {
             let Some(entry) = self.outbox.remove(task_id) else {
                 continue;
             };
+            self.outbox_order.remove(&entry.seq);
             acked += 1;
             let Some(record) = self.schedules.get_mut(&entry.schedule) else {
                 continue;

@@ -240,10 +240,7 @@ fn acks_empty_the_outbox_and_complete_the_history() {
         vec![],
     );
     assert_eq!(
-        s.outbox_in_order()
-            .iter()
-            .map(|e| e.task_id)
-            .collect::<Vec<_>>(),
+        s.outbox_in_order().map(|e| e.task_id).collect::<Vec<_>>(),
         [Uuid::from_u128(1), Uuid::from_u128(2)]
     );
     let ack = Command::Ack {
