@@ -43,6 +43,17 @@ pub struct DispatchContext {
     pub quorum_timeout: StdDuration,
 }
 
+/// Logs the end of a confirmed leadership when dropped.
+struct ConfirmedLeadership {
+    term: u64,
+}
+
+impl Drop for ConfirmedLeadership {
+    fn drop(&mut self) {
+        info!(term = self.term, "no longer leader: dispatch stopped");
+    }
+}
+
 /// Aborts a task when dropped, so a term's tasks cannot outlive it.
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -74,7 +85,7 @@ pub async fn watch_leadership(ctx: Arc<DispatchContext>) {
                 running = Some((term, AbortOnDrop(tokio::spawn(lead(ctx.clone(), term)))));
             }
             (Some((running_term, _)), false) => {
-                info!(term = *running_term, "no longer leader: dispatch stopped");
+                debug!(term = *running_term, "leadership ended");
                 running = None;
             }
             (None, false) => {}
@@ -113,6 +124,8 @@ async fn lead(ctx: Arc<DispatchContext>, term: u64) {
     }
     let outbox = ctx.state.read().await.data.outbox.len();
     info!(term, outbox, "became leader: dispatching");
+    // Aborting this task drops the guard: the end of a confirmed leadership is always logged.
+    let _leading = ConfirmedLeadership { term };
     let pushed = Arc::new(Notify::new());
     let _pusher = AbortOnDrop(tokio::spawn(push_loop(ctx.clone(), term, pushed.clone())));
     plan_loop(ctx, term, pushed).await;
