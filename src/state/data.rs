@@ -69,8 +69,13 @@ impl ScheduleRecord {
         self.spec.as_ref()
     }
 
-    fn derive(&mut self) {
+    /// Parses the definition's spec (on create, replace and snapshot load, never per fire).
+    fn parse_spec(&mut self) {
         self.spec = Spec::parse(&self.def.spec, self.created_at).ok();
+    }
+
+    /// The next occurrence to plan, from the cached spec and the run state.
+    fn plan_next(&mut self) {
         let floor = match self.last_fire {
             Some(last) => last.max(self.plan_from - Duration::milliseconds(1)),
             None => self.plan_from - Duration::milliseconds(1),
@@ -122,7 +127,8 @@ impl StateData {
         self.outbox_order = self.outbox.values().map(|e| (e.seq, e.task_id)).collect();
         self.due.clear();
         for (name, record) in self.schedules.iter_mut() {
-            record.derive();
+            record.parse_spec();
+            record.plan_next();
             if let Some(next) = record.next {
                 self.due.insert((next, name.clone()));
             }
@@ -144,7 +150,7 @@ impl StateData {
         if let Some(old) = record.next {
             self.due.remove(&(old, name.to_string()));
         }
-        record.derive();
+        record.plan_next();
         if let Some(next) = record.next {
             self.due.insert((next, name.to_string()));
         }
@@ -204,7 +210,7 @@ impl StateData {
         incarnation: Uuid,
         at: DateTime<Utc>,
     ) -> Result<CommandResult, Rejection> {
-        Spec::parse(&def.spec, at).map_err(|e| Rejection::Invalid(e.to_string()))?;
+        let spec = Spec::parse(&def.spec, at).map_err(|e| Rejection::Invalid(e.to_string()))?;
         let name = def.name.clone();
         let revision = match self.schedules.get_mut(&name) {
             None => {
@@ -225,7 +231,8 @@ impl StateData {
                         skipped: 0,
                         delivered: 0,
                         history: VecDeque::new(),
-                        spec: None,
+                        // Parsed at `at`, which is this record's creation instant.
+                        spec: Some(spec),
                         next: None,
                     },
                 );
@@ -243,6 +250,8 @@ impl StateData {
                 record.def = def.clone();
                 record.revision += 1;
                 record.updated_at = at;
+                // Anchored at the creation instant, not at this change.
+                record.parse_spec();
                 record.revision
             }
         };

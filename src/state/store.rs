@@ -153,11 +153,10 @@ impl StateMachineStore {
         let subject = ErrorSubject::Snapshot(Some(file.meta.signature()));
         let written =
             tokio::task::spawn_blocking(move || Self::persist(&dir, &file).map(|_| file)).await;
-        match written {
-            Ok(Ok(file)) => Ok(file),
-            Ok(Err(e)) => Err(storage_error(subject, ErrorVerb::Write, e)),
-            Err(e) => Err(storage_error(subject, ErrorVerb::Write, e)),
-        }
+        written
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| storage_error(subject, ErrorVerb::Write, e))
     }
 }
 
