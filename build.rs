@@ -20,12 +20,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     protos(Path::new("proto"), &mut files)?;
     files.sort();
-    let descriptors = protox::compile(&files, ["proto"])?;
+    // With the imported well-known types, so server reflection can describe every message.
+    let descriptors = protox::Compiler::new(["proto"])?
+        .include_imports(true)
+        .open_files(&files)?
+        .file_descriptor_set();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("belfry_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .file_descriptor_set_path(out_dir.join("belfry_descriptor.bin"))
         .compile_fds(descriptors)?;
     Ok(())
 }

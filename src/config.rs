@@ -74,6 +74,146 @@ pub struct ServerArgs {
     /// Log format: `text` (default) or `json`.
     #[arg(long, env = "BELFRY_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Derive the node id from the host name's trailing ordinal (`belfry-0` is node 1), as
+    /// in a Kubernetes StatefulSet.
+    #[arg(long, env = "BELFRY_NODE_ID_FROM_HOSTNAME")]
+    pub node_id_from_hostname: bool,
+    /// API addresses (comma-separated) a node that is not an initial member asks to add it.
+    #[arg(long, env = "BELFRY_JOIN")]
+    pub join: Option<String>,
+    /// A file holding admin API tokens, one per line.
+    #[arg(long, env = "BELFRY_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// An admin API token.
+    #[arg(long, env = "BELFRY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A file holding read-only API tokens, one per line.
+    #[arg(long, env = "BELFRY_READONLY_TOKEN_FILE")]
+    pub readonly_token_file: Option<PathBuf>,
+    /// A read-only API token.
+    #[arg(long, env = "BELFRY_READONLY_TOKEN", hide_env_values = true)]
+    pub readonly_token: Option<String>,
+    /// Serve the API without authentication (every caller is an admin).
+    #[arg(long, env = "BELFRY_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// PEM certificate (chain) of this node, for the API and for peers.
+    #[arg(long, env = "BELFRY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "BELFRY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA that signs every node's certificate: peers must present one (mutual TLS).
+    #[arg(long, env = "BELFRY_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve and talk to peers in plain text.
+    #[arg(long, env = "BELFRY_INSECURE_NO_TLS")]
+    pub insecure_no_tls: bool,
+    /// Address of the HTTP server for `/metrics`, `/healthz` and `/readyz` (`off` disables it).
+    #[arg(long, env = "BELFRY_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+}
+
+/// PEM material for TLS, read at start-up.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub ca: Vec<u8>,
+}
+
+/// The API's security settings.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    /// `None`: authentication explicitly off.
+    pub tokens: Option<crate::api::auth::Tokens>,
+    /// `None`: TLS explicitly off.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Reads tokens, one per line (blank lines and `#` comments ignored).
+fn read_tokens(setting: &'static str, path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(setting, format!("{}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+fn read_pem(setting: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| invalid(setting, format!("{}: {e}", path.display())))
+}
+
+/// The node id from a StatefulSet host name: `belfry-0` → 1.
+pub fn node_id_from_hostname(hostname: &str) -> Result<NodeId, ConfigError> {
+    let ordinal = hostname
+        .split('.')
+        .next()
+        .and_then(|h| h.rsplit_once('-'))
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+        .ok_or_else(|| {
+            invalid(
+                "node_id_from_hostname",
+                format!("host name {hostname:?} does not end in -<ordinal>"),
+            )
+        })?;
+    Ok(ordinal + 1)
+}
+
+fn security(args: &ServerArgs, file: &FileSecurity) -> Result<Security, ConfigError> {
+    let tokens = if args.insecure_no_auth || file.insecure_no_auth {
+        None
+    } else {
+        let mut tokens = crate::api::auth::Tokens::default();
+        if let Some(path) = args
+            .admin_token_file
+            .as_ref()
+            .or(file.admin_token_file.as_ref())
+        {
+            tokens.admin = read_tokens("admin_token_file", path)?;
+        }
+        tokens.admin.extend(args.admin_token.clone());
+        if let Some(path) = args
+            .readonly_token_file
+            .as_ref()
+            .or(file.readonly_token_file.as_ref())
+        {
+            tokens.readonly = read_tokens("readonly_token_file", path)?;
+        }
+        tokens.readonly.extend(args.readonly_token.clone());
+        if tokens.admin.is_empty() {
+            return Err(invalid(
+                "admin_token",
+                "no admin token configured (--admin-token-file or BELFRY_ADMIN_TOKEN); \
+                 --insecure-no-auth turns authentication off",
+            ));
+        }
+        Some(tokens)
+    };
+    let tls = if args.insecure_no_tls || file.insecure_no_tls {
+        None
+    } else {
+        let cert = args.tls_cert.as_ref().or(file.tls_cert.as_ref());
+        let key = args.tls_key.as_ref().or(file.tls_key.as_ref());
+        let ca = args.tls_client_ca.as_ref().or(file.tls_client_ca.as_ref());
+        match (cert, key, ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
+                cert: read_pem("tls_cert", cert)?,
+                key: read_pem("tls_key", key)?,
+                ca: read_pem("tls_client_ca", ca)?,
+            }),
+            _ => {
+                return Err(invalid(
+                    "tls_cert",
+                    "TLS needs --tls-cert, --tls-key and --tls-client-ca; \
+                     --insecure-no-tls turns it off",
+                ))
+            }
+        }
+    };
+    Ok(Security { tokens, tls })
 }
 
 #[derive(Deserialize, Default)]
@@ -87,10 +227,28 @@ struct FileConfig {
     cluster_name: Option<String>,
     schedules: Option<PathBuf>,
     log_format: Option<String>,
+    join: Option<Vec<String>>,
+    metrics_listen: Option<String>,
     #[serde(default)]
     redis: FileRedis,
     #[serde(default)]
     raft: FileRaft,
+    #[serde(default)]
+    security: FileSecurity,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSecurity {
+    admin_token_file: Option<PathBuf>,
+    readonly_token_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure_no_auth: bool,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    #[serde(default)]
+    insecure_no_tls: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -156,6 +314,11 @@ pub struct NodeConfig {
     pub schedules: Option<PathBuf>,
     pub raft: RaftTimings,
     pub json_logs: bool,
+    /// API addresses to ask for membership when this node is not an initial member.
+    pub join: Vec<String>,
+    pub security: Security,
+    /// `None`: no metrics server.
+    pub metrics_listen: Option<String>,
 }
 
 /// Parses `1=host:port,2=host:port`.
@@ -177,7 +340,7 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> 
     Ok(peers)
 }
 
-fn check_addr(setting: &'static str, addr: &str) -> Result<(), ConfigError> {
+pub fn check_addr(setting: &'static str, addr: &str) -> Result<(), ConfigError> {
     match addr.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
         _ => Err(invalid(setting, format!("{addr:?} is not host:port"))),
@@ -218,10 +381,22 @@ impl NodeConfig {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let node_id = args
-            .node_id
-            .or(file.node_id)
-            .ok_or_else(|| invalid("node_id", "required (--node-id or BELFRY_NODE_ID)"))?;
+        let node_id = match (args.node_id.or(file.node_id), args.node_id_from_hostname) {
+            (Some(id), _) => id,
+            (None, true) => {
+                let host = std::env::var("HOSTNAME")
+                    .ok()
+                    .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                    .unwrap_or_default();
+                node_id_from_hostname(host.trim())?
+            }
+            (None, false) => {
+                return Err(invalid(
+                    "node_id",
+                    "required (--node-id, BELFRY_NODE_ID or --node-id-from-hostname)",
+                ))
+            }
+        };
         if node_id == 0 {
             return Err(invalid("node_id", "must be positive"));
         }
@@ -254,12 +429,38 @@ impl NodeConfig {
             }
             (None, None) => BTreeMap::from([(node_id, advertise.clone())]),
         };
-        if !peers.contains_key(&node_id) {
+        let join: Vec<String> = match (&args.join, file.join) {
+            (Some(text), _) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            (None, Some(list)) => list,
+            (None, None) => Vec::new(),
+        };
+        if !peers.contains_key(&node_id) && join.is_empty() {
             return Err(invalid(
                 "peers",
-                format!("the initial members must include this node ({node_id})"),
+                format!(
+                    "node {node_id} is not among the initial members; give --join addresses \
+                     of the cluster to join it"
+                ),
             ));
         }
+        let security = security(args, &file.security)?;
+        let metrics_listen = match args
+            .metrics_listen
+            .clone()
+            .or(file.metrics_listen)
+            .unwrap_or_else(|| "0.0.0.0:9400".into())
+        {
+            off if off == "off" => None,
+            addr => {
+                check_addr("metrics_listen", &addr)?;
+                Some(addr)
+            }
+        };
         let mut raft = RaftTimings::default();
         if let Some(ms) = args.heartbeat_ms.or(file.raft.heartbeat_ms) {
             raft.heartbeat = Duration::from_millis(ms);
@@ -351,6 +552,9 @@ impl NodeConfig {
             schedules: args.schedules.clone().or(file.schedules),
             raft,
             json_logs,
+            join,
+            security,
+            metrics_listen,
         })
     }
 
@@ -371,6 +575,8 @@ mod tests {
         ServerArgs {
             node_id: Some(2),
             data_dir: Some("/tmp/x".into()),
+            insecure_no_auth: true,
+            insecure_no_tls: true,
             ..Default::default()
         }
     }
@@ -386,8 +592,7 @@ mod tests {
         .unwrap();
         let config = NodeConfig::resolve(&ServerArgs {
             config: Some(path),
-            node_id: Some(2),
-            ..Default::default()
+            ..args()
         })
         .unwrap();
         assert_eq!(config.node_id, 2);
@@ -454,6 +659,41 @@ mod tests {
             }),
             "log_format"
         );
+    }
+
+    #[test]
+    fn security_is_off_only_when_asked() {
+        let secure = ServerArgs {
+            insecure_no_auth: false,
+            insecure_no_tls: false,
+            ..args()
+        };
+        let setting = |a: &ServerArgs| match NodeConfig::resolve(a).unwrap_err() {
+            ConfigError::Invalid { setting, .. } => setting,
+            other => panic!("{other}"),
+        };
+        assert_eq!(setting(&secure), "admin_token");
+        let with_token = ServerArgs {
+            admin_token: Some("t".into()),
+            ..secure
+        };
+        assert_eq!(setting(&with_token), "tls_cert");
+        let config = NodeConfig::resolve(&ServerArgs {
+            insecure_no_tls: true,
+            readonly_token: Some("r".into()),
+            ..with_token
+        })
+        .unwrap();
+        let tokens = config.security.tokens.unwrap();
+        assert_eq!((tokens.admin.len(), tokens.readonly.len()), (1, 1));
+        assert!(config.security.tls.is_none());
+    }
+
+    #[test]
+    fn node_ids_follow_statefulset_ordinals() {
+        assert_eq!(node_id_from_hostname("belfry-0").unwrap(), 1);
+        assert_eq!(node_id_from_hostname("belfry-12.belfry-peers").unwrap(), 13);
+        assert!(node_id_from_hostname("belfry").is_err());
     }
 
     #[test]

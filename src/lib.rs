@@ -3,6 +3,7 @@
 //! The library holds every part of the `belfry` binary so that integration tests and
 //! benchmarks drive the same code the server runs.
 
+pub mod api;
 pub mod celery;
 pub mod cli;
 pub mod config;

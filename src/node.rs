@@ -16,6 +16,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use crate::api::auth::Authenticator;
+use crate::api::client::{ApiClient, ClientConfig};
+use crate::api::{pb, Control};
 use crate::celery::{Encoder, KombuLayout};
 use crate::config::NodeConfig;
 use crate::dispatch::leader::{watch_leadership, DispatchContext};
@@ -44,6 +47,8 @@ pub enum NodeError {
     Redis(#[from] crate::dispatch::SinkError),
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 fn raft_config(config: &NodeConfig) -> Result<openraft::Config, NodeError> {
@@ -77,15 +82,41 @@ pub async fn run(
     let state = state_machine.handle();
     let changes = state_machine.changes();
 
+    let mut network = PeerNetwork::new(config.cluster_name.clone());
+    if let Some(tls) = &config.security.tls {
+        network = network.with_tls(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca))
+                .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key)),
+        );
+    }
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
-        PeerNetwork::new(config.cluster_name.clone()),
+        network.clone(),
         log_store,
         state_machine,
     )
     .await
     .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let encoder = Encoder {
+        origin: format!("belfry-{}@{host}", config.node_id),
+        layout: KombuLayout {
+            global_keyprefix: config.kombu_global_keyprefix.clone(),
+            ..KombuLayout::default()
+        },
+    };
+    let control = Control::new(
+        raft.clone(),
+        state.clone(),
+        config.node_id,
+        config.cluster_name.clone(),
+        network,
+        encoder.clone(),
+        config.raft.election_max,
+    );
+    warn_if_insecure(&config);
 
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -95,38 +126,67 @@ pub async fn run(
         })?;
     info!(node = config.node_id, listen = %config.listen, advertise = %config.advertise, "belfry node started");
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.security.tls {
+        builder = builder
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key))
+                    .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca))
+                    // API clients need no certificate; the peer service demands one.
+                    .client_auth_optional(true),
+            )
+            .map_err(|e| NodeError::Tls(e.to_string()))?;
+    }
+    let (schedules_api, cluster_api) = crate::api::services(
+        control.clone(),
+        Authenticator::new(config.security.tokens.clone()),
+    );
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::schedules_server::SchedulesServer<crate::api::SchedulesApi>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::cluster_server::ClusterServer<crate::api::ClusterApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Raft(format!("reflection: {e}")))?;
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .add_service(peer_server(
                 raft.clone(),
                 config.node_id,
                 config.cluster_name.clone(),
+                Some(crate::api::forward_handler(control.clone())),
+                config.security.tls.is_some(),
             ))
+            .add_service(schedules_api)
+            .add_service(cluster_api)
+            .add_service(health)
+            .add_service(reflection)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = serving_stopped.await;
             }),
     );
 
     bootstrap(&raft, &config).await?;
+    let joining = join_if_new(&raft, &config).await?;
 
     let sink = RedisSink::new(&config.redis)?;
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     let ctx = Arc::new(DispatchContext {
         raft: raft.clone(),
         state: state.clone(),
         changes,
         sink,
-        encoder: Encoder {
-            origin: format!("belfry-{}@{host}", config.node_id),
-            layout: KombuLayout {
-                global_keyprefix: config.kombu_global_keyprefix.clone(),
-                ..KombuLayout::default()
-            },
-        },
+        encoder,
         cluster_id: config.cluster_id(),
         plan: PlanConfig::default(),
         push_batch: 1_000,
         quorum_timeout: config.raft.election_max,
+        handing_over: control.handing_over.subscribe(),
     });
     let dispatcher = tokio::spawn(watch_leadership(ctx));
     let schedules = config
@@ -136,6 +196,10 @@ pub async fn run(
 
     shutdown.await;
     info!(node = config.node_id, "shutting down");
+    if let Some(task) = joining {
+        task.abort();
+    }
+    hand_over_if_leading(&control).await;
     dispatcher.abort();
     if let Some(task) = schedules {
         task.abort();
@@ -178,6 +242,96 @@ async fn bootstrap(raft: &Raft, config: &NodeConfig) -> Result<(), NodeError> {
         Err(err) => info!(%err, "cluster already initialized"),
     }
     Ok(())
+}
+
+fn warn_if_insecure(config: &NodeConfig) {
+    if config.security.tokens.is_none() {
+        warn!("API authentication is OFF (--insecure-no-auth): anyone who reaches the port can change schedules");
+    }
+    if config.security.tls.is_none() {
+        warn!("TLS is OFF (--insecure-no-tls): API and peer traffic travel in plain text and peers are not authenticated");
+    }
+}
+
+/// A leader being stopped hands its leadership over first, so dispatch resumes on another
+/// node as soon as the followers' leases allow rather than after a failure is detected.
+async fn hand_over_if_leading(control: &Control) {
+    if control.raft.metrics().borrow().state != ServerState::Leader {
+        return;
+    }
+    info!("leader stopping: handing leadership over");
+    let request = crate::api::control::LeaderRequest::TransferLeader {
+        to: None,
+        only_if_leader: Some(control.node_id),
+    };
+    match control.serve_forwarded(request).await {
+        Ok(_) => {}
+        Err(err) => {
+            warn!(%err, "could not hand leadership over; the followers will elect a leader")
+        }
+    }
+}
+
+/// A node that is not an initial member and has no state asks the cluster (through the
+/// `--join` addresses, in turn) to add it, until one accepts: it joins as a learner and is
+/// promoted to voter once caught up.
+async fn join_if_new(
+    raft: &Raft,
+    config: &NodeConfig,
+) -> Result<Option<tokio::task::JoinHandle<()>>, NodeError> {
+    if config.peers.contains_key(&config.node_id)
+        || raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?
+    {
+        return Ok(None);
+    }
+    let token = config
+        .security
+        .tokens
+        .as_ref()
+        .and_then(|t| t.admin.first().cloned());
+    let tls_ca = config.security.tls.as_ref().map(|t| t.ca.clone());
+    let (node_id, advertise, seeds) = (
+        config.node_id,
+        config.advertise.clone(),
+        config.join.clone(),
+    );
+    Ok(Some(tokio::spawn(async move {
+        loop {
+            for seed in &seeds {
+                let client = ApiClient::new(&ClientConfig {
+                    endpoint: seed.clone(),
+                    token: token.clone(),
+                    tls_ca: tls_ca.clone(),
+                    timeout: Some(std::time::Duration::from_secs(120)),
+                });
+                let mut client = match client {
+                    Ok(client) => client,
+                    Err(err) => {
+                        error!(%err, "cannot use this join address");
+                        continue;
+                    }
+                };
+                let request = pb::AddNodeRequest {
+                    node_id,
+                    address: advertise.clone(),
+                    learner_only: false,
+                };
+                match client.cluster.add_node(request).await {
+                    Ok(_) => {
+                        info!(node_id, %seed, "joined the cluster");
+                        return;
+                    }
+                    Err(status) => {
+                        warn!(%seed, code = ?status.code(), message = status.message(), "join refused; retrying")
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    })))
 }
 
 /// Reconciles the schedules file whenever this node becomes leader and on SIGHUP.

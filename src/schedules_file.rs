@@ -101,6 +101,17 @@ pub fn load(path: &Path, now: DateTime<Utc>) -> Result<Vec<ScheduleDef>, FileErr
 
 /// Parses and validates schedules from TOML text (`path` only names it in errors).
 pub fn parse(path: &str, text: &str, now: DateTime<Utc>) -> Result<Vec<ScheduleDef>, FileError> {
+    parse_with_source(path, text, now, SOURCE_FILE)
+}
+
+/// Parses like `parse`, labelling every schedule `belfry.io/source = source` (`belfry schedule
+/// apply` uses its own value, so the server's file never prunes what a client applied).
+pub fn parse_with_source(
+    path: &str,
+    text: &str,
+    now: DateTime<Utc>,
+    source: &str,
+) -> Result<Vec<ScheduleDef>, FileError> {
     let file: FileSchedules = toml::from_str(text).map_err(|e| FileError::Parse {
         path: path.to_string(),
         message: e.to_string().lines().collect::<Vec<_>>().join(" "),
@@ -124,7 +135,7 @@ pub fn parse(path: &str, text: &str, now: DateTime<Utc>) -> Result<Vec<ScheduleD
             None => CatchupPolicy::default().window_secs,
         };
         let mut labels = entry.labels;
-        labels.insert(SOURCE_LABEL.into(), SOURCE_FILE.into());
+        labels.insert(SOURCE_LABEL.into(), source.into());
         let def = ScheduleDef {
             name: entry.name,
             task: entry.task,

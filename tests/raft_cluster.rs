@@ -105,7 +105,7 @@ impl TestNode {
         let (stop_serving, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(peer_server(raft.clone(), id, CLUSTER))
+                .add_service(peer_server(raft.clone(), id, CLUSTER, None, false))
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                     let _ = stopped.await;
                 }),

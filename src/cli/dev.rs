@@ -129,6 +129,13 @@ fn start_node(
         .args(["--redis-url", redis_url, "--log-format", "json"])
         .arg("--schedules")
         .arg(dir.join("schedules.toml"))
+        // A throwaway cluster on loopback: no tokens, no certificates.
+        .args([
+            "--insecure-no-auth",
+            "--insecure-no-tls",
+            "--metrics-listen",
+            "off",
+        ])
         .env("RUST_LOG", "info,openraft=warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -2,8 +2,12 @@
 //!
 //! Owns what the user types and sees; it must not hold scheduling logic of its own.
 
+mod cluster;
 mod dev;
 mod preview;
+mod remote;
+mod render;
+mod schedule;
 mod server;
 
 use std::process::ExitCode;
@@ -27,12 +31,16 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a cluster node.
-    Server(crate::config::ServerArgs),
+    Server(Box<crate::config::ServerArgs>),
     /// Run a local three-node cluster with Redis and a sample schedule, showing dispatches and a
     /// failover, until Ctrl-C.
     Dev(dev::DevArgs),
     /// Print the next occurrences of a spec, offline (no server needed).
     Preview(preview::PreviewArgs),
+    /// Manage schedules through the API.
+    Schedule(schedule::ScheduleArgs),
+    /// Cluster status, membership and leadership through the API.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Parses the command line, runs the subcommand and turns its outcome into an exit code.
@@ -42,9 +50,11 @@ pub fn run() -> ExitCode {
         Err(err) => return usage_error(err),
     };
     match cli.command {
-        Command::Server(args) => server::run(args),
+        Command::Server(args) => server::run(*args),
         Command::Dev(args) => dev::run(args),
         Command::Preview(args) => preview::run(args),
+        Command::Schedule(args) => remote::run_remote(schedule::run(args)),
+        Command::Cluster(args) => remote::run_remote(cluster::run(args)),
     }
 }
 

@@ -41,6 +41,8 @@ pub struct DispatchContext {
     pub push_batch: usize,
     /// No quorum contact for longer than this pauses dispatch.
     pub quorum_timeout: StdDuration,
+    /// True while this node hands its leadership over: dispatch stops as if it were lost.
+    pub handing_over: watch::Receiver<bool>,
 }
 
 /// Logs the end of a confirmed leadership when dropped.
@@ -67,12 +69,15 @@ impl Drop for AbortOnDrop {
 /// metrics channel closes (node shutdown).
 pub async fn watch_leadership(ctx: Arc<DispatchContext>) {
     let mut metrics = ctx.raft.metrics();
+    let mut handing_over = ctx.handing_over.clone();
     let mut running: Option<(u64, AbortOnDrop)> = None;
     loop {
         let (leading, term) = {
             let m = metrics.borrow_and_update();
             (
-                m.state == ServerState::Leader && m.running_state.is_ok(),
+                m.state == ServerState::Leader
+                    && m.running_state.is_ok()
+                    && !*handing_over.borrow_and_update(),
                 m.current_term,
             )
         };
@@ -90,8 +95,9 @@ pub async fn watch_leadership(ctx: Arc<DispatchContext>) {
             }
             (None, false) => {}
         }
-        if metrics.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            changed = handing_over.changed() => if changed.is_err() { return },
         }
     }
 }

@@ -19,7 +19,7 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
 use super::{NodeId, Raft, TypeConfig};
@@ -46,6 +46,8 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PeerNetwork {
     cluster: String,
     channels: Arc<Mutex<HashMap<(NodeId, String), Channel>>>,
+    /// Mutual TLS: the cluster CA and this node's certificate.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerNetwork {
@@ -55,7 +57,14 @@ impl PeerNetwork {
         PeerNetwork {
             cluster: cluster.into(),
             channels: Arc::default(),
+            tls: None,
         }
+    }
+
+    /// Talks to peers over TLS, presenting this node's certificate.
+    pub fn with_tls(mut self, tls: ClientTlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The channel to `target` at `addr`, created (lazily connecting) on first use. A node
@@ -69,23 +78,50 @@ impl PeerNetwork {
         if let Some(channel) = channels.get(&key) {
             return Ok(channel.clone());
         }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let uri = if addr.contains("://") {
             addr.to_string()
         } else {
-            format!("http://{addr}")
+            format!("{scheme}://{addr}")
         };
-        let endpoint = Endpoint::from_shared(uri)
+        let mut endpoint = Endpoint::from_shared(uri)
             .map_err(|e| format!("peer address {addr:?}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| format!("peer address {addr:?}: {e}"))?;
+        }
         // Never blocks: the connection is made by the first call, and again after a failure.
         let channel = endpoint.connect_lazy();
         channels.retain(|(id, _), _| *id != target);
         channels.insert(key, channel.clone());
         Ok(channel)
+    }
+
+    /// Sends a forwarded API request (JSON) to `target` and returns its JSON reply.
+    pub async fn forward(
+        &self,
+        target: NodeId,
+        addr: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Status> {
+        let channel = self.channel(target, addr).map_err(Status::unavailable)?;
+        let mut client = PeerClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut request = Request::new(PeerRequest {
+            target,
+            cluster: self.cluster.clone(),
+            payload,
+        });
+        request.set_timeout(timeout);
+        Ok(client.forward(request).await?.into_inner().payload)
     }
 
     /// How many peer channels are cached.
@@ -205,11 +241,21 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     }
 }
 
+/// Serves forwarded API requests: takes the JSON request, returns the JSON reply.
+pub type ForwardHandler = Arc<
+    dyn Fn(Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Receives peers' RPCs for the local Raft.
 pub struct PeerService {
     raft: Raft,
     node_id: NodeId,
     cluster: String,
+    forward: Option<ForwardHandler>,
+    /// Refuse callers that presented no certificate signed by the cluster CA.
+    mutual_tls: bool,
 }
 
 /// The peer service, ready to add to a tonic router.
@@ -217,11 +263,15 @@ pub fn peer_server(
     raft: Raft,
     node_id: NodeId,
     cluster: impl Into<String>,
+    forward: Option<ForwardHandler>,
+    mutual_tls: bool,
 ) -> PeerServer<PeerService> {
     PeerServer::new(PeerService {
         raft,
         node_id,
         cluster: cluster.into(),
+        forward,
+        mutual_tls,
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -230,6 +280,20 @@ pub fn peer_server(
 impl PeerService {
     /// Checks the addressee and decodes the payload.
     fn open<T: DeserializeOwned>(&self, request: Request<PeerRequest>) -> Result<T, Status> {
+        let payload = self.check(request)?;
+        serde_json::from_slice(&payload)
+            .map_err(|e| Status::invalid_argument(format!("payload: {e}")))
+    }
+
+    /// Checks the addressee and returns the payload.
+    fn check(&self, request: Request<PeerRequest>) -> Result<Vec<u8>, Status> {
+        // The TLS layer verified any certificate against the cluster CA; API clients connect
+        // without one, and must not reach the peer protocol.
+        if self.mutual_tls && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
+            return Err(Status::permission_denied(
+                "peer calls need a certificate signed by the cluster CA",
+            ));
+        }
         let request = request.into_inner();
         if request.target != self.node_id {
             return Err(Status::failed_precondition(format!(
@@ -243,8 +307,7 @@ impl PeerService {
                 self.cluster, request.cluster
             )));
         }
-        serde_json::from_slice(&request.payload)
-            .map_err(|e| Status::invalid_argument(format!("payload: {e}")))
+        Ok(request.payload)
     }
 }
 
@@ -275,5 +338,16 @@ impl Peer for PeerService {
     ) -> Result<Response<PeerReply>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = self.open(request)?;
         reply(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let payload = self.check(request)?;
+        let handler = self
+            .forward
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this node serves no API"))?;
+        Ok(Response::new(PeerReply {
+            payload: handler(payload).await,
+        }))
     }
 }

@@ -28,6 +28,10 @@ pub struct ProcCluster {
     _dir: tempfile::TempDir,
 }
 
+/// The tokens every test cluster accepts.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+pub const READONLY_TOKEN: &str = "readonly-token-for-tests";
+
 pub fn belfry_bin() -> &'static str {
     env!("CARGO_BIN_EXE_belfry")
 }
@@ -97,6 +101,9 @@ impl ProcCluster {
             .args(["--redis-url", &self.redis_url, "--log-format", "json"])
             .arg("--schedules")
             .arg(&self.schedules)
+            .args(["--insecure-no-tls", "--metrics-listen", "off"])
+            .env("BELFRY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("BELFRY_READONLY_TOKEN", READONLY_TOKEN)
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -210,6 +217,18 @@ impl ProcCluster {
                 )
             })
             .collect()
+    }
+
+    /// An API client of node `i` (lazy: connects on first call).
+    #[allow(dead_code)]
+    pub fn client(&self, i: usize, token: Option<&str>) -> belfry::api::client::ApiClient {
+        belfry::api::client::ApiClient::new(&belfry::api::client::ClientConfig {
+            endpoint: self.nodes[i].addr.clone(),
+            token: token.map(str::to_string),
+            tls_ca: None,
+            timeout: Some(Duration::from_secs(30)),
+        })
+        .expect("api client")
     }
 
     pub fn pid(&self, i: usize) -> u32 {

@@ -1,0 +1,337 @@
+//! Writes, executed on the leader: each becomes one Raft entry stamped with the leader's clock.
+//! Ids a retry must reuse (a new schedule's incarnation, a manual run's task id) come with the
+//! request, so a request retried after a leader change cannot create or dispatch twice.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{write_error, Control};
+use crate::api::error::ApiError;
+use crate::celery::Occurrence;
+use crate::state::{Command, CommandResult, FireItem, Rejection, ScheduleDef};
+
+/// Changes at most this many schedules in one `ApplySchedules` (one Raft entry).
+pub const MAX_APPLY: usize = 10_000;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum WriteOp {
+    Create {
+        def: ScheduleDef,
+        incarnation: Uuid,
+    },
+    Update {
+        def: ScheduleDef,
+        /// The request left `enabled` unset: keep the stored value.
+        keep_enabled: bool,
+        expected_revision: Option<u64>,
+    },
+    Delete {
+        name: String,
+        expected_revision: Option<u64>,
+    },
+    SetEnabled {
+        name: String,
+        enabled: bool,
+    },
+    Trigger {
+        name: String,
+        task_id: Uuid,
+    },
+    Apply {
+        defs: Vec<ScheduleDef>,
+        prune: bool,
+        prune_selector: BTreeMap<String, String>,
+        /// Incarnations for schedules the set creates, in order of `defs`.
+        incarnations: Vec<Uuid>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum WriteOutcome {
+    Revision(u64),
+    Triggered {
+        task_id: Uuid,
+        scheduled_at: DateTime<Utc>,
+    },
+    Applied {
+        created: u32,
+        updated: u32,
+        unchanged: u32,
+        deleted: u32,
+    },
+}
+
+/// A committed write: its outcome and the log index a reader must have applied to see it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Written {
+    pub log_index: u64,
+    pub outcome: WriteOutcome,
+}
+
+impl Control {
+    async fn commit(&self, command: Command) -> Result<(u64, CommandResult), ApiError> {
+        let response = self.raft.client_write(command).await.map_err(write_error)?;
+        Ok((response.log_id.index, response.data))
+    }
+
+    pub(super) async fn execute(&self, op: WriteOp) -> Result<Written, ApiError> {
+        let now = Utc::now();
+        match op {
+            WriteOp::Create { def, incarnation } => {
+                let name = def.name.clone();
+                let command = Command::Put {
+                    def,
+                    expected_revision: Some(0),
+                    incarnation,
+                    at: now,
+                };
+                match self.commit(command).await? {
+                    (log_index, CommandResult::Revision(revision)) => Ok(Written {
+                        log_index,
+                        outcome: WriteOutcome::Revision(revision),
+                    }),
+                    // A retried create whose first attempt went through.
+                    (log_index, CommandResult::Rejected(Rejection::AlreadyExists(_)))
+                        if self.incarnation_of(&name).await == Some(incarnation) =>
+                    {
+                        Ok(Written {
+                            log_index,
+                            outcome: WriteOutcome::Revision(1),
+                        })
+                    }
+                    (_, other) => Err(rejected(other)),
+                }
+            }
+            WriteOp::Update {
+                mut def,
+                keep_enabled,
+                expected_revision,
+            } => {
+                let (revision, enabled) = {
+                    let applied = self.state.read().await;
+                    let record = applied.data.schedules.get(&def.name).ok_or_else(|| {
+                        ApiError::NotFound(format!("schedule {:?} not found", def.name))
+                    })?;
+                    (record.revision, record.def.enabled)
+                };
+                if keep_enabled {
+                    def.enabled = enabled;
+                }
+                // Without an expected revision, the revision just read: the update then refuses
+                // only if the schedule was deleted (or changed) in between.
+                let command = Command::Put {
+                    def,
+                    expected_revision: Some(expected_revision.unwrap_or(revision)),
+                    incarnation: Uuid::nil(),
+                    at: now,
+                };
+                self.revision_write(command).await
+            }
+            WriteOp::Delete {
+                name,
+                expected_revision,
+            } => {
+                self.revision_write(Command::Delete {
+                    name,
+                    expected_revision,
+                    at: now,
+                })
+                .await
+            }
+            WriteOp::SetEnabled { name, enabled } => {
+                self.revision_write(Command::SetEnabled {
+                    name,
+                    enabled,
+                    at: now,
+                })
+                .await
+            }
+            WriteOp::Trigger { name, task_id } => self.trigger(name, task_id, now).await,
+            WriteOp::Apply {
+                defs,
+                prune,
+                prune_selector,
+                incarnations,
+            } => {
+                self.apply(defs, prune, &prune_selector, incarnations, now)
+                    .await
+            }
+        }
+    }
+
+    async fn incarnation_of(&self, name: &str) -> Option<Uuid> {
+        let applied = self.state.read().await;
+        applied.data.schedules.get(name).map(|r| r.incarnation)
+    }
+
+    async fn revision_write(&self, command: Command) -> Result<Written, ApiError> {
+        match self.commit(command).await? {
+            (log_index, CommandResult::Revision(revision)) => Ok(Written {
+                log_index,
+                outcome: WriteOutcome::Revision(revision),
+            }),
+            (_, other) => Err(rejected(other)),
+        }
+    }
+
+    async fn trigger(
+        &self,
+        name: String,
+        task_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Written, ApiError> {
+        let fire = {
+            let applied = self.state.read().await;
+            let record = applied
+                .data
+                .schedules
+                .get(&name)
+                .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))?;
+            let occurrence = Occurrence {
+                task: &record.def.task,
+                task_id,
+                args: &record.def.args,
+                kwargs: &record.def.kwargs,
+                schedule: &record.def.name,
+                scheduled_at: now,
+                manual: true,
+            };
+            let message = self
+                .encoder
+                .encode(&occurrence, &record.def.options)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            FireItem {
+                schedule: name.clone(),
+                incarnation: record.incarnation,
+                scheduled_at: now,
+                task_id,
+                message,
+                manual: true,
+            }
+        };
+        let command = Command::Fire {
+            fires: vec![fire],
+            skips: Vec::new(),
+            at: now,
+        };
+        match self.commit(command).await? {
+            // Not accepted: already in the outbox (a retried request) or the schedule vanished.
+            (log_index, CommandResult::Fired { .. }) => {
+                if self.incarnation_of(&name).await.is_none() {
+                    return Err(ApiError::NotFound(format!("schedule {name:?} not found")));
+                }
+                Ok(Written {
+                    log_index,
+                    outcome: WriteOutcome::Triggered {
+                        task_id,
+                        scheduled_at: now,
+                    },
+                })
+            }
+            (_, other) => Err(rejected(other)),
+        }
+    }
+
+    /// One `Batch` entry with a put for every new or changed schedule and, with `prune`, a
+    /// delete for every selected schedule not in the set.
+    async fn apply(
+        &self,
+        defs: Vec<ScheduleDef>,
+        prune: bool,
+        selector: &BTreeMap<String, String>,
+        incarnations: Vec<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<Written, ApiError> {
+        let (mut created, mut updated, mut unchanged, mut deleted) = (0u32, 0u32, 0u32, 0u32);
+        let mut commands = Vec::new();
+        {
+            let applied = self.state.read().await;
+            let schedules = &applied.data.schedules;
+            for (def, incarnation) in defs.iter().zip(incarnations) {
+                match schedules.get(&def.name) {
+                    Some(record) if &record.def == def => unchanged += 1,
+                    Some(record) => {
+                        updated += 1;
+                        commands.push(Command::Put {
+                            def: def.clone(),
+                            expected_revision: Some(record.revision),
+                            incarnation,
+                            at: now,
+                        });
+                    }
+                    None => {
+                        created += 1;
+                        commands.push(Command::Put {
+                            def: def.clone(),
+                            expected_revision: Some(0),
+                            incarnation,
+                            at: now,
+                        });
+                    }
+                }
+            }
+            if prune {
+                let keep: std::collections::BTreeSet<&str> =
+                    defs.iter().map(|d| d.name.as_str()).collect();
+                for (name, record) in schedules {
+                    let selected = selector
+                        .iter()
+                        .all(|(k, v)| record.def.labels.get(k) == Some(v));
+                    if selected && !keep.contains(name.as_str()) {
+                        deleted += 1;
+                        commands.push(Command::Delete {
+                            name: name.clone(),
+                            expected_revision: Some(record.revision),
+                            at: now,
+                        });
+                    }
+                }
+            }
+        }
+        let outcome = WriteOutcome::Applied {
+            created,
+            updated,
+            unchanged,
+            deleted,
+        };
+        if commands.is_empty() {
+            let (read, _) = self
+                .raft
+                .get_read_log_id()
+                .await
+                .map_err(super::not_leader)?;
+            return Ok(Written {
+                log_index: read.map_or(0, |id| id.index),
+                outcome,
+            });
+        }
+        let (log_index, result) = self.commit(Command::Batch(commands)).await?;
+        let refused: Vec<String> = match result {
+            CommandResult::Batch(results) => results
+                .into_iter()
+                .filter_map(|r| match r {
+                    CommandResult::Rejected(rejection) => Some(rejection.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            other => return Err(rejected(other)),
+        };
+        if let Some(first) = refused.first() {
+            return Err(ApiError::FailedPrecondition(format!(
+                "{} of the changes were refused (the schedules changed meanwhile; apply again): {first}",
+                refused.len()
+            )));
+        }
+        Ok(Written { log_index, outcome })
+    }
+}
+
+fn rejected(result: CommandResult) -> ApiError {
+    match result {
+        CommandResult::Rejected(rejection) => rejection.into(),
+        other => ApiError::Internal(format!("unexpected result {other:?}")),
+    }
+}

@@ -1,0 +1,73 @@
+//! The gRPC API every node serves: schedule management (`belfry.v1.Schedules`), cluster
+//! administration (`belfry.v1.Cluster`), the standard health service and server reflection.
+//!
+//! Owns request checking, authentication and the mapping to gRPC statuses; the work itself is
+//! done by the leader through `control`. It must not touch replicated state except by reading
+//! it or proposing commands.
+
+pub mod auth;
+pub mod client;
+mod cluster;
+pub mod control;
+mod convert;
+pub mod error;
+mod schedules;
+
+use std::sync::Arc;
+
+pub use cluster::ClusterApi;
+pub use control::Control;
+pub use convert::pb_def as convert_def;
+pub use error::ApiError;
+pub use schedules::{SchedulesApi, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+
+/// The generated code of `proto/belfry/v1`.
+pub mod pb {
+    tonic::include_proto!("belfry.v1");
+}
+
+/// Every `.proto` of belfry, compiled, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("belfry_descriptor");
+
+/// The largest API message either side accepts (an `ApplySchedules` of 10,000 schedules).
+pub const MAX_API_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+
+/// The API services with authentication in front, ready to add to a tonic router.
+pub fn services(
+    control: Arc<Control>,
+    auth: auth::Authenticator,
+) -> (
+    tonic::service::interceptor::InterceptedService<
+        pb::schedules_server::SchedulesServer<SchedulesApi>,
+        auth::Authenticator,
+    >,
+    tonic::service::interceptor::InterceptedService<
+        pb::cluster_server::ClusterServer<ClusterApi>,
+        auth::Authenticator,
+    >,
+) {
+    let schedules = pb::schedules_server::SchedulesServer::new(SchedulesApi::new(control.clone()))
+        .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
+    let cluster = pb::cluster_server::ClusterServer::new(ClusterApi::new(control));
+    (
+        tonic::service::interceptor::InterceptedService::new(schedules, auth.clone()),
+        tonic::service::interceptor::InterceptedService::new(cluster, auth),
+    )
+}
+
+/// The forward handler the peer service calls with requests other nodes pass to this one.
+pub fn forward_handler(control: Arc<Control>) -> crate::raft::network::ForwardHandler {
+    Arc::new(move |payload: Vec<u8>| {
+        let control = control.clone();
+        Box::pin(async move {
+            let outcome = match serde_json::from_slice::<control::LeaderRequest>(&payload) {
+                Ok(request) => control.serve_forwarded(request).await,
+                Err(e) => Err(ApiError::Internal(format!(
+                    "undecodable forwarded request: {e}"
+                ))),
+            };
+            serde_json::to_vec(&outcome).unwrap_or_default()
+        })
+    })
+}

@@ -1,0 +1,391 @@
+//! The `belfry.v1.Schedules` gRPC service: checks the caller's role and the request's shape,
+//! then hands writes to the leader through `Control` and serves reads from the local state
+//! after a linearizable barrier (or at once, when the caller asks for a local read with the
+//! `belfry-read: local` header).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::auth::{require, Role};
+use super::control::{Control, LeaderReply, LeaderRequest, WriteOp, WriteOutcome, Written};
+use super::convert::{pb_run, pb_schedule, schedule_def, spec_input, timestamp};
+use super::error::ApiError;
+use super::pb;
+use super::pb::schedules_server::Schedules;
+use crate::schedule::{parse_instant, Spec};
+use crate::state::validate::{validate_def, validate_name, MAX_LABELS};
+use crate::state::ScheduleDef;
+
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1_000;
+pub const MAX_PREVIEW: u32 = 1_000;
+pub use super::control::MAX_APPLY;
+
+pub struct SchedulesApi {
+    control: Arc<Control>,
+}
+
+impl SchedulesApi {
+    pub fn new(control: Arc<Control>) -> Self {
+        SchedulesApi { control }
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<Written, ApiError> {
+        match self
+            .control
+            .on_leader(LeaderRequest::Write(Box::new(op)))
+            .await?
+        {
+            LeaderReply::Written(written) => {
+                self.control.wait_applied(written.log_index).await?;
+                Ok(written)
+            }
+            other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn barrier<T>(&self, request: &Request<T>) -> Result<(), ApiError> {
+        let local = request
+            .metadata()
+            .get("belfry-read")
+            .is_some_and(|v| v.as_bytes() == b"local");
+        if local {
+            Ok(())
+        } else {
+            self.control.read_barrier().await
+        }
+    }
+
+    async fn stored(&self, name: &str) -> Result<pb::Schedule, ApiError> {
+        let applied = self.control.state.read().await;
+        applied
+            .data
+            .schedules
+            .get(name)
+            .map(pb_schedule)
+            .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))
+    }
+
+    async fn set_enabled(
+        &self,
+        request: Request<pb::ScheduleName>,
+        enabled: bool,
+    ) -> Result<pb::Schedule, ApiError> {
+        require(&request, Role::Admin)?;
+        let name = request.into_inner().name;
+        validate_name(&name).map_err(ApiError::from)?;
+        self.write(WriteOp::SetEnabled {
+            name: name.clone(),
+            enabled,
+        })
+        .await?;
+        self.stored(&name).await
+    }
+}
+
+fn revision(written: &Written) -> u64 {
+    match written.outcome {
+        WriteOutcome::Revision(revision) => revision,
+        _ => 0,
+    }
+}
+
+/// A definition from a request, checked in full.
+fn checked_def(spec: Option<&pb::ScheduleSpec>, field: &str) -> Result<ScheduleDef, ApiError> {
+    let spec = spec.ok_or_else(|| ApiError::invalid(field, "required"))?;
+    let def = schedule_def(spec)?;
+    validate_def(&def, Utc::now())?;
+    Ok(def)
+}
+
+fn check_labels(
+    labels: &std::collections::HashMap<String, String>,
+    field: &str,
+) -> Result<(), ApiError> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::invalid(
+            field,
+            format!("at most {MAX_LABELS} labels"),
+        ));
+    }
+    Ok(())
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl Schedules for SchedulesApi {
+    async fn create_schedule(
+        &self,
+        request: Request<pb::CreateScheduleRequest>,
+    ) -> Reply<pb::Schedule> {
+        require(&request, Role::Admin)?;
+        let def = checked_def(request.get_ref().schedule.as_ref(), "schedule")?;
+        let name = def.name.clone();
+        self.write(WriteOp::Create {
+            def,
+            incarnation: Uuid::new_v4(),
+        })
+        .await?;
+        Ok(Response::new(self.stored(&name).await?))
+    }
+
+    async fn update_schedule(
+        &self,
+        request: Request<pb::UpdateScheduleRequest>,
+    ) -> Reply<pb::Schedule> {
+        require(&request, Role::Admin)?;
+        let body = request.get_ref();
+        let def = checked_def(body.schedule.as_ref(), "schedule")?;
+        let keep_enabled = body.schedule.as_ref().is_some_and(|s| s.enabled.is_none());
+        let name = def.name.clone();
+        self.write(WriteOp::Update {
+            def,
+            keep_enabled,
+            expected_revision: body.expected_revision,
+        })
+        .await?;
+        Ok(Response::new(self.stored(&name).await?))
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<pb::DeleteScheduleRequest>,
+    ) -> Reply<pb::DeleteScheduleResponse> {
+        require(&request, Role::Admin)?;
+        let body = request.into_inner();
+        validate_name(&body.name).map_err(ApiError::from)?;
+        let written = self
+            .write(WriteOp::Delete {
+                name: body.name,
+                expected_revision: body.expected_revision,
+            })
+            .await?;
+        Ok(Response::new(pb::DeleteScheduleResponse {
+            revision: revision(&written),
+        }))
+    }
+
+    async fn get_schedule(&self, request: Request<pb::GetScheduleRequest>) -> Reply<pb::Schedule> {
+        require(&request, Role::ReadOnly)?;
+        validate_name(&request.get_ref().name).map_err(ApiError::from)?;
+        self.barrier(&request).await?;
+        Ok(Response::new(self.stored(&request.get_ref().name).await?))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<pb::ListSchedulesRequest>,
+    ) -> Reply<pb::ListSchedulesResponse> {
+        require(&request, Role::ReadOnly)?;
+        let body = request.get_ref();
+        let page_size = match body.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(
+                    ApiError::invalid("page_size", format!("at most {MAX_PAGE_SIZE}")).into(),
+                )
+            }
+            n => n,
+        } as usize;
+        check_labels(&body.labels, "labels")?;
+        if !body.page_token.is_empty() {
+            validate_name(&body.page_token)
+                .map_err(|_| ApiError::invalid("page_token", "not a token this API issued"))?;
+        }
+        self.barrier(&request).await?;
+        let applied = self.control.state.read().await;
+        let start = if body.page_token.is_empty() {
+            Bound::Included(body.name_prefix.clone())
+        } else {
+            Bound::Excluded(body.page_token.clone())
+        };
+        let mut schedules = Vec::new();
+        let mut next_page_token = String::new();
+        for (name, record) in applied.data.schedules.range((start, Bound::Unbounded)) {
+            if !name.starts_with(&body.name_prefix) {
+                break;
+            }
+            let selected = body
+                .labels
+                .iter()
+                .all(|(k, v)| record.def.labels.get(k) == Some(v));
+            if !selected {
+                continue;
+            }
+            if schedules.len() == page_size {
+                next_page_token = schedules
+                    .last()
+                    .and_then(|s: &pb::Schedule| s.definition.as_ref())
+                    .map(|d| d.name.clone())
+                    .unwrap_or_default();
+                break;
+            }
+            schedules.push(pb_schedule(record));
+        }
+        Ok(Response::new(pb::ListSchedulesResponse {
+            schedules,
+            next_page_token,
+        }))
+    }
+
+    async fn pause_schedule(&self, request: Request<pb::ScheduleName>) -> Reply<pb::Schedule> {
+        Ok(Response::new(self.set_enabled(request, false).await?))
+    }
+
+    async fn resume_schedule(&self, request: Request<pb::ScheduleName>) -> Reply<pb::Schedule> {
+        Ok(Response::new(self.set_enabled(request, true).await?))
+    }
+
+    async fn trigger_schedule(
+        &self,
+        request: Request<pb::ScheduleName>,
+    ) -> Reply<pb::TriggerScheduleResponse> {
+        require(&request, Role::Admin)?;
+        let name = request.into_inner().name;
+        validate_name(&name).map_err(ApiError::from)?;
+        let written = self
+            .write(WriteOp::Trigger {
+                name,
+                task_id: Uuid::new_v4(),
+            })
+            .await?;
+        match written.outcome {
+            WriteOutcome::Triggered {
+                task_id,
+                scheduled_at,
+            } => Ok(Response::new(pb::TriggerScheduleResponse {
+                task_id: task_id.to_string(),
+                scheduled_at: Some(timestamp(scheduled_at)),
+            })),
+            other => Err(ApiError::Internal(format!("unexpected outcome {other:?}")).into()),
+        }
+    }
+
+    async fn preview_schedule(
+        &self,
+        request: Request<pb::PreviewScheduleRequest>,
+    ) -> Reply<pb::PreviewScheduleResponse> {
+        require(&request, Role::ReadOnly)?;
+        let body = request.get_ref();
+        let count = match body.count {
+            0 => 5,
+            n if n > MAX_PREVIEW => {
+                return Err(ApiError::invalid("count", format!("at most {MAX_PREVIEW}")).into())
+            }
+            n => n,
+        } as usize;
+        let now = Utc::now();
+        let after = if body.after.is_empty() {
+            now
+        } else {
+            parse_instant("after", &body.after).map_err(|e| ApiError::invalid(e.field, e.reason))?
+        };
+        let occurrences = match &body.target {
+            Some(pb::preview_schedule_request::Target::Name(name)) => {
+                validate_name(name).map_err(ApiError::from)?;
+                self.barrier(&request).await?;
+                let applied = self.control.state.read().await;
+                let record =
+                    applied.data.schedules.get(name).ok_or_else(|| {
+                        ApiError::NotFound(format!("schedule {name:?} not found"))
+                    })?;
+                record
+                    .spec()
+                    .map(|spec| spec.upcoming(after, count))
+                    .unwrap_or_default()
+            }
+            Some(pb::preview_schedule_request::Target::Spec(spec)) => {
+                Spec::parse(&spec_input(spec), now)
+                    .map_err(|e| ApiError::invalid(format!("spec.{}", e.field), e.reason))?
+                    .upcoming(after, count)
+            }
+            None => return Err(ApiError::invalid("target", "give a name or a spec").into()),
+        };
+        Ok(Response::new(pb::PreviewScheduleResponse {
+            occurrences: occurrences.into_iter().map(timestamp).collect(),
+        }))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<pb::ListRunsRequest>,
+    ) -> Reply<pb::ListRunsResponse> {
+        require(&request, Role::ReadOnly)?;
+        validate_name(&request.get_ref().name).map_err(ApiError::from)?;
+        self.barrier(&request).await?;
+        let applied = self.control.state.read().await;
+        let name = &request.get_ref().name;
+        let record = applied
+            .data
+            .schedules
+            .get(name)
+            .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))?;
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: record.history.iter().rev().map(pb_run).collect(),
+        }))
+    }
+
+    async fn apply_schedules(
+        &self,
+        request: Request<pb::ApplySchedulesRequest>,
+    ) -> Reply<pb::ApplySchedulesResponse> {
+        require(&request, Role::Admin)?;
+        let body = request.into_inner();
+        if body.schedules.len() > MAX_APPLY {
+            return Err(
+                ApiError::invalid("schedules", format!("at most {MAX_APPLY} per request")).into(),
+            );
+        }
+        check_labels(&body.prune_selector, "prune_selector")?;
+        let now = Utc::now();
+        let mut names = BTreeSet::new();
+        let mut defs = Vec::with_capacity(body.schedules.len());
+        for (i, spec) in body.schedules.iter().enumerate() {
+            let prefix = |e: ApiError| match e {
+                ApiError::InvalidArgument { field, reason } => {
+                    ApiError::invalid(format!("schedules[{i}].{field}"), reason)
+                }
+                other => other,
+            };
+            let def = schedule_def(spec).map_err(prefix)?;
+            validate_def(&def, now).map_err(|e| prefix(e.into()))?;
+            if !names.insert(def.name.clone()) {
+                return Err(ApiError::invalid(
+                    format!("schedules[{i}].name"),
+                    format!("{:?} appears twice", def.name),
+                )
+                .into());
+            }
+            defs.push(def);
+        }
+        let incarnations = defs.iter().map(|_| Uuid::new_v4()).collect();
+        let written = self
+            .write(WriteOp::Apply {
+                defs,
+                prune: body.prune,
+                prune_selector: body.prune_selector.into_iter().collect::<BTreeMap<_, _>>(),
+                incarnations,
+            })
+            .await?;
+        match written.outcome {
+            WriteOutcome::Applied {
+                created,
+                updated,
+                unchanged,
+                deleted,
+            } => Ok(Response::new(pb::ApplySchedulesResponse {
+                created,
+                updated,
+                unchanged,
+                deleted,
+            })),
+            other => Err(ApiError::Internal(format!("unexpected outcome {other:?}")).into()),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! How API answers look on the terminal: aligned tables for people, JSON for scripts.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::api::pb;
+
+pub fn instant(ts: &Option<prost_types::Timestamp>) -> Option<String> {
+    ts.as_ref()
+        .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+fn or_dash(text: Option<String>) -> String {
+    text.filter(|t| !t.is_empty()).unwrap_or_else(|| "-".into())
+}
+
+/// Prints rows with columns padded to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+pub fn spec_text(spec: &Option<pb::Spec>) -> String {
+    let Some(s) = spec else { return "-".into() };
+    let kind = if !s.every.is_empty() {
+        format!("every {}", s.every)
+    } else if !s.crontab.is_empty() {
+        format!("crontab {}", s.crontab)
+    } else if !s.cron.is_empty() {
+        format!("cron {}", s.cron)
+    } else {
+        format!("once {}", s.once)
+    };
+    if s.timezone.is_empty() {
+        kind
+    } else {
+        format!("{kind} ({})", s.timezone)
+    }
+}
+
+fn spec_json(spec: &Option<pb::Spec>) -> Value {
+    let Some(s) = spec else { return Value::Null };
+    let mut map = Map::new();
+    for (key, value) in [
+        ("every", &s.every),
+        ("anchor", &s.anchor),
+        ("crontab", &s.crontab),
+        ("cron", &s.cron),
+        ("once", &s.once),
+        ("timezone", &s.timezone),
+        ("start_at", &s.start_at),
+        ("end_at", &s.end_at),
+    ] {
+        if !value.is_empty() {
+            map.insert(key.into(), value.clone().into());
+        }
+    }
+    Value::Object(map)
+}
+
+fn parsed(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+fn options_json(options: &Option<pb::TaskOptions>) -> Value {
+    let Some(o) = options else { return json!({}) };
+    let mut map = Map::new();
+    let mut put = |k: &str, v: Value| {
+        if !v.is_null() {
+            map.insert(k.into(), v);
+        }
+    };
+    put("queue", json!(o.queue));
+    put("routing_key", json!(o.routing_key));
+    put("priority", json!(o.priority));
+    put("expires_after_seconds", json!(o.expires_after_seconds));
+    if !o.expires_at.is_empty() {
+        put("expires_at", json!(o.expires_at));
+    }
+    if !o.headers_json.is_empty() {
+        put("headers", parsed(&o.headers_json));
+    }
+    put("time_limit", json!(o.time_limit));
+    put("soft_time_limit", json!(o.soft_time_limit));
+    put("ignore_result", json!(o.ignore_result));
+    Value::Object(map)
+}
+
+fn rule_name(rule: i32) -> &'static str {
+    match pb::CatchupRule::try_from(rule) {
+        Ok(pb::CatchupRule::Latest) => "latest",
+        Ok(pb::CatchupRule::None) => "none",
+        _ => "all",
+    }
+}
+
+pub fn schedule_json(s: &pb::Schedule) -> Value {
+    let d = s.definition.clone().unwrap_or_default();
+    let catchup = d.catchup.unwrap_or_default();
+    json!({
+        "name": d.name,
+        "task": d.task,
+        "spec": spec_json(&d.spec),
+        "args": parsed(&d.args_json),
+        "kwargs": parsed(&d.kwargs_json),
+        "options": options_json(&d.options),
+        "catchup": {"rule": rule_name(catchup.rule), "window_seconds": catchup.window_seconds},
+        "enabled": d.enabled.unwrap_or(true),
+        "labels": d.labels,
+        "description": d.description,
+        "revision": s.revision,
+        "incarnation": s.incarnation,
+        "created_at": instant(&s.created_at),
+        "updated_at": instant(&s.updated_at),
+        "last_run": instant(&s.last_run),
+        "next_run": instant(&s.next_run),
+        "fired": s.fired_count,
+        "skipped": s.skipped_count,
+        "delivered": s.delivered_count,
+    })
+}
+
+pub fn schedule_rows(schedules: &[pb::Schedule]) -> Vec<Vec<String>> {
+    schedules
+        .iter()
+        .map(|s| {
+            let d = s.definition.clone().unwrap_or_default();
+            vec![
+                d.name.clone(),
+                d.task.clone(),
+                spec_text(&d.spec),
+                if d.enabled.unwrap_or(true) {
+                    "yes"
+                } else {
+                    "paused"
+                }
+                .into(),
+                or_dash(instant(&s.next_run)),
+                or_dash(instant(&s.last_run)),
+                s.fired_count.to_string(),
+                s.revision.to_string(),
+            ]
+        })
+        .collect()
+}
+
+pub const SCHEDULE_HEADER: [&str; 8] = [
+    "NAME", "TASK", "SPEC", "ENABLED", "NEXT RUN", "LAST RUN", "FIRED", "REV",
+];
+
+/// `key: value` lines for one schedule.
+pub fn schedule_details(s: &pb::Schedule) {
+    let value = schedule_json(s);
+    if let Value::Object(map) = value {
+        for (key, v) in map {
+            let shown = match v {
+                Value::String(text) => text,
+                Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            println!("{key:<12} {shown}");
+        }
+    }
+}
+
+fn outcome_name(outcome: i32) -> &'static str {
+    match pb::RunOutcome::try_from(outcome) {
+        Ok(pb::RunOutcome::Pending) => "pending",
+        Ok(pb::RunOutcome::Sent) => "sent",
+        Ok(pb::RunOutcome::AlreadySent) => "already_sent",
+        Ok(pb::RunOutcome::Skipped) => "skipped",
+        _ => "unknown",
+    }
+}
+
+pub fn run_json(r: &pb::Run) -> Value {
+    json!({
+        "scheduled_at": instant(&r.scheduled_at),
+        "dispatched_at": instant(&r.dispatched_at),
+        "task_id": r.task_id,
+        "outcome": outcome_name(r.outcome),
+        "skip_reason": r.skip_reason,
+        "manual": r.manual,
+    })
+}
+
+pub fn run_rows(runs: &[pb::Run]) -> Vec<Vec<String>> {
+    runs.iter()
+        .map(|r| {
+            vec![
+                or_dash(instant(&r.scheduled_at)),
+                or_dash(instant(&r.dispatched_at)),
+                outcome_name(r.outcome).into(),
+                or_dash(Some(r.skip_reason.clone())),
+                or_dash(Some(r.task_id.clone())),
+                if r.manual { "manual" } else { "" }.into(),
+            ]
+        })
+        .collect()
+}
+
+fn role_name(role: i32) -> &'static str {
+    match pb::Role::try_from(role) {
+        Ok(pb::Role::Leader) => "leader",
+        Ok(pb::Role::Follower) => "follower",
+        Ok(pb::Role::Learner) => "learner",
+        _ => "unknown",
+    }
+}
+
+pub fn status_json(s: &pb::ClusterStatus) -> Value {
+    json!({
+        "cluster_name": s.cluster_name,
+        "leader_id": s.leader_id,
+        "term": s.term,
+        "commit_index": s.commit_index,
+        "applied_index": s.applied_index,
+        "last_log_index": s.last_log_index,
+        "outbox_depth": s.outbox_depth,
+        "schedules": s.schedules,
+        "node_id": s.node_id,
+        "members": s.members.iter().map(|m| json!({
+            "id": m.id,
+            "address": m.address,
+            "role": role_name(m.role),
+            "matched_index": m.matched_index,
+            "lag": m.lag,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn status_table(s: &pb::ClusterStatus) {
+    println!(
+        "cluster {}  leader {}  term {}  commit {}  applied {}  schedules {}  outbox {}",
+        s.cluster_name,
+        s.leader_id,
+        s.term,
+        s.commit_index,
+        s.applied_index,
+        s.schedules,
+        s.outbox_depth
+    );
+    let rows: Vec<Vec<String>> = s
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                m.address.clone(),
+                role_name(m.role).into(),
+                m.matched_index.to_string(),
+                m.lag.to_string(),
+            ]
+        })
+        .collect();
+    table(&["ID", "ADDRESS", "ROLE", "MATCHED", "LAG"], &rows);
+}

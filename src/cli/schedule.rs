@@ -1,0 +1,249 @@
+//! `belfry schedule …`: manage schedules through the API of any node.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::remote::{key_value, Connection, Failure, Output};
+use super::render::{self, print_json, table};
+use crate::api::pb;
+use crate::schedules_file::{parse_with_source, SOURCE_LABEL};
+
+/// The `belfry.io/source` label of schedules `schedule apply` manages.
+pub const SOURCE_APPLY: &str = "apply";
+
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(subcommand)]
+    pub command: ScheduleCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Create or update the schedules of a TOML file (`[[schedule]]` entries).
+    Apply {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Also delete applied schedules missing from the file (those labelled
+        /// belfry.io/source=apply, or matching --selector).
+        #[arg(long)]
+        prune: bool,
+        /// Prune only schedules carrying these labels (key=value, repeatable).
+        #[arg(long, value_parser = key_value)]
+        selector: Vec<(String, String)>,
+    },
+    /// List schedules.
+    List {
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Only schedules with this label (key=value, repeatable).
+        #[arg(long, value_parser = key_value)]
+        label: Vec<(String, String)>,
+        /// Stop after this many (default: all, fetched a page at a time).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Show one schedule.
+    Get { name: String },
+    /// Delete a schedule.
+    Delete {
+        name: String,
+        /// Refuse unless the schedule is at this revision.
+        #[arg(long)]
+        revision: Option<u64>,
+    },
+    /// Stop dispatching a schedule.
+    Pause { name: String },
+    /// Dispatch a paused schedule again (missed runs follow its catch-up policy).
+    Resume { name: String },
+    /// Dispatch one run now, outside the schedule.
+    Trigger { name: String },
+    /// The next occurrences of a stored schedule.
+    Next {
+        name: String,
+        #[arg(short = 'n', long, default_value_t = 5)]
+        count: u32,
+    },
+    /// A schedule's recent runs, newest first.
+    Runs { name: String },
+}
+
+pub async fn run(args: ScheduleArgs) -> Result<(), Failure> {
+    let mut client = args.connection.client()?;
+    let output = args.connection.output;
+    let api = &mut client.schedules;
+    match args.command {
+        ScheduleCommand::Apply {
+            file,
+            prune,
+            selector,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
+            let shown = file.display().to_string();
+            let defs = parse_with_source(&shown, &text, Utc::now(), SOURCE_APPLY)
+                .map_err(Failure::usage)?;
+            let selector: HashMap<String, String> = if selector.is_empty() {
+                [(SOURCE_LABEL.to_string(), SOURCE_APPLY.to_string())].into()
+            } else {
+                selector.into_iter().collect()
+            };
+            let request = pb::ApplySchedulesRequest {
+                schedules: defs.iter().map(crate::api::convert_def).collect(),
+                prune,
+                prune_selector: selector,
+            };
+            let r = api.apply_schedules(request).await?.into_inner();
+            match output {
+                Output::Json => print_json(&json!({
+                    "created": r.created, "updated": r.updated,
+                    "unchanged": r.unchanged, "deleted": r.deleted,
+                })),
+                Output::Table => println!(
+                    "{} created, {} updated, {} unchanged, {} deleted",
+                    r.created, r.updated, r.unchanged, r.deleted
+                ),
+            }
+        }
+        ScheduleCommand::List {
+            prefix,
+            label,
+            limit,
+        } => {
+            let mut schedules = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = api
+                    .list_schedules(pb::ListSchedulesRequest {
+                        page_size: crate::api::MAX_PAGE_SIZE,
+                        page_token: page_token.clone(),
+                        name_prefix: prefix.clone(),
+                        labels: label.iter().cloned().collect(),
+                    })
+                    .await?
+                    .into_inner();
+                schedules.extend(page.schedules);
+                if let Some(limit) = limit {
+                    if schedules.len() >= limit {
+                        schedules.truncate(limit);
+                        break;
+                    }
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            match output {
+                Output::Json => print_json(&json!(schedules
+                    .iter()
+                    .map(render::schedule_json)
+                    .collect::<Vec<_>>())),
+                Output::Table => {
+                    table(&render::SCHEDULE_HEADER, &render::schedule_rows(&schedules))
+                }
+            }
+        }
+        ScheduleCommand::Get { name } => {
+            let s = api
+                .get_schedule(pb::GetScheduleRequest { name })
+                .await?
+                .into_inner();
+            show_schedule(&s, output);
+        }
+        ScheduleCommand::Delete { name, revision } => {
+            let r = api
+                .delete_schedule(pb::DeleteScheduleRequest {
+                    name: name.clone(),
+                    expected_revision: revision,
+                })
+                .await?
+                .into_inner();
+            match output {
+                Output::Json => print_json(&json!({"deleted": name, "revision": r.revision})),
+                Output::Table => println!("deleted {name} (revision {})", r.revision),
+            }
+        }
+        ScheduleCommand::Pause { name } => {
+            let s = api
+                .pause_schedule(pb::ScheduleName { name })
+                .await?
+                .into_inner();
+            show_schedule(&s, output);
+        }
+        ScheduleCommand::Resume { name } => {
+            let s = api
+                .resume_schedule(pb::ScheduleName { name })
+                .await?
+                .into_inner();
+            show_schedule(&s, output);
+        }
+        ScheduleCommand::Trigger { name } => {
+            let r = api
+                .trigger_schedule(pb::ScheduleName { name: name.clone() })
+                .await?
+                .into_inner();
+            let at = render::instant(&r.scheduled_at).unwrap_or_default();
+            match output {
+                Output::Json => print_json(&json!({"task_id": r.task_id, "scheduled_at": at})),
+                Output::Table => println!("triggered {name}: task id {} at {at}", r.task_id),
+            }
+        }
+        ScheduleCommand::Next { name, count } => {
+            let r = api
+                .preview_schedule(pb::PreviewScheduleRequest {
+                    target: Some(pb::preview_schedule_request::Target::Name(name)),
+                    count,
+                    after: String::new(),
+                })
+                .await?
+                .into_inner();
+            let instants: Vec<String> = r
+                .occurrences
+                .iter()
+                .filter_map(|t| render::instant(&Some(*t)))
+                .collect();
+            match output {
+                Output::Json => print_json(&json!(instants)),
+                Output::Table => instants.iter().for_each(|i| println!("{i}")),
+            }
+        }
+        ScheduleCommand::Runs { name } => {
+            let r = api
+                .list_runs(pb::ListRunsRequest { name })
+                .await?
+                .into_inner();
+            match output {
+                Output::Json => print_json(&json!(r
+                    .runs
+                    .iter()
+                    .map(render::run_json)
+                    .collect::<Vec<_>>())),
+                Output::Table => table(
+                    &[
+                        "SCHEDULED",
+                        "DISPATCHED",
+                        "OUTCOME",
+                        "SKIP REASON",
+                        "TASK ID",
+                        "",
+                    ],
+                    &render::run_rows(&r.runs),
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn show_schedule(s: &pb::Schedule, output: Output) {
+    match output {
+        Output::Json => print_json(&render::schedule_json(s)),
+        Output::Table => render::schedule_details(s),
+    }
+}
