@@ -198,6 +198,8 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
         committed.clone(),
     )));
     let mut backoff = StdDuration::from_millis(50);
+    // Entries committed by others (a manual run through the API) wake the pusher too.
+    let mut changes = ctx.changes.clone();
     loop {
         if !quorum_gate(&ctx, term).await {
             return;
@@ -237,6 +239,7 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = committed.notified() => {}
+                changed = changes.changed() => if changed.is_err() { return },
             }
             continue;
         }

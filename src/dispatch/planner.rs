@@ -98,7 +98,9 @@ fn plan_schedule(
                 .unwrap_or(i64::MAX / 1000)
                 .min(i64::MAX / 1000),
         );
-    let missed_before = now - config.misfire_grace;
+    // Late but within the grace is on time; anything due during a pause is missed.
+    let missed_before =
+        (now - config.misfire_grace).max(record.resumed_at.unwrap_or(now - config.misfire_grace));
 
     let mut outside_window: Option<(DateTime<Utc>, u64)> = None;
     let mut missed: Vec<DateTime<Utc>> = Vec::new();

@@ -56,6 +56,10 @@ pub struct ScheduleRecord {
     pub skipped: u64,
     pub delivered: u64,
     pub history: VecDeque<RunRecord>,
+    /// When the schedule was last resumed: occurrences before it fell in the pause, so they are
+    /// missed (subject to the catch-up policy) however recent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_at: Option<DateTime<Utc>>,
     /// The parsed spec (derived from `def.spec` and `created_at`).
     #[serde(skip)]
     spec: Option<Spec>,
@@ -231,6 +235,7 @@ impl StateData {
                         skipped: 0,
                         delivered: 0,
                         history: VecDeque::new(),
+                        resumed_at: None,
                         // Parsed at `at`, which is this record's creation instant.
                         spec: Some(spec),
                         next: None,
@@ -281,6 +286,9 @@ impl StateData {
             .get_mut(name)
             .ok_or_else(|| Rejection::NotFound(name.to_string()))?;
         if record.def.enabled != enabled {
+            if enabled {
+                record.resumed_at = Some(at);
+            }
             record.def.enabled = enabled;
             record.revision += 1;
             record.updated_at = at;

@@ -25,7 +25,9 @@ pub struct ProcCluster {
     pub redis_url: String,
     pub schedules: PathBuf,
     pub config: PathBuf,
-    _dir: tempfile::TempDir,
+    /// The first `initial` nodes are the static initial members; later ones join.
+    initial: usize,
+    dir: tempfile::TempDir,
 }
 
 /// The tokens every test cluster accepts.
@@ -59,7 +61,8 @@ impl ProcCluster {
             redis_url: redis_url.to_string(),
             schedules,
             config,
-            _dir: dir,
+            initial: n as usize,
+            dir,
         };
         for i in 0..cluster.nodes.len() {
             cluster.spawn(i);
@@ -68,16 +71,38 @@ impl ProcCluster {
     }
 
     fn peers(&self) -> String {
-        self.nodes
+        self.nodes[..self.initial]
             .iter()
             .map(|n| format!("{}={}", n.id, n.addr))
             .collect::<Vec<_>>()
             .join(",")
     }
 
+    /// Adds a node that is not an initial member: it asks node 1 to add it (`--join`).
+    #[allow(dead_code)]
+    pub fn spawn_joiner(&mut self) -> usize {
+        let id = self.nodes.len() as u64 + 1;
+        self.nodes.push(NodeProc {
+            id,
+            addr: format!("127.0.0.1:{}", free_port()),
+            data_dir: self.dir.path().join(format!("node{id}")),
+            log: self.dir.path().join(format!("node{id}.log")),
+            child: None,
+            starts: 0,
+        });
+        let i = self.nodes.len() - 1;
+        self.spawn(i);
+        i
+    }
+
     /// Starts node `i` (index into `nodes`) from its data directory.
     pub fn spawn(&mut self, i: usize) {
         let peers = self.peers();
+        let join = if i >= self.initial {
+            vec!["--join".to_string(), self.nodes[0].addr.clone()]
+        } else {
+            Vec::new()
+        };
         let node = &mut self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -102,6 +127,7 @@ impl ProcCluster {
             .arg("--schedules")
             .arg(&self.schedules)
             .args(["--insecure-no-tls", "--metrics-listen", "off"])
+            .args(&join)
             .env("BELFRY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("BELFRY_READONLY_TOKEN", READONLY_TOKEN)
             .env("RUST_LOG", "info,openraft=warn")

@@ -1,0 +1,488 @@
+//! The gRPC API through a real three-node cluster of `belfry server` processes and a real
+//! `redis-server`: every RPC, writes sent to followers, optimistic concurrency, validation
+//! errors naming their field, tokens and roles, pause/resume with the catch-up policy, cluster
+//! administration, health and reflection.
+
+mod support;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use belfry::api::pb;
+use support::procs::{Consumer, ProcCluster, ADMIN_TOKEN, READONLY_TOKEN};
+use support::{wait_for, RedisServer};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// One cluster at a time: each runs three nodes on two shared cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const QUEUE: &str = "api-test";
+
+fn spec(name: &str, every: &str) -> pb::ScheduleSpec {
+    pb::ScheduleSpec {
+        name: name.into(),
+        task: "belfry_test.record".into(),
+        spec: Some(pb::Spec {
+            every: every.into(),
+            ..Default::default()
+        }),
+        args_json: format!("[\"{name}\"]"),
+        options: Some(pb::TaskOptions {
+            queue: Some(QUEUE.into()),
+            ..Default::default()
+        }),
+        labels: [("team".to_string(), "data".to_string())].into(),
+        ..Default::default()
+    }
+}
+
+fn followers(cluster: &mut ProcCluster, leader: usize) -> (usize, usize) {
+    let others: Vec<usize> = (0..cluster.nodes.len()).filter(|i| *i != leader).collect();
+    (others[0], others[1])
+}
+
+fn field_of(status: &tonic::Status) -> String {
+    status
+        .get_details_bad_request()
+        .and_then(|b| b.field_violations.first().map(|v| v.field.clone()))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_rpcs_work_from_any_node() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let (f1, f2) = followers(&mut cluster, leader);
+    let mut via_follower = cluster.client(f1, Some(ADMIN_TOKEN)).schedules;
+    let mut via_other = cluster.client(f2, Some(ADMIN_TOKEN)).schedules;
+    let consumer = Consumer::start(&redis.url(0), QUEUE);
+
+    // Create through a follower: forwarded to the leader, visible at once on another follower.
+    let created = via_follower
+        .create_schedule(pb::CreateScheduleRequest {
+            schedule: Some(spec("reports-a", "1h")),
+        })
+        .await
+        .expect("create through a follower")
+        .into_inner();
+    assert_eq!(created.revision, 1);
+    assert!(created.next_run.is_some());
+    let read = via_other
+        .get_schedule(pb::GetScheduleRequest {
+            name: "reports-a".into(),
+        })
+        .await
+        .expect("linearizable read on another follower")
+        .into_inner();
+    assert_eq!(read.incarnation, created.incarnation);
+    let again = via_other
+        .create_schedule(pb::CreateScheduleRequest {
+            schedule: Some(spec("reports-a", "1h")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
+
+    // Optimistic concurrency.
+    let mut changed = spec("reports-a", "30m");
+    changed.description = "every half hour".into();
+    let stale = via_follower
+        .update_schedule(pb::UpdateScheduleRequest {
+            schedule: Some(changed.clone()),
+            expected_revision: Some(7),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition, "{stale:?}");
+    let updated = via_follower
+        .update_schedule(pb::UpdateScheduleRequest {
+            schedule: Some(changed),
+            expected_revision: Some(1),
+        })
+        .await
+        .expect("update at the current revision")
+        .into_inner();
+    assert_eq!(updated.revision, 2);
+    assert_eq!(
+        updated.definition.as_ref().unwrap().description,
+        "every half hour"
+    );
+    let missing = via_follower
+        .update_schedule(pb::UpdateScheduleRequest {
+            schedule: Some(spec("nope", "1h")),
+            expected_revision: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // List: pages, prefix, labels.
+    for name in ["reports-b", "reports-c", "reports-d", "billing-a"] {
+        via_other
+            .create_schedule(pb::CreateScheduleRequest {
+                schedule: Some(spec(name, "1h")),
+            })
+            .await
+            .expect("create");
+    }
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = via_other
+            .list_schedules(pb::ListSchedulesRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                name_prefix: "reports-".into(),
+                labels: Default::default(),
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        assert!(page.schedules.len() <= 2);
+        names.extend(
+            page.schedules
+                .iter()
+                .map(|s| s.definition.as_ref().unwrap().name.clone()),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(names, ["reports-a", "reports-b", "reports-c", "reports-d"]);
+    let none = via_other
+        .list_schedules(pb::ListSchedulesRequest {
+            labels: [("team".to_string(), "ops".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list by label")
+        .into_inner();
+    assert!(none.schedules.is_empty());
+
+    // Preview: a stored schedule and a spec not yet stored.
+    let stored = via_follower
+        .preview_schedule(pb::PreviewScheduleRequest {
+            target: Some(pb::preview_schedule_request::Target::Name(
+                "reports-a".into(),
+            )),
+            count: 3,
+            after: String::new(),
+        })
+        .await
+        .expect("preview stored")
+        .into_inner();
+    assert_eq!(stored.occurrences.len(), 3);
+    let gap = stored.occurrences[1].seconds - stored.occurrences[0].seconds;
+    assert_eq!(gap, 1800);
+    let adhoc = via_follower
+        .preview_schedule(pb::PreviewScheduleRequest {
+            target: Some(pb::preview_schedule_request::Target::Spec(pb::Spec {
+                cron: "30 2 * * *".into(),
+                timezone: "America/New_York".into(),
+                ..Default::default()
+            })),
+            count: 2,
+            after: "2025-03-08T12:00:00Z".into(),
+        })
+        .await
+        .expect("preview a spec")
+        .into_inner();
+    // 02:30 does not exist on 2025-03-09 in New York: it fires at the jump, 07:00Z.
+    assert_eq!(adhoc.occurrences[0].seconds, 1_741_503_600);
+
+    // Trigger: a manual run with its own task id reaches Redis once and is in the history.
+    let triggered = via_follower
+        .trigger_schedule(pb::ScheduleName {
+            name: "billing-a".into(),
+        })
+        .await
+        .expect("trigger")
+        .into_inner();
+    wait_for(
+        "the triggered run in Redis",
+        Duration::from_secs(20),
+        || {
+            consumer
+                .arrivals()
+                .iter()
+                .any(|a| a.task_id == triggered.task_id)
+                .then_some(())
+        },
+    );
+    let runs = wait_for("the run recorded as sent", Duration::from_secs(20), || {
+        let runs = futures_lite(via_other.list_runs(pb::ListRunsRequest {
+            name: "billing-a".into(),
+        }));
+        runs.filter(|r| {
+            r.runs.first().is_some_and(|run| {
+                run.task_id == triggered.task_id && run.outcome == pb::RunOutcome::Sent as i32
+            })
+        })
+    });
+    assert!(runs.runs[0].manual);
+
+    // Delete with a stale revision, then for real.
+    let stale = via_other
+        .delete_schedule(pb::DeleteScheduleRequest {
+            name: "reports-d".into(),
+            expected_revision: Some(9),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition);
+    via_other
+        .delete_schedule(pb::DeleteScheduleRequest {
+            name: "reports-d".into(),
+            expected_revision: Some(1),
+        })
+        .await
+        .expect("delete");
+    let gone = via_follower
+        .get_schedule(pb::GetScheduleRequest {
+            name: "reports-d".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+
+    // Apply: upsert a set and prune what is labelled as applied but not in it.
+    let applied_label = |mut s: pb::ScheduleSpec| {
+        s.labels.insert("set".into(), "nightly".into());
+        s
+    };
+    let first = via_follower
+        .apply_schedules(pb::ApplySchedulesRequest {
+            schedules: vec![
+                applied_label(spec("nightly-1", "1h")),
+                applied_label(spec("nightly-2", "1h")),
+            ],
+            prune: false,
+            prune_selector: Default::default(),
+        })
+        .await
+        .expect("apply")
+        .into_inner();
+    assert_eq!((first.created, first.updated, first.unchanged), (2, 0, 0));
+    let second = via_other
+        .apply_schedules(pb::ApplySchedulesRequest {
+            schedules: vec![
+                applied_label(spec("nightly-1", "1h")),
+                applied_label(spec("nightly-3", "2h")),
+            ],
+            prune: true,
+            prune_selector: [("set".to_string(), "nightly".to_string())].into(),
+        })
+        .await
+        .expect("apply with prune")
+        .into_inner();
+    assert_eq!(
+        (
+            second.created,
+            second.updated,
+            second.unchanged,
+            second.deleted
+        ),
+        (1, 0, 1, 1)
+    );
+    let still_there = via_other
+        .get_schedule(pb::GetScheduleRequest {
+            name: "reports-a".into(),
+        })
+        .await;
+    assert!(still_there.is_ok(), "prune touched an unselected schedule");
+}
+
+/// Blocks on a unary call from inside `wait_for` (which polls synchronously).
+fn futures_lite<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Option<T> {
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current()
+            .block_on(call)
+            .ok()
+            .map(|r| r.into_inner())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_dispatch_and_resume_applies_the_catchup_policy() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let (f1, _) = followers(&mut cluster, leader);
+    let mut api = cluster.client(f1, Some(ADMIN_TOKEN)).schedules;
+    let consumer = Consumer::start(&redis.url(0), QUEUE);
+    let mut latest = spec("tick", "1s");
+    latest.catchup = Some(pb::CatchupPolicy {
+        rule: pb::CatchupRule::Latest as i32,
+        window_seconds: 3600,
+    });
+    api.create_schedule(pb::CreateScheduleRequest {
+        schedule: Some(latest),
+    })
+    .await
+    .expect("create");
+    wait_for("the first runs", Duration::from_secs(20), || {
+        (consumer.arrivals().len() >= 2).then_some(())
+    });
+    let paused = api
+        .pause_schedule(pb::ScheduleName {
+            name: "tick".into(),
+        })
+        .await
+        .expect("pause")
+        .into_inner();
+    assert_eq!(paused.definition.as_ref().unwrap().enabled, Some(false));
+    assert!(paused.next_run.is_none());
+    // Anything committed before the pause has been pushed within a second.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = consumer.arrivals().len();
+    let paused_at = chrono::Utc::now();
+    // Several occurrences fall inside the pause.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        consumer.arrivals().len(),
+        before,
+        "a paused schedule dispatched"
+    );
+    let resumed_at = chrono::Utc::now();
+    api.resume_schedule(pb::ScheduleName {
+        name: "tick".into(),
+    })
+    .await
+    .expect("resume");
+    // Policy `latest`: of the occurrences missed while paused, only the newest is dispatched;
+    // the others are recorded as skipped.
+    let runs = wait_for("the skip recorded", Duration::from_secs(20), || {
+        futures_lite(api.list_runs(pb::ListRunsRequest {
+            name: "tick".into(),
+        }))
+        .filter(|r| {
+            r.runs
+                .iter()
+                .any(|run| run.skip_reason == "superseded_by_latest")
+        })
+    });
+    assert!(runs
+        .runs
+        .iter()
+        .any(|r| r.outcome == pb::RunOutcome::Skipped as i32));
+    wait_for("dispatch to resume", Duration::from_secs(20), || {
+        (consumer.arrivals().len() >= before + 2).then_some(())
+    });
+    let missed: Vec<_> = consumer
+        .arrivals()
+        .into_iter()
+        .skip(before)
+        .filter(|a| a.scheduled_at > paused_at && a.scheduled_at < resumed_at)
+        .collect();
+    assert!(
+        missed.len() <= 1,
+        "policy latest dispatched {} missed occurrences: {missed:?}",
+        missed.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_and_missing_credentials_are_refused_clearly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
+    cluster.wait_for_leader(Duration::from_secs(30));
+    let mut admin = cluster.client(0, Some(ADMIN_TOKEN)).schedules;
+
+    let invalid = |mut s: pb::ScheduleSpec, edit: fn(&mut pb::ScheduleSpec)| {
+        edit(&mut s);
+        pb::CreateScheduleRequest { schedule: Some(s) }
+    };
+    let cases: Vec<(&str, pb::CreateScheduleRequest)> = vec![
+        (
+            "cron",
+            invalid(spec("bad-cron", "1h"), |s| {
+                s.spec = Some(pb::Spec {
+                    cron: "61 * * * *".into(),
+                    ..Default::default()
+                })
+            }),
+        ),
+        (
+            "tz",
+            invalid(spec("bad-zone", "1h"), |s| {
+                s.spec = Some(pb::Spec {
+                    cron: "0 * * * *".into(),
+                    timezone: "Mars/Olympus".into(),
+                    ..Default::default()
+                })
+            }),
+        ),
+        (
+            "args",
+            invalid(spec("big-args", "1h"), |s| {
+                s.args_json = format!("[\"{}\"]", "x".repeat(60_000));
+                s.kwargs_json = format!("{{\"k\": \"{}\"}}", "y".repeat(10_000));
+            }),
+        ),
+        ("name", invalid(spec("bad name!", "1h"), |_| {})),
+        (
+            "options.priority",
+            invalid(spec("bad-priority", "1h"), |s| {
+                s.options.as_mut().unwrap().priority = Some(12)
+            }),
+        ),
+    ];
+    for (field, request) in cases {
+        let status = admin.create_schedule(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(
+            field_of(&status).contains(field),
+            "expected the field {field:?} to be named, got {:?} ({})",
+            field_of(&status),
+            status.message()
+        );
+    }
+    let big_page = admin
+        .list_schedules(pb::ListSchedulesRequest {
+            page_size: 5_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(&big_page), "page_size");
+
+    // No token, an unknown token, a read-only token writing.
+    let mut anonymous = cluster.client(1, None).schedules;
+    let status = anonymous
+        .list_schedules(pb::ListSchedulesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let mut wrong = cluster.client(1, Some("not-a-token")).schedules;
+    let status = wrong
+        .list_schedules(pb::ListSchedulesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let mut reader = cluster.client(2, Some(READONLY_TOKEN)).schedules;
+    reader
+        .list_schedules(pb::ListSchedulesRequest::default())
+        .await
+        .expect("a read-only token reads");
+    let status = reader
+        .create_schedule(pb::CreateScheduleRequest {
+            schedule: Some(spec("from-reader", "1h")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let mut reader_cluster = cluster.client(2, Some(READONLY_TOKEN)).cluster;
+    let status = reader_cluster
+        .transfer_leader(pb::TransferLeaderRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
