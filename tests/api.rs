@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use belfry::api::pb;
@@ -15,7 +14,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 /// One cluster at a time: each runs three nodes on two shared cores.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const QUEUE: &str = "api-test";
 
@@ -51,7 +50,7 @@ fn field_of(status: &tonic::Status) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_rpcs_work_from_any_node() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
@@ -310,7 +309,7 @@ fn futures_lite<T>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_dispatch_and_resume_applies_the_catchup_policy() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
@@ -390,7 +389,7 @@ async fn pause_stops_dispatch_and_resume_applies_the_catchup_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_missing_credentials_are_refused_clearly() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
     cluster.wait_for_leader(Duration::from_secs(30));
