@@ -84,13 +84,26 @@ impl From<tonic::Status> for Failure {
             Code::Unauthenticated | Code::PermissionDenied => EXIT_DENIED,
             _ => EXIT_FAILED,
         };
-        let what = format!("{:?}", status.code()).to_lowercase();
+        let what = code_name(status.code());
         let message = status.message().lines().next().unwrap_or("").to_string();
         Failure {
             message: format!("{what}: {message}"),
             code,
         }
     }
+}
+
+/// The code as gRPC spells it (`NOT_FOUND`), so errors read the same as in other tools.
+fn code_name(code: Code) -> String {
+    let camel = format!("{code:?}");
+    let mut name = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
 }
 
 impl Connection {
