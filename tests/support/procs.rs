@@ -27,6 +27,8 @@ pub struct ProcCluster {
     pub config: PathBuf,
     /// The first `initial` nodes are the static initial members; later ones join.
     initial: usize,
+    /// The config file sets up TLS; otherwise nodes run with `--insecure-no-tls`.
+    tls: bool,
     dir: tempfile::TempDir,
 }
 
@@ -62,6 +64,7 @@ impl ProcCluster {
             schedules,
             config,
             initial: n as usize,
+            tls: extra_config.contains("tls_cert"),
             dir,
         };
         for i in 0..cluster.nodes.len() {
@@ -126,7 +129,11 @@ impl ProcCluster {
             .args(["--redis-url", &self.redis_url, "--log-format", "json"])
             .arg("--schedules")
             .arg(&self.schedules)
-            .args(["--insecure-no-tls", "--metrics-listen", "off"])
+            .args(if self.tls {
+                &["--metrics-listen", "off"][..]
+            } else {
+                &["--insecure-no-tls", "--metrics-listen", "off"][..]
+            })
             .args(&join)
             .env("BELFRY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("BELFRY_READONLY_TOKEN", READONLY_TOKEN)
