@@ -167,7 +167,7 @@ pub async fn run(
             .add_service(cluster_api)
             .add_service(health)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(without_nagle(listener), async {
                 let _ = serving_stopped.await;
             }),
     );
@@ -242,6 +242,21 @@ async fn bootstrap(raft: &Raft, config: &NodeConfig) -> Result<(), NodeError> {
         Err(err) => info!(%err, "cluster already initialized"),
     }
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: replies are small and latency-bound, and
+/// Nagle plus delayed acknowledgements would hold some back for tens of milliseconds.
+fn without_nagle(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                warn!(%err, "cannot disable Nagle's algorithm on a connection");
+            }
+        })
+    })
 }
 
 fn warn_if_insecure(config: &NodeConfig) {

@@ -6,6 +6,7 @@
 //! Owns the leader-side execution of writes, membership changes and leadership handover. It
 //! must not speak gRPC to clients (that is `schedules` and `cluster`) nor apply state itself.
 
+mod group_commit;
 mod membership;
 mod writes;
 
@@ -75,6 +76,11 @@ pub struct Control {
     /// True while this node hands its leadership over: dispatch and writes stop.
     pub handing_over: watch::Sender<bool>,
     pub election_timeout_max: Duration,
+    /// Writes on their way into Raft, grouped into shared entries.
+    writes: tokio::sync::mpsc::Sender<group_commit::PendingWrite>,
+    /// Membership changes run one at a time: Raft refuses a change while another (including
+    /// the second, uniform step of a joint change) is still uncommitted.
+    membership_changes: tokio::sync::Mutex<()>,
 }
 
 impl Control {
@@ -88,6 +94,8 @@ impl Control {
         election_timeout_max: Duration,
     ) -> Arc<Self> {
         Arc::new(Control {
+            writes: group_commit::start(raft.clone()),
+            membership_changes: tokio::sync::Mutex::new(()),
             raft,
             state,
             node_id,

@@ -125,6 +125,8 @@ impl Control {
         }
         crate::config::check_addr("address", &address)
             .map_err(|e| ApiError::invalid("address", e.to_string()))?;
+        let _one_at_a_time = self.membership_changes.lock().await;
+        self.await_settled_membership().await?;
         let membership = self.raft.metrics().borrow().membership_config.clone();
         if let Some(node) = membership.membership().get_node(&node_id) {
             if node.addr != address {
@@ -164,7 +166,36 @@ impl Control {
         Ok(())
     }
 
+    /// Waits (briefly) until the latest membership is committed and not a joint one: a change
+    /// left half-way by an earlier leader completes before another starts.
+    async fn await_settled_membership(&self) -> Result<(), ApiError> {
+        let deadline = Instant::now() + self.election_timeout_max * 4;
+        let mut metrics = self.raft.metrics();
+        loop {
+            let settled = {
+                let m = metrics.borrow_and_update();
+                let config = &m.membership_config;
+                config.membership().get_joint_config().len() == 1
+                    && config.log_id().map(|id| id.index) <= m.last_applied.map(|id| id.index)
+            };
+            if settled {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline.into(), metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(ApiError::Unavailable("Raft is shutting down".into())),
+                Err(_) => {
+                    return Err(ApiError::Unavailable(
+                        "a membership change is still in progress".into(),
+                    ))
+                }
+            }
+        }
+    }
+
     pub(super) async fn remove_node(&self, node_id: NodeId) -> Result<(), ApiError> {
+        let _one_at_a_time = self.membership_changes.lock().await;
+        self.await_settled_membership().await?;
         let membership = self.raft.metrics().borrow().membership_config.clone();
         let membership = membership.membership();
         if membership.get_node(&node_id).is_none() {

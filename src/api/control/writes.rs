@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{write_error, Control};
+use super::Control;
 use crate::api::error::ApiError;
 use crate::celery::Occurrence;
 use crate::state::{Command, CommandResult, FireItem, Rejection, ScheduleDef};
@@ -72,9 +72,16 @@ pub struct Written {
 }
 
 impl Control {
+    /// Commits `command` (grouped with concurrent writes into one entry).
     async fn commit(&self, command: Command) -> Result<(u64, CommandResult), ApiError> {
-        let response = self.raft.client_write(command).await.map_err(write_error)?;
-        Ok((response.log_id.index, response.data))
+        let (reply, committed) = tokio::sync::oneshot::channel();
+        self.writes
+            .send(super::group_commit::PendingWrite { command, reply })
+            .await
+            .map_err(|_| ApiError::Unavailable("the node is shutting down".into()))?;
+        committed
+            .await
+            .map_err(|_| ApiError::Unknown("the write was dropped during shutdown".into()))?
     }
 
     pub(super) async fn execute(&self, op: WriteOp) -> Result<Written, ApiError> {
