@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs belfry's whole test suite, installing what the tests need when it is missing:
-# redis-server (Debian package) and a virtualenv with celery[redis] (PyPI).
+# redis-server (Debian package) and a virtualenv with celery[redis], grpcio-tools (PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +15,11 @@ fi
 as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
 
 venv="${BELFRY_VENV:-$PWD/.venv}"
-if ! "$venv/bin/python" -c 'import celery, redis' >/dev/null 2>&1; then
-  echo "==> creating $venv with celery[redis]"
+if ! "$venv/bin/python" -c 'import celery, redis, grpc_tools' >/dev/null 2>&1; then
+  echo "==> creating $venv with celery[redis] and grpcio-tools"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/celery_app/requirements.txt
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+    -r tests/celery_app/requirements.txt -r examples/python/requirements.txt
 fi
 export BELFRY_TEST_PYTHON="$venv/bin/python"
 
