@@ -14,3 +14,4 @@ pub mod raft;
 pub mod schedule;
 pub mod schedules_file;
 pub mod state;
+pub mod telemetry;

@@ -49,6 +49,8 @@ pub enum NodeError {
     Serve(#[from] tonic::transport::Error),
     #[error("tls: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 fn raft_config(config: &NodeConfig) -> Result<openraft::Config, NodeError> {
@@ -90,6 +92,7 @@ pub async fn run(
                 .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key)),
         );
     }
+    let committed_index = log_store.committed_index();
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
@@ -156,6 +159,7 @@ pub async fn run(
         .map_err(|e| NodeError::Raft(format!("reflection: {e}")))?;
     let server = tokio::spawn(
         builder
+            .layer(crate::telemetry::ApiMetricsLayer)
             .add_service(peer_server(
                 raft.clone(),
                 config.node_id,
@@ -176,6 +180,25 @@ pub async fn run(
     let joining = join_if_new(&raft, &config).await?;
 
     let sink = RedisSink::new(&config.redis)?;
+    let telemetry = match &config.metrics_listen {
+        Some(addr) => {
+            let handle = crate::telemetry::install()?;
+            let sampler = tokio::spawn(crate::telemetry::sample_forever(
+                raft.clone(),
+                state.clone(),
+                committed_index,
+                handle.clone(),
+            ));
+            let readiness = crate::telemetry::Readiness {
+                node_id: config.node_id,
+                raft: raft.clone(),
+                sink: sink.clone(),
+            };
+            let http = crate::telemetry::serve(addr, handle, readiness).await?;
+            vec![sampler, http]
+        }
+        None => Vec::new(),
+    };
     let ctx = Arc::new(DispatchContext {
         raft: raft.clone(),
         state: state.clone(),
@@ -189,6 +212,7 @@ pub async fn run(
         handing_over: control.handing_over.subscribe(),
     });
     let dispatcher = tokio::spawn(watch_leadership(ctx));
+    let cluster_log = tokio::spawn(log_cluster_changes(raft.clone()));
     let schedules = config
         .schedules
         .clone()
@@ -201,6 +225,10 @@ pub async fn run(
     }
     hand_over_if_leading(&control).await;
     dispatcher.abort();
+    cluster_log.abort();
+    for task in telemetry {
+        task.abort();
+    }
     if let Some(task) = schedules {
         task.abort();
     }
@@ -242,6 +270,35 @@ async fn bootstrap(raft: &Raft, config: &NodeConfig) -> Result<(), NodeError> {
         Err(err) => info!(%err, "cluster already initialized"),
     }
     Ok(())
+}
+
+/// One log line per change of leader and per change of membership, on every node.
+async fn log_cluster_changes(raft: Raft) {
+    let mut metrics = raft.metrics();
+    let (mut leader, mut membership) = (None, None);
+    loop {
+        {
+            let m = metrics.borrow_and_update();
+            if m.current_leader != leader {
+                leader = m.current_leader;
+                match leader {
+                    Some(id) => info!(term = m.current_term, leader = id, "leader changed"),
+                    None => info!(term = m.current_term, "no leader known"),
+                }
+            }
+            let config = m.membership_config.log_id().map(|id| id.index);
+            if config != membership {
+                membership = config;
+                let current = m.membership_config.membership();
+                let voters: Vec<u64> = current.voter_ids().collect();
+                let learners: Vec<u64> = current.learner_ids().collect();
+                info!(?voters, ?learners, log_index = ?config, "membership changed");
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Accepted connections with Nagle's algorithm off: replies are small and latency-bound, and

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Utc;
+use metrics::{counter, histogram};
 use openraft::ServerState;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -26,7 +27,8 @@ use super::planner::{plan, PlanConfig};
 use super::sink::{Push, PushOutcome, RedisSink};
 use crate::celery::Encoder;
 use crate::raft::Raft;
-use crate::state::{Command, StateHandle};
+use crate::state::{Command, SkipReason, StateHandle};
+use crate::telemetry::names;
 
 /// Everything the dispatcher needs, shared by the tasks of every term.
 pub struct DispatchContext {
@@ -150,6 +152,8 @@ async fn plan_loop(ctx: Arc<DispatchContext>, term: u64, wake_pusher: Arc<Notify
         };
         if !planned.is_empty() {
             let (fires, skips) = (planned.fires.len(), planned.skips.len());
+            let skipped: Vec<(SkipReason, u64)> =
+                planned.skips.iter().map(|s| (s.reason, s.count)).collect();
             let command = Command::Fire {
                 fires: planned.fires,
                 skips: planned.skips,
@@ -158,6 +162,7 @@ async fn plan_loop(ctx: Arc<DispatchContext>, term: u64, wake_pusher: Arc<Notify
             match ctx.raft.client_write(command).await {
                 Ok(_) => {
                     debug!(term, fires, skips, "committed a fire batch");
+                    count_skips(&skipped);
                     wake_pusher.notify_one();
                 }
                 Err(err) => {
@@ -175,6 +180,14 @@ async fn plan_loop(ctx: Arc<DispatchContext>, term: u64, wake_pusher: Arc<Notify
             _ = tokio::time::sleep(sleep_for) => {}
             changed = changes.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+/// Counts committed skips by reason.
+fn count_skips(skipped: &[(SkipReason, u64)]) {
+    for (reason, count) in skipped {
+        counter!(names::SKIPPED_OCCURRENCES, "reason" => reason.label()).increment(*count);
+        counter!(names::DISPATCHES, "outcome" => names::outcome::SKIPPED).increment(*count);
     }
 }
 
@@ -205,10 +218,11 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
             return;
         }
         let now = Utc::now();
-        let (batch, next_due) = {
+        let (batch, due_at, next_due) = {
             let applied = ctx.state.read().await;
             let in_flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
             let mut batch = Vec::new();
+            let mut due_at = Vec::new();
             let mut next_due: Option<chrono::DateTime<Utc>> = None;
             // Commit order is nearly due order: stop at a full batch, or at the first entry not
             // yet due once some later ones are known to be waiting.
@@ -229,8 +243,9 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
                     list_key: entry.message.list_key.clone(),
                     payload: entry.message.payload.clone(),
                 });
+                due_at.push(entry.scheduled_at);
             }
-            (batch, next_due)
+            (batch, due_at, next_due)
         };
         if batch.is_empty() {
             let wait = next_due
@@ -243,23 +258,44 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
             }
             continue;
         }
-        match ctx.sink.push_batch(&batch).await {
+        let started = std::time::Instant::now();
+        let result = ctx.sink.push_batch(&batch).await;
+        histogram!(names::REDIS_PUSH_DURATION).record(started.elapsed().as_secs_f64());
+        match result {
             Ok(outcomes) => {
+                let in_redis = Utc::now();
                 backoff = StdDuration::from_millis(50);
                 let mut pushed = Pushed {
                     delivered: Vec::new(),
                     already_sent: Vec::new(),
                 };
-                for (push, outcome) in batch.iter().zip(outcomes) {
+                let mut max_lateness = chrono::Duration::zero();
+                for ((push, outcome), scheduled_at) in batch.iter().zip(outcomes).zip(&due_at) {
+                    let lateness = in_redis - *scheduled_at;
+                    max_lateness = max_lateness.max(lateness);
                     match outcome {
-                        PushOutcome::Delivered => pushed.delivered.push(push.task_id),
-                        PushOutcome::AlreadySent => pushed.already_sent.push(push.task_id),
+                        PushOutcome::Delivered => {
+                            histogram!(names::DISPATCH_LATENESS).record(
+                                lateness.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6,
+                            );
+                            debug!(task_id = %push.task_id, %scheduled_at, "pushed");
+                            pushed.delivered.push(push.task_id)
+                        }
+                        PushOutcome::AlreadySent => {
+                            debug!(task_id = %push.task_id, %scheduled_at, "already in Redis: not pushed again");
+                            pushed.already_sent.push(push.task_id)
+                        }
                     }
                 }
+                counter!(names::DISPATCHES, "outcome" => names::outcome::PUSHED)
+                    .increment(pushed.delivered.len() as u64);
+                counter!(names::DISPATCHES, "outcome" => names::outcome::ALREADY_SENT)
+                    .increment(pushed.already_sent.len() as u64);
                 info!(
                     term,
                     delivered = pushed.delivered.len(),
                     already_sent = pushed.already_sent.len(),
+                    max_lateness_ms = max_lateness.num_milliseconds(),
                     "pushed to Redis"
                 );
                 in_flight
@@ -271,6 +307,9 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
                 }
             }
             Err(err) => {
+                counter!(names::REDIS_ERRORS).increment(1);
+                counter!(names::DISPATCHES, "outcome" => names::outcome::FAILED)
+                    .increment(batch.len() as u64);
                 warn!(term, %err, retry_in_ms = backoff.as_millis() as u64, "Redis push failed; the outbox holds");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(StdDuration::from_secs(2));

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -87,6 +88,7 @@ pub struct LogStore {
     writer: Arc<Writer>,
     db: Arc<Database>,
     pending: Pending,
+    committed: Arc<AtomicU64>,
 }
 
 /// The writer thread: one transaction (and at most one fsync) per batch of queued jobs.
@@ -191,7 +193,14 @@ impl LogStore {
             }),
             db,
             pending,
+            committed: Arc::default(),
         })
+    }
+
+    /// The highest log index openraft has reported committed (for metrics; not persisted
+    /// on every change).
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
@@ -333,6 +342,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError> {
+        if let Some(id) = committed {
+            self.committed.fetch_max(id.index, Ordering::Relaxed);
+        }
         // Only a hint for a faster restart: written with the next batch, not waited for.
         let _ = self.writer.send(Job::Write {
             work: Box::new(Self::meta_write(COMMITTED, &committed)?),

@@ -95,6 +95,18 @@ pub enum SkipReason {
     InvalidMessage,
 }
 
+impl SkipReason {
+    /// A short, stable name (metric labels, JSON).
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipReason::OutsideCatchupWindow => "outside_catchup_window",
+            SkipReason::SupersededByLatest => "superseded_by_latest",
+            SkipReason::CatchupNone => "catchup_none",
+            SkipReason::InvalidMessage => "invalid_message",
+        }
+    }
+}
+
 impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -12,6 +12,8 @@ use super::{free_port, wait_for};
 pub struct NodeProc {
     pub id: u64,
     pub addr: String,
+    /// Where it serves `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_addr: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
@@ -52,6 +54,7 @@ impl ProcCluster {
             .map(|id| NodeProc {
                 id,
                 addr: format!("127.0.0.1:{}", free_port()),
+                metrics_addr: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node{id}")),
                 log: dir.path().join(format!("node{id}.log")),
                 child: None,
@@ -88,6 +91,7 @@ impl ProcCluster {
         self.nodes.push(NodeProc {
             id,
             addr: format!("127.0.0.1:{}", free_port()),
+            metrics_addr: format!("127.0.0.1:{}", free_port()),
             data_dir: self.dir.path().join(format!("node{id}")),
             log: self.dir.path().join(format!("node{id}.log")),
             child: None,
@@ -129,10 +133,11 @@ impl ProcCluster {
             .args(["--redis-url", &self.redis_url, "--log-format", "json"])
             .arg("--schedules")
             .arg(&self.schedules)
+            .args(["--metrics-listen", &node.metrics_addr])
             .args(if self.tls {
-                &["--metrics-listen", "off"][..]
+                &[][..]
             } else {
-                &["--insecure-no-tls", "--metrics-listen", "off"][..]
+                &["--insecure-no-tls"][..]
             })
             .args(&join)
             .env("BELFRY_ADMIN_TOKEN", ADMIN_TOKEN)

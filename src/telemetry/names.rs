@@ -1,0 +1,32 @@
+//! Every metric name belfry exports, in one place so dashboards and alerts have one source.
+
+pub const IS_LEADER: &str = "belfry_is_leader";
+pub const RAFT_TERM: &str = "belfry_raft_term";
+pub const LEADER_CHANGES: &str = "belfry_leader_changes_total";
+pub const RAFT_COMMIT_INDEX: &str = "belfry_raft_commit_index";
+pub const RAFT_APPLIED_INDEX: &str = "belfry_raft_applied_index";
+pub const RAFT_FOLLOWER_LAG: &str = "belfry_raft_follower_lag_entries";
+pub const RAFT_LOG_ENTRIES: &str = "belfry_raft_log_entries";
+pub const RAFT_SNAPSHOT_INDEX: &str = "belfry_raft_snapshot_index";
+pub const SCHEDULES: &str = "belfry_schedules";
+pub const DISPATCHES: &str = "belfry_dispatches_total";
+pub const DISPATCH_LATENESS: &str = "belfry_dispatch_lateness_seconds";
+pub const SKIPPED_OCCURRENCES: &str = "belfry_skipped_occurrences_total";
+pub const OUTBOX_DEPTH: &str = "belfry_outbox_depth";
+pub const OUTBOX_OLDEST_AGE: &str = "belfry_outbox_oldest_age_seconds";
+pub const REDIS_ERRORS: &str = "belfry_redis_errors_total";
+pub const REDIS_PUSH_DURATION: &str = "belfry_redis_push_duration_seconds";
+pub const API_REQUESTS: &str = "belfry_api_requests_total";
+pub const API_REQUEST_DURATION: &str = "belfry_api_request_duration_seconds";
+
+/// `outcome` values of [`DISPATCHES`].
+pub mod outcome {
+    /// Written to the Celery queue by this push.
+    pub const PUSHED: &str = "pushed";
+    /// Found already in Redis (pushed before a failover): not written twice.
+    pub const ALREADY_SENT: &str = "already_sent";
+    /// In a batch Redis refused; it stays in the outbox and is retried.
+    pub const FAILED: &str = "failed";
+    /// Not dispatched, by the catch-up policy (see [`super::SKIPPED_OCCURRENCES`]).
+    pub const SKIPPED: &str = "skipped";
+}
