@@ -222,6 +222,9 @@ fn run_dev(args: DevArgs) -> Result<(), String> {
         dir.display()
     );
     println!("schedules: {}", dir.join("schedules.toml").display());
+    if let Some(first) = addrs.first() {
+        println!("try, in another shell: belfry schedule list --endpoint {first}");
+    }
     let leader = Arc::new(AtomicUsize::new(0));
     for (i, addr) in addrs.iter().enumerate() {
         let mut child =
