@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs belfry's whole test suite, installing what the tests need when it is missing:
-# redis-server (Debian package) and a virtualenv with celery[redis], grpcio-tools (PyPI).
+# redis-server (Debian package) and a virtualenv with celery[redis], grpcio-tools and the
+# manifest validators (PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,8 @@ if ! "$venv/bin/python" -c 'import celery, redis, grpc_tools' >/dev/null 2>&1; t
 fi
 export BELFRY_TEST_PYTHON="$venv/bin/python"
 
+echo "==> deployment manifests"
+scripts/check-deploy.sh "$venv"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

@@ -147,7 +147,7 @@ pub async fn run(
     );
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<pb::schedules_server::SchedulesServer<crate::api::SchedulesApi>>()
+        .set_not_serving::<pb::schedules_server::SchedulesServer<crate::api::SchedulesApi>>()
         .await;
     health_reporter
         .set_serving::<pb::cluster_server::ClusterServer<crate::api::ClusterApi>>()
@@ -180,6 +180,14 @@ pub async fn run(
     let joining = join_if_new(&raft, &config).await?;
 
     let sink = RedisSink::new(&config.redis)?;
+    let health_follower = tokio::spawn(health_follows_readiness(
+        health_reporter,
+        crate::telemetry::Readiness {
+            node_id: config.node_id,
+            raft: raft.clone(),
+            sink: sink.clone(),
+        },
+    ));
     let telemetry = match &config.metrics_listen {
         Some(addr) => {
             let handle = crate::telemetry::install()?;
@@ -226,6 +234,7 @@ pub async fn run(
     hand_over_if_leading(&control).await;
     dispatcher.abort();
     cluster_log.abort();
+    health_follower.abort();
     for task in telemetry {
         task.abort();
     }
@@ -270,6 +279,35 @@ async fn bootstrap(raft: &Raft, config: &NodeConfig) -> Result<(), NodeError> {
         Err(err) => info!(%err, "cluster already initialized"),
     }
     Ok(())
+}
+
+/// The gRPC health of `belfry.v1.Schedules` follows `/readyz` (a cluster with a leader; Redis
+/// reachable when leading), so a gRPC readiness probe means the same as the HTTP one; the
+/// server as a whole (service "") stays SERVING while the process runs, for liveness.
+async fn health_follows_readiness(
+    reporter: tonic_health::server::HealthReporter,
+    readiness: crate::telemetry::Readiness,
+) {
+    type Schedules = pb::schedules_server::SchedulesServer<crate::api::SchedulesApi>;
+    let mut ready = None;
+    loop {
+        let reason = crate::telemetry::not_ready_because(&readiness).await;
+        let now_ready = reason.is_none();
+        if ready != Some(now_ready) {
+            if now_ready {
+                reporter.set_serving::<Schedules>().await;
+            } else {
+                reporter.set_not_serving::<Schedules>().await;
+            }
+            if let Some(reason) = reason {
+                info!(%reason, "not ready for API traffic");
+            } else if ready.is_some() {
+                info!("ready for API traffic");
+            }
+            ready = Some(now_ready);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// One log line per change of leader and per change of membership, on every node.

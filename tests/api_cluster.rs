@@ -119,7 +119,7 @@ async fn health_and_reflection_are_served_without_a_token() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
 
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let mut cluster = ProcCluster::start(1, &redis.url(0), "", "");
     cluster.wait_for_leader(Duration::from_secs(30));
     let channel =
@@ -128,16 +128,28 @@ async fn health_and_reflection_are_served_without_a_token() {
             .connect()
             .await
             .expect("connect");
+    let status_of = |service: &str| {
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        block(HealthClient::new(channel.clone()).check(request)).map(|reply| reply.status)
+    };
+    // The API's health follows readiness: serving once there is a leader with Redis.
     for service in ["", "belfry.v1.Schedules", "belfry.v1.Cluster"] {
-        let reply = HealthClient::new(channel.clone())
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .expect("health check")
-            .into_inner();
-        assert_eq!(reply.status, ServingStatus::Serving as i32, "{service:?}");
+        wait_for("the service to be serving", Duration::from_secs(20), || {
+            status_of(service).filter(|s| *s == ServingStatus::Serving as i32)
+        });
     }
+    // A leader without Redis is not ready; the process itself still is alive.
+    redis.kill();
+    wait_for("Schedules not serving", Duration::from_secs(20), || {
+        status_of("belfry.v1.Schedules").filter(|s| *s == ServingStatus::NotServing as i32)
+    });
+    assert_eq!(status_of(""), Some(ServingStatus::Serving as i32));
+    redis.restart();
+    wait_for("Schedules serving again", Duration::from_secs(20), || {
+        status_of("belfry.v1.Schedules").filter(|s| *s == ServingStatus::Serving as i32)
+    });
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),

@@ -80,7 +80,8 @@ async fn readyz(State(endpoints): State<Arc<Endpoints>>) -> (StatusCode, String)
     }
 }
 
-async fn not_ready_because(readiness: &Readiness) -> Option<String> {
+/// Why this node should not receive API traffic now, or `None` when it is ready.
+pub async fn not_ready_because(readiness: &Readiness) -> Option<String> {
     let (leader, leading, member) = {
         let m = readiness.raft.metrics();
         let m = m.borrow();

@@ -12,6 +12,6 @@ mod recorder;
 mod sampler;
 
 pub use api_layer::ApiMetricsLayer;
-pub use http::{serve, Readiness};
+pub use http::{not_ready_because, serve, Readiness};
 pub use recorder::{install, TelemetryError};
 pub use sampler::sample_forever;
