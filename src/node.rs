@@ -176,7 +176,7 @@ pub async fn run(
             }),
     );
 
-    bootstrap(&raft, &config).await?;
+    bootstrap(&raft, &config, &control).await?;
     let joining = join_if_new(&raft, &config).await?;
 
     let sink = RedisSink::new(&config.redis)?;
@@ -253,10 +253,11 @@ pub async fn run(
 }
 
 /// Forms a fresh cluster from the static member list: only its lowest-id member initializes
-/// (as ordinal 0 does in a StatefulSet), the others wait to be contacted. A node with any Raft
+/// (as ordinal 0 does in a StatefulSet), and only when no peer already holds a cluster; the
+/// others wait to be contacted. A node with any Raft
 /// state (a restart) is left alone, and so is any other node whose data is empty (a wiped node
 /// rejoins through the leader, by snapshot), so no node ever re-initializes a running cluster.
-async fn bootstrap(raft: &Raft, config: &NodeConfig) -> Result<(), NodeError> {
+async fn bootstrap(raft: &Raft, config: &NodeConfig, control: &Control) -> Result<(), NodeError> {
     if raft
         .is_initialized()
         .await
@@ -267,6 +268,16 @@ async fn bootstrap(raft: &Raft, config: &NodeConfig) -> Result<(), NodeError> {
     }
     if config.peers.keys().next() != Some(&config.node_id) {
         info!("no local state: waiting for the cluster's leader to contact this node");
+        return Ok(());
+    }
+    // A lowest-id member that lost its data while the others kept theirs must not start a
+    // new cluster beside theirs (with another empty node it could even win an election and
+    // overwrite their logs): it waits to be brought back like any other wiped node.
+    let holding = control
+        .peers_with_state(&config.peers, std::time::Duration::from_secs(2))
+        .await;
+    if !holding.is_empty() {
+        warn!(peers = ?holding, "no local state, but peers already hold a cluster: not initializing; waiting for its leader");
         return Ok(());
     }
     let members: BTreeMap<u64, BasicNode> = config

@@ -54,6 +54,8 @@ pub enum LeaderRequest {
     },
     /// From a leader handing over to this node: start an election now. Served by any node.
     Elect,
+    /// Whether this node holds Raft state (is part of a cluster). Served by any node.
+    HasState,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,6 +65,7 @@ pub enum LeaderReply {
     Status(StatusView),
     Transferred(TransferView),
     Done,
+    HasState(bool),
 }
 
 /// Shared by the API services, the peer service (forwarded requests) and shutdown.
@@ -181,6 +184,14 @@ impl Control {
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             return Ok(LeaderReply::Done);
         }
+        if let LeaderRequest::HasState = request {
+            let initialized = self
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            return Ok(LeaderReply::HasState(initialized));
+        }
         if !self.is_leader() {
             return Err(ApiError::Unavailable(format!(
                 "node {} is not the leader",
@@ -215,7 +226,33 @@ impl Control {
                 self.transfer_leadership(to, only_if_leader).await?,
             )),
             LeaderRequest::Elect => Ok(LeaderReply::Done),
+            LeaderRequest::HasState => Ok(LeaderReply::HasState(true)),
         }
+    }
+
+    /// The peers (of `peers`, other than this node) that answer and hold Raft state. Peers that
+    /// cannot be reached within `timeout` are left out.
+    pub async fn peers_with_state(
+        &self,
+        peers: &std::collections::BTreeMap<NodeId, String>,
+        timeout: Duration,
+    ) -> Vec<NodeId> {
+        let Ok(payload) = serde_json::to_vec(&LeaderRequest::HasState) else {
+            return Vec::new();
+        };
+        let mut with_state = Vec::new();
+        for (id, addr) in peers.iter().filter(|(id, _)| **id != self.node_id) {
+            let asked = self.network.forward(*id, addr, payload.clone(), timeout);
+            let Ok(Ok(reply)) = tokio::time::timeout(timeout, asked).await else {
+                continue;
+            };
+            if let Ok(Ok(LeaderReply::HasState(true))) =
+                serde_json::from_slice::<Result<LeaderReply, ApiError>>(&reply)
+            {
+                with_state.push(*id);
+            }
+        }
+        with_state
     }
 
     /// Makes the next read of local state linearizable: the leader confirms its leadership
