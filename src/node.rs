@@ -218,6 +218,7 @@ pub async fn run(
         push_batch: 1_000,
         quorum_timeout: config.raft.election_max,
         handing_over: control.handing_over.subscribe(),
+        quorum_contact: crate::dispatch::lease::QuorumContact::track(&raft),
     });
     let dispatcher = tokio::spawn(watch_leadership(ctx));
     let cluster_log = tokio::spawn(log_cluster_changes(raft.clone()));

@@ -45,6 +45,8 @@ pub struct DispatchContext {
     pub quorum_timeout: StdDuration,
     /// True while this node hands its leadership over: dispatch stops as if it were lost.
     pub handing_over: watch::Receiver<bool>,
+    /// When a quorum last acknowledged this node, on this process's clock.
+    pub quorum_contact: super::lease::QuorumContact,
 }
 
 /// Logs the end of a confirmed leadership when dropped.
@@ -114,8 +116,7 @@ async fn quorum_gate(ctx: &DispatchContext, term: u64) -> bool {
             if m.state != ServerState::Leader || m.current_term != term {
                 return false;
             }
-            m.millis_since_quorum_ack
-                .is_some_and(|ms| StdDuration::from_millis(ms) <= ctx.quorum_timeout)
+            ctx.quorum_contact.is_within(ctx.quorum_timeout)
         };
         if fresh {
             return true;

@@ -5,6 +5,7 @@
 
 pub mod ids;
 pub mod leader;
+pub mod lease;
 pub mod planner;
 pub mod sink;
 
