@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use belfry::api::pb;
 use support::procs::{Consumer, ProcCluster, ADMIN_TOKEN, READONLY_TOKEN};
-use support::{wait_for, RedisServer};
+use support::{block, wait_for, RedisServer};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -213,7 +213,7 @@ async fn schedule_rpcs_work_from_any_node() {
         },
     );
     let runs = wait_for("the run recorded as sent", Duration::from_secs(20), || {
-        let runs = futures_lite(via_other.list_runs(pb::ListRunsRequest {
+        let runs = block(via_other.list_runs(pb::ListRunsRequest {
             name: "billing-a".into(),
         }));
         runs.filter(|r| {
@@ -295,18 +295,6 @@ async fn schedule_rpcs_work_from_any_node() {
     assert!(still_there.is_ok(), "prune touched an unselected schedule");
 }
 
-/// Blocks on a unary call from inside `wait_for` (which polls synchronously).
-fn futures_lite<T>(
-    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Option<T> {
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current()
-            .block_on(call)
-            .ok()
-            .map(|r| r.into_inner())
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_dispatch_and_resume_applies_the_catchup_policy() {
     let _serial = SERIAL.lock().await;
@@ -358,7 +346,7 @@ async fn pause_stops_dispatch_and_resume_applies_the_catchup_policy() {
     // Policy `latest`: of the occurrences missed while paused, only the newest is dispatched;
     // the others are recorded as skipped.
     let runs = wait_for("the skip recorded", Duration::from_secs(20), || {
-        futures_lite(api.list_runs(pb::ListRunsRequest {
+        block(api.list_runs(pb::ListRunsRequest {
             name: "tick".into(),
         }))
         .filter(|r| {

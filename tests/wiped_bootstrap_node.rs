@@ -8,18 +8,7 @@ use std::time::Duration;
 
 use belfry::api::pb;
 use support::procs::{ProcCluster, ADMIN_TOKEN};
-use support::{wait_for, RedisServer};
-
-fn block<T>(
-    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Option<T> {
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current()
-            .block_on(call)
-            .ok()
-            .map(|r| r.into_inner())
-    })
-}
+use support::{block, wait_for, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiping_the_bootstrap_node_and_a_follower_loses_no_schedule() {

@@ -22,6 +22,19 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// Blocks on a unary gRPC call from synchronous code inside a multi-threaded tokio test (such as
+/// a `wait_for` check): the reply, or `None` on any error.
+pub fn block<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Option<T> {
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current()
+            .block_on(call)
+            .ok()
+            .map(|r| r.into_inner())
+    })
+}
+
 /// A free TCP port on 127.0.0.1 (the OS picks one; it is released before use).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
