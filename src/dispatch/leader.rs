@@ -127,9 +127,23 @@ async fn quorum_gate(ctx: &DispatchContext, term: u64) -> bool {
 
 async fn lead(ctx: Arc<DispatchContext>, term: u64) {
     // Apply everything committed before this term: the outbox and every last_fire are complete.
-    if let Err(err) = ctx.raft.ensure_linearizable().await {
-        debug!(term, %err, "leadership not confirmed");
-        return;
+    // Peers that do not answer yet (starting, frozen, cut off) fail the confirmation; keep
+    // trying while this node holds the term: nothing else would start dispatch again until
+    // the term changes, which a stable cluster never does.
+    let mut retry_in = StdDuration::from_millis(100);
+    while let Err(err) = ctx.raft.ensure_linearizable().await {
+        let leading = {
+            let m = ctx.raft.metrics();
+            let m = m.borrow();
+            m.state == ServerState::Leader && m.current_term == term
+        };
+        if !leading {
+            debug!(term, %err, "leadership not confirmed");
+            return;
+        }
+        debug!(term, %err, "leadership not confirmed yet: retrying");
+        tokio::time::sleep(retry_in).await;
+        retry_in = (retry_in * 2).min(StdDuration::from_secs(1));
     }
     let outbox = ctx.state.read().await.data.outbox.len();
     info!(term, outbox, "became leader: dispatching");

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -218,7 +219,26 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::AppendEntries, &rpc, &option).await
+        let entries = rpc.entries.len() as u64;
+        if entries < 2 {
+            return self.call(Rpc::AppendEntries, &rpc, &option).await;
+        }
+        // openraft gives every AppendEntries the heartbeat interval, whatever it carries, and
+        // resends the same batch at once after a timeout: a batch too big to travel and be
+        // stored in that time (for a new or far-behind follower) would be resent forever.
+        // Giving up a little before openraft does, asking for half as many entries, shrinks
+        // the batch until it fits.
+        match tokio::time::timeout(
+            option.soft_ttl(),
+            self.call(Rpc::AppendEntries, &rpc, &option),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(entries / 2),
+            )),
+        }
     }
 
     async fn install_snapshot(

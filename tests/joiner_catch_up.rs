@@ -1,0 +1,42 @@
+//! Found by the chaos harness (membership nemesis): a node that joins behind a large backlog
+//! must catch up. openraft gives every AppendEntries the heartbeat interval (100 ms) whatever
+//! it carries, and resends the same batch (up to 300 entries) at once after a timeout, so a
+//! batch that cannot travel and be stored in 100 ms used to be resent forever: the new voter
+//! never caught up.
+
+mod support;
+
+use std::time::Duration;
+
+use belfry::api::pb;
+use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::{block, wait_for, RedisServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joining_behind_a_large_backlog_catches_up() {
+    let redis = RedisServer::start();
+    // A hundred one-second schedules: every second's Fire entry carries a hundred rendered
+    // messages, so twenty seconds of log are megabytes.
+    let mut schedules = String::new();
+    for i in 0..100 {
+        schedules.push_str(&format!(
+            "[[schedule]]\nname = \"s{i}\"\ntask = \"tests.backlog\"\nevery = \"1s\"\nargs = [\"{}\"]\n\n",
+            "x".repeat(200)
+        ));
+    }
+    let mut cluster = ProcCluster::start(3, &redis.url(0), &schedules, "");
+    cluster.wait_for_leader(Duration::from_secs(30));
+    let mut status = cluster.client(0, Some(ADMIN_TOKEN)).cluster;
+    wait_for("a backlog of log entries", Duration::from_secs(60), || {
+        block(status.get_status(pb::GetStatusRequest {})).filter(|s| s.last_log_index >= 40)
+    });
+    let joiner = cluster.spawn_joiner();
+    let id = cluster.nodes[joiner].id;
+    wait_for("the new node to catch up", Duration::from_secs(60), || {
+        block(status.get_status(pb::GetStatusRequest {})).filter(|s| {
+            s.members
+                .iter()
+                .any(|m| m.id == id && m.matched_index > 0 && m.lag < 20)
+        })
+    });
+}

@@ -1,0 +1,54 @@
+//! Found by the chaos harness (five nodes started at once in separate network namespaces): a
+//! node that takes office while its peers do not answer yet fails to confirm its leadership,
+//! and must keep trying rather than stay leader of that term without ever dispatching.
+//!
+//! The scenario here: the whole cluster is killed, the former leader restarts alone (openraft
+//! restores a leader whose vote was committed as leader again, in the same term, with no
+//! election) and cannot confirm the term while its peers are down; they come back a few
+//! seconds later and follow it. Dispatch must resume.
+
+mod support;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use support::procs::{Consumer, ProcCluster};
+use support::{wait_for, RedisServer};
+
+const QUEUE: &str = "unconfirmed";
+
+#[test]
+fn a_leader_restarted_while_its_peers_are_down_dispatches_once_they_return() {
+    let redis = RedisServer::start();
+    let schedules = format!(
+        "[[schedule]]\nname = \"tick\"\ntask = \"tests.tick\"\nevery = \"1s\"\noptions = {{ queue = \"{QUEUE}\" }}\n"
+    );
+    let mut cluster = ProcCluster::start(3, &redis.url(0), &schedules, "");
+    let consumer = Consumer::start(&redis.url(0), QUEUE);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    wait_for("a first dispatch", Duration::from_secs(20), || {
+        (!consumer.arrivals().is_empty()).then_some(())
+    });
+
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    cluster.spawn(leader);
+    // Long enough for its confirmation to fail with every peer down.
+    std::thread::sleep(Duration::from_secs(3));
+    for i in (0..3).filter(|i| *i != leader) {
+        cluster.spawn(i);
+    }
+    let back = Utc::now();
+    wait_for(
+        "dispatch to resume after the peers return",
+        Duration::from_secs(30),
+        || {
+            consumer
+                .arrivals()
+                .iter()
+                .any(|a| a.scheduled_at > back)
+                .then_some(())
+        },
+    );
+}
