@@ -29,6 +29,9 @@ scripts/check-deploy.sh "$venv"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
-cargo test --locked --all-targets -- "$@"
+cargo test --workspace --locked --all-targets -- "$@"
+# The fault-injection harness against a real cluster: fixed seeds, the main nemeses.
+echo "==> chaos harness (short run)"
+chaos/ci.sh

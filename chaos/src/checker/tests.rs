@@ -1,0 +1,312 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::expect::SpecDef;
+use crate::history::{FaultWindow, History, Op, OpKind, Policy};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+const INCARNATION: &str = "6a0c9c2e-1b4e-4a57-9a35-1f0e6f0d2c11";
+
+fn history(policy: Policy, extra_ops: Vec<Op>) -> History {
+    let t0 = at("2025-01-01T00:00:00Z");
+    let mut h = History {
+        cutoff: Some(t0 + Duration::seconds(20)),
+        started: Some(t0),
+        ..Default::default()
+    };
+    h.policies.insert("s".into(), (policy, 3600));
+    h.ops.push(Op {
+        schedule: "s".into(),
+        kind: OpKind::Create {
+            spec: SpecDef::Every {
+                every_secs: 1,
+                anchor: t0,
+            },
+            incarnation: INCARNATION.into(),
+        },
+        start: t0 - Duration::seconds(5),
+        end: t0 - Duration::seconds(4),
+        attempts: 1,
+    });
+    h.ops.extend(extra_ops);
+    h
+}
+
+fn arrival(t: DateTime<Utc>, late_ms: i64) -> Arrival {
+    let id = task_id(
+        cluster_id("belfry"),
+        Uuid::parse_str(INCARNATION).unwrap(),
+        t,
+    );
+    Arrival {
+        task_id: id.to_string(),
+        schedule: "s".into(),
+        scheduled_at: t,
+        arrived_at: t + Duration::milliseconds(late_ms),
+        queue: "chaos".into(),
+        origin: "belfry-1@test".into(),
+        manual: false,
+    }
+}
+
+fn every_second(from: i64, to: i64) -> Vec<DateTime<Utc>> {
+    (from..=to)
+        .map(|k| at("2025-01-01T00:00:00Z") + Duration::seconds(k))
+        .collect()
+}
+
+fn run(h: &History, arrivals: &[Arrival], skipped: Option<u64>) -> Verdict {
+    let mut finals = BTreeMap::new();
+    if let Some(skipped) = skipped {
+        finals.insert(
+            "s".to_string(),
+            Final {
+                incarnation: INCARNATION.into(),
+                skipped,
+                ..Default::default()
+            },
+        );
+    }
+    check(&Input {
+        history: h,
+        arrivals,
+        finals: &finals,
+        previews: &[],
+        malformed: &[],
+        cluster: cluster_id("belfry"),
+    })
+}
+
+#[test]
+fn every_occurrence_once_passes() {
+    let h = history(Policy::All, vec![]);
+    let arrivals: Vec<Arrival> = every_second(0, 25)
+        .into_iter()
+        .map(|t| arrival(t, 3))
+        .collect();
+    let v = run(&h, &arrivals, Some(0));
+    assert!(v.ok, "{:?}", v.failures);
+    assert_eq!(v.totals.required, 21);
+    assert_eq!(v.totals.lateness_ms_max, Some(3));
+}
+
+#[test]
+fn a_duplicate_fails() {
+    let h = history(Policy::All, vec![]);
+    let mut arrivals: Vec<Arrival> = every_second(0, 25)
+        .into_iter()
+        .map(|t| arrival(t, 3))
+        .collect();
+    arrivals.push(arrival(every_second(7, 7)[0], 900));
+    let v = run(&h, &arrivals, Some(0));
+    assert!(!v.ok);
+    assert_eq!(v.totals.duplicated, 1);
+    assert!(
+        v.failures[0].starts_with("DUPLICATE s 2025-01-01T00:00:07"),
+        "{:?}",
+        v.failures
+    );
+}
+
+#[test]
+fn a_missing_required_occurrence_fails_even_if_belfry_counts_a_skip() {
+    let h = history(Policy::All, vec![]);
+    let arrivals: Vec<Arrival> = every_second(0, 25)
+        .into_iter()
+        .filter(|t| *t != every_second(9, 9)[0])
+        .map(|t| arrival(t, 3))
+        .collect();
+    let v = run(&h, &arrivals, Some(1));
+    assert!(!v.ok);
+    assert_eq!(v.totals.missing, 1);
+}
+
+#[test]
+fn latest_may_skip_what_an_outage_made_late_and_must_count_it() {
+    // Nothing arrived for instants 5..=9 until 10 s later; `latest` sent only 9.
+    let h = history(Policy::Latest, vec![]);
+    let mut arrivals: Vec<Arrival> = every_second(0, 4)
+        .into_iter()
+        .map(|t| arrival(t, 3))
+        .collect();
+    arrivals.push(arrival(every_second(9, 9)[0], 6_000));
+    arrivals.extend(every_second(10, 25).into_iter().map(|t| arrival(t, 3)));
+    let ok = run(&h, &arrivals, Some(4));
+    assert!(ok.ok, "{:?}", ok.failures);
+    assert_eq!(ok.totals.skipped_explained, 4);
+    let uncounted = run(&h, &arrivals, Some(0));
+    assert!(!uncounted.ok);
+    assert!(
+        uncounted.failures[0].starts_with("SKIP ACCOUNTING"),
+        "{:?}",
+        uncounted.failures
+    );
+}
+
+#[test]
+fn a_skip_is_not_explained_when_the_cluster_was_on_time() {
+    let h = history(Policy::None, vec![]);
+    let arrivals: Vec<Arrival> = every_second(0, 25)
+        .into_iter()
+        .filter(|t| *t != every_second(12, 12)[0])
+        .map(|t| arrival(t, 3))
+        .collect();
+    let v = run(&h, &arrivals, Some(1));
+    assert!(!v.ok);
+    assert_eq!(v.totals.missing, 1);
+}
+
+#[test]
+fn a_delete_ends_what_is_required_and_forbids_what_follows() {
+    let t0 = at("2025-01-01T00:00:00Z");
+    let delete = Op {
+        schedule: "s".into(),
+        kind: OpKind::Delete,
+        start: t0 + Duration::milliseconds(10_500),
+        end: t0 + Duration::milliseconds(10_600),
+        attempts: 1,
+    };
+    let h = history(Policy::All, vec![delete]);
+    // 0..=10 delivered before the delete; 11 committed ahead of it, delivered too.
+    let arrivals: Vec<Arrival> = every_second(0, 11)
+        .into_iter()
+        .map(|t| arrival(t, 3))
+        .collect();
+    let v = run(&h, &arrivals, None);
+    assert!(v.ok, "{:?}", v.failures);
+    let mut late = arrivals.clone();
+    late.push(arrival(every_second(15, 15)[0], 3));
+    let v = run(&h, &late, None);
+    assert!(!v.ok);
+    assert!(
+        v.failures[0].starts_with("UNEXPECTED s 2025-01-01T00:00:15"),
+        "{:?}",
+        v.failures
+    );
+}
+
+#[test]
+fn an_early_push_beyond_the_clock_offset_fails() {
+    let mut h = history(Policy::All, vec![]);
+    let t0 = at("2025-01-01T00:00:00Z");
+    h.faults.push(FaultWindow {
+        nemesis: "clock".into(),
+        detail: String::new(),
+        start: t0 + Duration::seconds(5),
+        end: Some(t0 + Duration::seconds(8)),
+        offset_ms: 1_000,
+    });
+    let mut arrivals: Vec<Arrival> = every_second(0, 25)
+        .into_iter()
+        .filter(|t| *t != every_second(6, 6)[0] && *t != every_second(15, 15)[0])
+        .map(|t| arrival(t, 3))
+        .collect();
+    arrivals.push(arrival(every_second(6, 6)[0], -900));
+    arrivals.push(arrival(every_second(15, 15)[0], -900));
+    let v = run(&h, &arrivals, Some(0));
+    assert_eq!(v.totals.delivered, 21);
+    assert_eq!(v.failures.len(), 1, "{:?}", v.failures);
+    assert!(v.failures[0].starts_with("EARLY s 2025-01-01T00:00:15"));
+}
+
+fn op(kind: OpKind, start_ms: i64, end_ms: i64) -> Op {
+    let t0 = at("2025-01-01T00:00:00Z");
+    Op {
+        schedule: "s".into(),
+        kind,
+        start: t0 + Duration::milliseconds(start_ms),
+        end: t0 + Duration::milliseconds(end_ms),
+        attempts: 1,
+    }
+}
+
+#[test]
+fn what_fell_in_a_pause_is_required_of_all_and_optional_for_none() {
+    // Paused from 5.5 s to 12.5 s: instants 7..=12 fell in the pause.
+    let ops = vec![
+        op(OpKind::Pause, 5_500, 5_600),
+        op(OpKind::Resume, 12_500, 12_600),
+    ];
+    let delivered_before: Vec<Arrival> = every_second(0, 6)
+        .into_iter()
+        .map(|t| arrival(t, 3))
+        .collect();
+    let after: Vec<Arrival> = every_second(13, 25)
+        .into_iter()
+        .map(|t| arrival(t, 3))
+        .collect();
+
+    // `none` skipped what fell in the pause and recorded it.
+    let h = history(Policy::None, ops.clone());
+    let mut arrivals = delivered_before.clone();
+    arrivals.extend(after.clone());
+    let v = run(&h, &arrivals, Some(6));
+    assert!(v.ok, "{:?}", v.failures);
+
+    // `all` must send them when it resumes.
+    let h = history(Policy::All, ops);
+    let v = run(&h, &arrivals, Some(0));
+    assert!(!v.ok);
+    assert_eq!(v.totals.missing, 6, "{:?}", v.failures);
+    let mut caught_up = arrivals.clone();
+    caught_up.extend(every_second(7, 12).into_iter().map(|t| {
+        let mut a = arrival(t, 0);
+        a.arrived_at = at("2025-01-01T00:00:12.700Z");
+        a
+    }));
+    let v = run(&h, &caught_up, Some(0));
+    assert!(v.ok, "{:?}", v.failures);
+}
+
+#[test]
+fn nothing_may_arrive_long_after_a_pause_that_never_ended() {
+    let h = history(Policy::All, vec![op(OpKind::Pause, 5_500, 5_600)]);
+    let mut arrivals: Vec<Arrival> = every_second(0, 6)
+        .into_iter()
+        .map(|t| arrival(t, 3))
+        .collect();
+    let v = run(&h, &arrivals, Some(0));
+    assert!(v.ok, "{:?}", v.failures);
+    arrivals.push(arrival(every_second(10, 10)[0], 3));
+    let v = run(&h, &arrivals, Some(0));
+    assert!(!v.ok);
+    assert!(v.failures[0].starts_with("UNEXPECTED"), "{:?}", v.failures);
+}
+
+#[test]
+fn an_edit_switches_specs_with_an_uncertain_edge() {
+    let t0 = at("2025-01-01T00:00:00Z");
+    // At 10.2 s the spec becomes every 2 s from 14 s.
+    let edit = op(
+        OpKind::Edit {
+            spec: SpecDef::Every {
+                every_secs: 2,
+                anchor: t0 + Duration::seconds(14),
+            },
+        },
+        10_200,
+        10_300,
+    );
+    let h = history(Policy::All, vec![edit]);
+    let mut arrivals: Vec<Arrival> = every_second(0, 11)
+        .into_iter()
+        .map(|t| arrival(t, 3))
+        .collect();
+    arrivals.extend(
+        [14, 16, 18, 20]
+            .into_iter()
+            .map(|k| arrival(t0 + Duration::seconds(k), 3)),
+    );
+    let v = run(&h, &arrivals, Some(0));
+    assert!(v.ok, "{:?}", v.failures);
+    // The old spec's 13 s came after the edit had certainly taken effect.
+    arrivals.push(arrival(t0 + Duration::seconds(13), 3));
+    let v = run(&h, &arrivals, Some(0));
+    assert!(!v.ok);
+}

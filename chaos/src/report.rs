@@ -1,0 +1,148 @@
+//! The run's outputs: a human-readable summary on stdout and in `summary.txt`, and
+//! `report.json` with everything (faults, operations, per-schedule rows, failures).
+//!
+//! Owns formatting only; must not decide anything.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::checker::Verdict;
+use crate::history::History;
+
+#[derive(Serialize)]
+struct Json<'a> {
+    ok: bool,
+    seed: u64,
+    nodes: u64,
+    command: String,
+    history: &'a History,
+    verdict: &'a Verdict,
+}
+
+fn ms(v: Option<i64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+/// The summary text.
+pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
+    let mut out = String::new();
+    let t = &verdict.totals;
+    let _ = writeln!(
+        out,
+        "belfry-chaos: {} nodes, seed {}, {} faults injected, {} schedule operations",
+        history.nodes,
+        history.seed,
+        history.faults.len(),
+        history.ops.len()
+    );
+    let _ = writeln!(out, "replay: {command}");
+    let mut by_kind: std::collections::BTreeMap<&str, usize> = Default::default();
+    for f in &history.faults {
+        *by_kind.entry(f.nemesis.as_str()).or_default() += 1;
+    }
+    let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+    let _ = writeln!(out, "faults: {}", kinds.join(", "));
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<30} {:>9} {:>8} {:>9} {:>4} {:>4} {:>4} {:>8} {:>7} {:>7} {:>7} {:>7}",
+        "schedule",
+        "required",
+        "optional",
+        "delivered",
+        "dup",
+        "miss",
+        "unex",
+        "skipped",
+        "belfry",
+        "p50 ms",
+        "p99 ms",
+        "max ms"
+    );
+    for row in &verdict.rows {
+        let skipped: usize = row.skipped_explained.values().sum();
+        let belfry = match (row.belfry_skipped, row.skip_accounting_ok) {
+            (Some(n), Some(true)) => format!("{n}"),
+            (Some(n), _) => format!("{n}!"),
+            _ => "-".into(),
+        };
+        let short = &row.incarnation[..row.incarnation.len().min(4)];
+        let _ = writeln!(
+            out,
+            "{:<30} {:>9} {:>8} {:>9} {:>4} {:>4} {:>4} {:>8} {:>7} {:>7} {:>7} {:>7}",
+            format!("{}#{short}", row.schedule),
+            row.required,
+            row.optional,
+            row.delivered,
+            row.duplicated,
+            row.missing,
+            row.unexpected,
+            skipped,
+            belfry,
+            ms(row.lateness_ms_p50),
+            ms(row.lateness_ms_p99),
+            ms(row.lateness_ms_max)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<30} {:>9} {:>8} {:>9} {:>4} {:>4} {:>4} {:>8} {:>7} {:>7} {:>7} {:>7}",
+        "TOTAL",
+        t.required,
+        t.optional,
+        t.delivered,
+        t.duplicated,
+        t.missing,
+        t.unexpected,
+        t.skipped_explained,
+        "",
+        ms(t.lateness_ms_p50),
+        ms(t.lateness_ms_p99),
+        ms(t.lateness_ms_max)
+    );
+    let _ = writeln!(out);
+    if verdict.ok {
+        let _ = writeln!(
+            out,
+            "PASS: {} required occurrences delivered exactly once, {} optional ones explained, 0 duplicates, 0 unexplained missing",
+            t.required, t.optional
+        );
+    } else {
+        let _ = writeln!(out, "FAIL: {} problems", verdict.failures.len());
+        for f in verdict.failures.iter().take(50) {
+            let _ = writeln!(out, "  {f}");
+        }
+        if verdict.failures.len() > 50 {
+            let _ = writeln!(
+                out,
+                "  … {} more in report.json",
+                verdict.failures.len() - 50
+            );
+        }
+    }
+    out
+}
+
+/// Writes `summary.txt` and `report.json` into `dir`.
+pub fn write(
+    dir: &Path,
+    history: &History,
+    verdict: &Verdict,
+    command: &str,
+) -> std::io::Result<String> {
+    let text = summary(history, verdict, command);
+    std::fs::write(dir.join("summary.txt"), &text)?;
+    let json = Json {
+        ok: verdict.ok,
+        seed: history.seed,
+        nodes: history.nodes,
+        command: command.to_string(),
+        history,
+        verdict,
+    };
+    let json = serde_json::to_string_pretty(&json).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("report.json"), json)?;
+    Ok(text)
+}
