@@ -92,6 +92,16 @@ pub async fn run(
                 .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key)),
         );
     }
+    if let Some(term) = log_store
+        .forget_own_leadership(config.node_id)
+        .await
+        .map_err(|e| storage_err(e.to_string()))?
+    {
+        info!(
+            term,
+            "was leader when it stopped: stands for election in a new term"
+        );
+    }
     let committed_index = log_store.committed_index();
     let raft = Raft::new(
         config.node_id,

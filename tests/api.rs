@@ -295,6 +295,80 @@ async fn schedule_rpcs_work_from_any_node() {
     assert!(still_there.is_ok(), "prune touched an unselected schedule");
 }
 
+/// Found by the chaos harness (an edit retried after a timeout was refused as stale): an update
+/// that names no revision means "whatever is stored now" and must not fail because another
+/// write to the schedule landed between the leader's read and its write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_without_a_revision_survive_concurrent_writes_to_the_schedule() {
+    let _serial = SERIAL.lock().await;
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let client = cluster.client(leader, Some(ADMIN_TOKEN)).schedules;
+    client
+        .clone()
+        .create_schedule(pb::CreateScheduleRequest {
+            schedule: Some(spec("contended", "1h")),
+        })
+        .await
+        .expect("create");
+
+    // Concurrent writers land in the same Raft entries, so most of them read a revision that
+    // another one changes before their own write applies.
+    const UPDATES: usize = 24;
+    let mut calls = tokio::task::JoinSet::new();
+    for k in 0..UPDATES {
+        let mut updater = client.clone();
+        calls.spawn(async move {
+            let mut def = spec("contended", "1h");
+            def.description = format!("edit {k}");
+            updater
+                .update_schedule(pb::UpdateScheduleRequest {
+                    schedule: Some(def),
+                    expected_revision: None,
+                })
+                .await
+        });
+        let mut toggler = client.clone();
+        let pause = k % 2 == 0;
+        calls.spawn(async move {
+            let name = "contended".to_string();
+            if pause {
+                toggler.pause_schedule(pb::ScheduleName { name }).await
+            } else {
+                toggler.resume_schedule(pb::ScheduleName { name }).await
+            }
+        });
+    }
+    let mut refused = Vec::new();
+    while let Some(result) = calls.join_next().await {
+        if let Err(status) = result.expect("call task") {
+            refused.push(status);
+        }
+    }
+    assert!(refused.is_empty(), "writes refused: {refused:?}");
+    let stored = client
+        .clone()
+        .get_schedule(pb::GetScheduleRequest {
+            name: "contended".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    // Each update changes the description (one revision each); a pause or resume adds one
+    // only when it changes the state.
+    assert!(
+        (1 + UPDATES as u64..=1 + 2 * UPDATES as u64).contains(&stored.revision),
+        "revision {} after {UPDATES} updates",
+        stored.revision
+    );
+    let description = stored.definition.map(|d| d.description).unwrap_or_default();
+    assert!(
+        description.starts_with("edit "),
+        "the stored definition is one of the edits: {description:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_dispatch_and_resume_applies_the_catchup_policy() {
     let _serial = SERIAL.lock().await;

@@ -87,3 +87,41 @@ async fn purging_everything_keeps_the_last_log_id() {
     assert_eq!(state.last_log_id, Some(log_id(2, 5)));
     assert!(store.try_get_log_entries(0..10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_restarted_leader_gives_up_its_term_and_no_one_elses() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("raft-log.redb");
+    let mut store = LogStore::open(&path).expect("open");
+
+    // Its own committed vote: kept as an uncommitted vote of the same term.
+    store
+        .save_vote(&Vote::new_committed(7, 1))
+        .await
+        .expect("save vote");
+    assert_eq!(
+        store.forget_own_leadership(1).await.expect("forget"),
+        Some(7)
+    );
+    assert_eq!(
+        store.read_vote().await.expect("read vote"),
+        Some(Vote::new(7, 1))
+    );
+    drop(store);
+    let mut reopened = LogStore::open(&path).expect("reopen");
+    assert_eq!(
+        reopened.read_vote().await.expect("read vote"),
+        Some(Vote::new(7, 1)),
+        "the change is durable"
+    );
+
+    // Another node's committed leadership, or a vote it only asked for, is left as it is.
+    for vote in [Vote::new_committed(8, 2), Vote::new(9, 1)] {
+        reopened.save_vote(&vote).await.expect("save vote");
+        assert_eq!(
+            reopened.forget_own_leadership(1).await.expect("forget"),
+            None
+        );
+        assert_eq!(reopened.read_vote().await.expect("read vote"), Some(vote));
+    }
+}

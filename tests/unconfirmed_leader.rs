@@ -2,10 +2,10 @@
 //! node that takes office while its peers do not answer yet fails to confirm its leadership,
 //! and must keep trying rather than stay leader of that term without ever dispatching.
 //!
-//! The scenario here: the whole cluster is killed, the former leader restarts alone (openraft
-//! restores a leader whose vote was committed as leader again, in the same term, with no
-//! election) and cannot confirm the term while its peers are down; they come back a few
-//! seconds later and follow it. Dispatch must resume.
+//! The scenario here: the whole cluster is killed and the former leader restarts alone; it
+//! cannot confirm anything while its peers are down. They come back a few seconds later, a
+//! leader is elected in a new term (a restarted leader never resumes its old one, see
+//! `restarted_leader.rs`), and dispatch must resume whoever wins.
 
 mod support;
 

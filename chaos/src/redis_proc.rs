@@ -18,8 +18,10 @@ pub enum RedisError {
         #[source]
         source: std::io::Error,
     },
-    #[error("redis-server did not accept connections on port {0} within 10 s")]
-    NotReady(u16),
+    #[error("redis-server did not accept connections on port {port} within 10 s; its log:\n{log}")]
+    NotReady { port: u16, log: String },
+    #[error("redis-server exited at start ({status}); its log:\n{log}")]
+    Exited { status: String, log: String },
 }
 
 pub struct RedisProc {
@@ -71,8 +73,23 @@ impl RedisProc {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(RedisError::Exited {
+                    status: status.to_string(),
+                    log: log_tail(&log),
+                });
+            }
             if Instant::now() > deadline {
-                return Err(RedisError::NotReady(self.port));
+                self.kill();
+                return Err(RedisError::NotReady {
+                    port: self.port,
+                    log: log_tail(&log),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -100,6 +117,17 @@ impl RedisProc {
     /// `redis://127.0.0.1:<port>/<db>`: the direct address (not through the proxy).
     pub fn url(&self, db: u8) -> String {
         format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+/// The last lines of Redis' log, for an error that must say why it did not start.
+fn log_tail(log: &Path) -> String {
+    match std::fs::read_to_string(log) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        }
+        Err(err) => format!("(no log at {}: {err})", log.display()),
     }
 }
 

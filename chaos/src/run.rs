@@ -146,6 +146,11 @@ pub async fn run(args: Args) -> Result<bool, RunError> {
         path: out.display().to_string(),
         source,
     })?;
+    // Absolute, so children that change directory (redis-server does) still find their files.
+    let out = out.canonicalize().map_err(|source| RunError::Out {
+        path: out.display().to_string(),
+        source,
+    })?;
     let command = format!(
         "belfry-chaos --nodes {} --duration {}s --seed {seed} --nemesis {}{}",
         args.nodes,

@@ -203,6 +203,30 @@ impl LogStore {
         self.committed.clone()
     }
 
+    /// Makes a leader that restarts stand for election in a new term instead of resuming its
+    /// old one. openraft restores a node whose stored vote is its own committed vote as leader
+    /// of that same term, and this store hands entries to replication before they are fsynced:
+    /// an entry a crashed leader sent to followers but never synced would be written again,
+    /// differently, under the same log id, and the followers would keep theirs. Stored as an
+    /// uncommitted vote of the same term, it still refuses every other candidate of that term,
+    /// and the next leader's entries carry a higher term than anything sent before the crash.
+    /// Returns the term it gave up.
+    pub async fn forget_own_leadership(&self, me: NodeId) -> Result<Option<u64>, StorageError> {
+        let Some(vote) = self.get_meta::<Vote<NodeId>>(VOTE)? else {
+            return Ok(None);
+        };
+        if !vote.is_committed() || vote.leader_id().voted_for() != Some(me) {
+            return Ok(None);
+        }
+        let term = vote.leader_id().get_term();
+        self.write(
+            ErrorSubject::Vote,
+            Self::meta_write(VOTE, &Vote::new(term, me))?,
+        )
+        .await?;
+        Ok(Some(term))
+    }
+
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
         let fail = err(ErrorSubject::Store, ErrorVerb::Read);
         let txn = self.db.begin_read().map_err(|e| fail(e.to_string()))?;

@@ -16,6 +16,11 @@ use crate::state::{Command, CommandResult, FireItem, Rejection, ScheduleDef};
 /// Changes at most this many schedules in one `ApplySchedules` (one Raft entry).
 pub const MAX_APPLY: usize = 10_000;
 
+/// How long an update without an expected revision keeps rereading and retrying after losing
+/// races; each lost race means another write to the schedule committed, so this only runs out
+/// under a storm of writes to one schedule.
+const UNPINNED_UPDATE_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum WriteOp {
     Create {
@@ -113,30 +118,10 @@ impl Control {
                 }
             }
             WriteOp::Update {
-                mut def,
+                def,
                 keep_enabled,
                 expected_revision,
-            } => {
-                let (revision, enabled) = {
-                    let applied = self.state.read().await;
-                    let record = applied.data.schedules.get(&def.name).ok_or_else(|| {
-                        ApiError::NotFound(format!("schedule {:?} not found", def.name))
-                    })?;
-                    (record.revision, record.def.enabled)
-                };
-                if keep_enabled {
-                    def.enabled = enabled;
-                }
-                // Without an expected revision, the revision just read: the update then refuses
-                // only if the schedule was deleted (or changed) in between.
-                let command = Command::Put {
-                    def,
-                    expected_revision: Some(expected_revision.unwrap_or(revision)),
-                    incarnation: Uuid::nil(),
-                    at: now,
-                };
-                self.revision_write(command).await
-            }
+            } => self.update(def, keep_enabled, expected_revision, now).await,
             WriteOp::Delete {
                 name,
                 expected_revision,
@@ -165,6 +150,52 @@ impl Control {
             } => {
                 self.apply(defs, prune, &prune_selector, incarnations, now)
                     .await
+            }
+        }
+    }
+
+    /// Replaces a schedule's definition. With an expected revision, a stale one is the caller's
+    /// to resolve. Without one the caller asked for "whatever is stored now": the write pins
+    /// the revision it read (so a concurrent pause is not undone by a stale `enabled`), and
+    /// when another write lands in between it reads again and retries instead of reporting a
+    /// conflict the caller never asked to hear about.
+    async fn update(
+        &self,
+        def: ScheduleDef,
+        keep_enabled: bool,
+        expected_revision: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<Written, ApiError> {
+        let started = std::time::Instant::now();
+        loop {
+            let (revision, enabled) = {
+                let applied = self.state.read().await;
+                let record = applied.data.schedules.get(&def.name).ok_or_else(|| {
+                    ApiError::NotFound(format!("schedule {:?} not found", def.name))
+                })?;
+                (record.revision, record.def.enabled)
+            };
+            let mut def = def.clone();
+            if keep_enabled {
+                def.enabled = enabled;
+            }
+            let command = Command::Put {
+                def,
+                expected_revision: Some(expected_revision.unwrap_or(revision)),
+                incarnation: Uuid::nil(),
+                at: now,
+            };
+            match self.commit(command).await? {
+                (log_index, CommandResult::Revision(revision)) => {
+                    return Ok(Written {
+                        log_index,
+                        outcome: WriteOutcome::Revision(revision),
+                    })
+                }
+                (_, CommandResult::Rejected(Rejection::StaleRevision { .. }))
+                    if expected_revision.is_none()
+                        && started.elapsed() < UNPINNED_UPDATE_BUDGET => {}
+                (_, other) => return Err(rejected(other)),
             }
         }
     }
