@@ -179,7 +179,7 @@ pub fn reconcile(
     let names: BTreeSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
     for def in declared {
         let current = state.schedules.get(&def.name);
-        if current.is_some_and(|record| &record.def == def) {
+        if current.is_some_and(|record| record.def.as_ref() == def) {
             continue;
         }
         commands.push(Command::Put {

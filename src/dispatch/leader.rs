@@ -5,13 +5,15 @@
 //! - `lead` first confirms leadership with a linearizable read (so every committed entry of
 //!   earlier terms is applied and the outbox is complete), then runs the planner and the pusher.
 //! - The planner commits `Fire` intents through Raft; only committed intents reach the outbox.
-//! - The pusher drains the outbox in commit order, never before an occurrence's instant, and
-//!   pushes through the idempotent script; an acker commits `Ack`s for pushed batches behind it,
-//!   so no push waits for a Raft commit.
+//!   The messages it rendered stay in this term's `Rendered` cache, not in the log.
+//! - The pusher drains the outbox in commit order, never before an occurrence's instant, takes
+//!   each message from the cache (or renders it from the entry's committed definition, as after
+//!   a failover), and pushes through the idempotent script; an acker commits `Ack`s for pushed
+//!   batches behind it, so no push waits for a Raft commit.
 //!
 //! Both pause while the leader has not heard from a quorum within the election timeout.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -25,9 +27,9 @@ use uuid::Uuid;
 
 use super::planner::{plan, PlanConfig};
 use super::sink::{Push, PushOutcome, RedisSink};
-use crate::celery::Encoder;
+use crate::celery::{Encoded, Encoder, Occurrence};
 use crate::raft::Raft;
-use crate::state::{Command, SkipReason, StateHandle};
+use crate::state::{Command, OutboxEntry, SkipReason, StateHandle};
 use crate::telemetry::names;
 
 /// Everything the dispatcher needs, shared by the tasks of every term.
@@ -150,11 +152,72 @@ async fn lead(ctx: Arc<DispatchContext>, term: u64) {
     // Aborting this task drops the guard: the end of a confirmed leadership is always logged.
     let _leading = ConfirmedLeadership { term };
     let pushed = Arc::new(Notify::new());
-    let _pusher = AbortOnDrop(tokio::spawn(push_loop(ctx.clone(), term, pushed.clone())));
-    plan_loop(ctx, term, pushed).await;
+    let rendered = Rendered::default();
+    let _pusher = AbortOnDrop(tokio::spawn(push_loop(
+        ctx.clone(),
+        term,
+        pushed.clone(),
+        rendered.clone(),
+    )));
+    plan_loop(ctx, term, pushed, rendered).await;
 }
 
-async fn plan_loop(ctx: Arc<DispatchContext>, term: u64, wake_pusher: Arc<Notify>) {
+/// Messages the planner rendered for the intents it committed, waiting for the pusher. Local
+/// to one term on one node: a new leader renders from the committed definitions instead.
+#[derive(Clone, Default)]
+struct Rendered(Arc<std::sync::Mutex<HashMap<Uuid, (Encoded, std::time::Instant)>>>);
+
+impl Rendered {
+    /// Older than this, a message is one whose intent was never applied (a stale proposal):
+    /// forgotten, so the cache cannot grow without bound.
+    const KEEP: StdDuration = StdDuration::from_secs(120);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Encoded, std::time::Instant)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert_all(&self, messages: Vec<(Uuid, Encoded)>) {
+        let now = std::time::Instant::now();
+        let mut cache = self.lock();
+        if cache.len() > 100_000 {
+            cache.retain(|_, (_, at)| now.duration_since(*at) < Self::KEEP);
+        }
+        cache.extend(messages.into_iter().map(|(id, m)| (id, (m, now))));
+    }
+
+    /// The message for `entry`: the planner's, else rendered from the committed definition.
+    fn take(&self, entry: &OutboxEntry, encoder: &Encoder) -> Option<Encoded> {
+        if let Some((message, _)) = self.lock().remove(&entry.task_id) {
+            return Some(message);
+        }
+        let def = &entry.def;
+        let occurrence = Occurrence {
+            task: &def.task,
+            task_id: entry.task_id,
+            args: &def.args,
+            kwargs: &def.kwargs,
+            schedule: &def.name,
+            scheduled_at: entry.scheduled_at,
+            manual: entry.manual,
+        };
+        match encoder.encode(&occurrence, &def.options) {
+            Ok(message) => Some(message),
+            Err(err) => {
+                // Cannot happen for a definition the planner rendered: JSON values always
+                // serialize. Left in the outbox (and its age alert) rather than dropped.
+                tracing::error!(task_id = %entry.task_id, %err, "cannot render the Celery message");
+                None
+            }
+        }
+    }
+}
+
+async fn plan_loop(
+    ctx: Arc<DispatchContext>,
+    term: u64,
+    wake_pusher: Arc<Notify>,
+    rendered: Rendered,
+) {
     let mut changes = ctx.changes.clone();
     loop {
         if !quorum_gate(&ctx, term).await {
@@ -169,6 +232,7 @@ async fn plan_loop(ctx: Arc<DispatchContext>, term: u64, wake_pusher: Arc<Notify
             let (fires, skips) = (planned.fires.len(), planned.skips.len());
             let skipped: Vec<(SkipReason, u64)> =
                 planned.skips.iter().map(|s| (s.reason, s.count)).collect();
+            rendered.insert_all(planned.rendered);
             let command = Command::Fire {
                 fires: planned.fires,
                 skips: planned.skips,
@@ -215,7 +279,12 @@ struct Pushed {
     already_sent: Vec<Uuid>,
 }
 
-async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>) {
+async fn push_loop(
+    ctx: Arc<DispatchContext>,
+    term: u64,
+    committed: Arc<Notify>,
+    rendered: Rendered,
+) {
     let in_flight: InFlight = Arc::default();
     let (acks, pending) = tokio::sync::mpsc::unbounded_channel();
     let _acker = AbortOnDrop(tokio::spawn(ack_loop(
@@ -253,10 +322,13 @@ async fn push_loop(ctx: Arc<DispatchContext>, term: u64, committed: Arc<Notify>)
                         Some(next_due.map_or(entry.scheduled_at, |d| d.min(entry.scheduled_at)));
                     continue;
                 }
+                let Some(message) = rendered.take(entry, &ctx.encoder) else {
+                    continue;
+                };
                 batch.push(Push {
                     task_id: entry.task_id,
-                    list_key: entry.message.list_key.clone(),
-                    payload: entry.message.payload.clone(),
+                    list_key: message.list_key,
+                    payload: message.payload,
                 });
                 due_at.push(entry.scheduled_at);
             }

@@ -2,13 +2,14 @@
 //! schedule's catch-up policy applied to those already past due.
 //!
 //! Pure: reads the applied state and the leader's clock reading passed in; renders messages;
-//! never writes. The leader turns a `Plan` into one `Fire` command.
+//! never writes. The leader turns a `Plan` into one `Fire` command; the rendered messages stay
+//! on the leader (the log carries only which occurrences fire) for its pusher to use.
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::ids::occurrence_task_id;
-use crate::celery::{Encoder, Occurrence};
+use crate::celery::{Encoded, Encoder, Occurrence};
 use crate::state::{CatchupRule, FireItem, ScheduleRecord, SkipItem, SkipReason, StateData};
 
 /// Planning limits and thresholds.
@@ -31,7 +32,7 @@ impl Default for PlanConfig {
             lookahead: Duration::seconds(1),
             misfire_grace: Duration::seconds(2),
             max_per_schedule: 100_000,
-            max_fires: 5_000,
+            max_fires: 1_000,
         }
     }
 }
@@ -40,6 +41,9 @@ impl Default for PlanConfig {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub fires: Vec<FireItem>,
+    /// The message of each fire, rendered now so the pusher need not (and so a definition that
+    /// cannot be rendered is skipped, not committed).
+    pub rendered: Vec<(Uuid, Encoded)>,
     pub skips: Vec<SkipItem>,
     /// When to plan again if nothing changes: the next occurrence minus the lookahead.
     pub wake_at: Option<DateTime<Utc>>,
@@ -167,14 +171,16 @@ fn plan_schedule(
             manual: false,
         };
         match encoder.encode(&occurrence, &record.def.options) {
-            Ok(message) => plan.fires.push(FireItem {
-                schedule: record.def.name.clone(),
-                incarnation: record.incarnation,
-                scheduled_at,
-                task_id,
-                message,
-                manual: false,
-            }),
+            Ok(message) => {
+                plan.fires.push(FireItem {
+                    schedule: record.def.name.clone(),
+                    incarnation: record.incarnation,
+                    scheduled_at,
+                    task_id,
+                    manual: false,
+                });
+                plan.rendered.push((task_id, message));
+            }
             Err(err) => {
                 tracing::error!(schedule = %record.def.name, %task_id, %err, "cannot render the Celery message");
                 skip(plan, scheduled_at, SkipReason::InvalidMessage, 1);

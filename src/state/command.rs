@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::celery::{Encoded, TaskOptions};
+use crate::celery::TaskOptions;
 use crate::schedule::SpecInput;
 
 /// What happens to occurrences a leader finds already past due (after an election, or a
@@ -75,7 +75,6 @@ pub struct FireItem {
     pub incarnation: Uuid,
     pub scheduled_at: DateTime<Utc>,
     pub task_id: Uuid,
-    pub message: Encoded,
     /// An out-of-schedule run asked for by a person: does not advance `last_fire`.
     #[serde(default)]
     pub manual: bool,

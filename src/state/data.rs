@@ -1,6 +1,7 @@
 //! The replicated data and the deterministic application of commands to it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,6 @@ use uuid::Uuid;
 use super::command::{
     Command, CommandResult, FireItem, Rejection, ScheduleDef, SkipItem, SkipReason,
 };
-use crate::celery::Encoded;
 use crate::schedule::Spec;
 
 /// Recent runs kept per schedule (bounded so a million schedules stay small).
@@ -42,7 +42,8 @@ pub struct RunRecord {
 /// A schedule with its bookkeeping and run state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleRecord {
-    pub def: ScheduleDef,
+    /// Shared with the outbox entries of its pending runs, which render from it.
+    pub def: Arc<ScheduleDef>,
     pub revision: u64,
     /// New on every create: occurrences of a re-created schedule get new task ids.
     pub incarnation: Uuid,
@@ -100,14 +101,18 @@ impl ScheduleRecord {
 }
 
 /// A committed occurrence waiting for confirmation that it is in Redis.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     /// Commit order: the outbox drains oldest first.
     pub seq: u64,
     pub schedule: String,
     pub scheduled_at: DateTime<Utc>,
     pub task_id: Uuid,
-    pub message: Encoded,
+    /// The definition as it stood when the run was committed: the message is rendered from it
+    /// at push time, by whichever node is leader then, so the log carries no rendered bytes.
+    pub def: Arc<ScheduleDef>,
+    #[serde(default)]
+    pub manual: bool,
     pub committed_at: DateTime<Utc>,
 }
 
@@ -224,7 +229,7 @@ impl StateData {
                 self.schedules.insert(
                     name.clone(),
                     ScheduleRecord {
-                        def: def.clone(),
+                        def: Arc::new(def.clone()),
                         revision: 1,
                         incarnation,
                         created_at: at,
@@ -252,7 +257,7 @@ impl StateData {
                     // A new spec counts from now: no backfill of instants it would have had.
                     record.plan_from = at;
                 }
-                record.def = def.clone();
+                record.def = Arc::new(def.clone());
                 record.revision += 1;
                 record.updated_at = at;
                 // Anchored at the creation instant, not at this change.
@@ -289,7 +294,7 @@ impl StateData {
             if enabled {
                 record.resumed_at = Some(at);
             }
-            record.def.enabled = enabled;
+            Arc::make_mut(&mut record.def).enabled = enabled;
             record.revision += 1;
             record.updated_at = at;
         }
@@ -353,7 +358,8 @@ impl StateData {
                             schedule: name.clone(),
                             scheduled_at,
                             task_id: f.task_id,
-                            message: f.message.clone(),
+                            def: record.def.clone(),
+                            manual,
                             committed_at: at,
                         },
                     );

@@ -237,8 +237,9 @@ impl Control {
                 scheduled_at: now,
                 manual: true,
             };
-            let message = self
-                .encoder
+            // Rendered once here so a definition that cannot be sent is refused now; the
+            // pusher renders it again from the committed definition.
+            self.encoder
                 .encode(&occurrence, &record.def.options)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             FireItem {
@@ -246,7 +247,6 @@ impl Control {
                 incarnation: record.incarnation,
                 scheduled_at: now,
                 task_id,
-                message,
                 manual: true,
             }
         };
@@ -290,7 +290,7 @@ impl Control {
             let schedules = &applied.data.schedules;
             for (def, incarnation) in defs.iter().zip(incarnations) {
                 match schedules.get(&def.name) {
-                    Some(record) if &record.def == def => unchanged += 1,
+                    Some(record) if record.def.as_ref() == def => unchanged += 1,
                     Some(record) => {
                         updated += 1;
                         commands.push(Command::Put {

@@ -68,8 +68,10 @@ fn on_time_occurrences_fire_within_the_lookahead_only() {
         fire.task_id,
         occurrence_task_id(Uuid::from_u128(99), Uuid::from_u128(1), t(T0))
     );
-    assert!(fire
-        .message
+    assert_eq!(just_before.rendered.len(), 1);
+    assert_eq!(just_before.rendered[0].0, fire.task_id);
+    assert!(just_before.rendered[0]
+        .1
         .payload
         .contains("\"belfry_scheduled_at\":\"2025-01-01T00:00:00Z\""));
 }
@@ -161,6 +163,7 @@ fn a_pass_is_bounded() {
     for i in 0..20 {
         let mut def = state_with(CatchupRule::All, 3600).schedules["s"]
             .def
+            .as_ref()
             .clone();
         def.name = format!("s{i}");
         state.apply(&Command::Put {

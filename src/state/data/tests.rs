@@ -44,10 +44,6 @@ fn fire_item(name: &str, at: &str, id: u128) -> FireItem {
         incarnation: Uuid::from_u128(7),
         scheduled_at: t(at),
         task_id: Uuid::from_u128(id),
-        message: Encoded {
-            list_key: "celery".into(),
-            payload: format!("m{id}"),
-        },
         manual: false,
     }
 }
