@@ -13,7 +13,8 @@
 //!
 //! Both pause while the leader has not heard from a quorum within the election timeout.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -286,6 +287,7 @@ async fn push_loop(
     rendered: Rendered,
 ) {
     let in_flight: InFlight = Arc::default();
+    let rescan = Arc::new(AtomicBool::new(false));
     let (acks, pending) = tokio::sync::mpsc::unbounded_channel();
     let _acker = AbortOnDrop(tokio::spawn(ack_loop(
         ctx.clone(),
@@ -293,7 +295,13 @@ async fn push_loop(
         pending,
         in_flight.clone(),
         committed.clone(),
+        rescan.clone(),
     )));
+    // Outbox entries not pushed yet in this term, by (due instant, commit order), and the last
+    // commit sequence number taken in: each pass reads only what was committed since, and
+    // stops at the first entry not yet due, however long the outbox.
+    let mut waiting: BTreeMap<(chrono::DateTime<Utc>, u64), Uuid> = BTreeMap::new();
+    let mut taken_in = 0u64;
     let mut backoff = StdDuration::from_millis(50);
     // Entries committed by others (a manual run through the API) wake the pusher too.
     let mut changes = ctx.changes.clone();
@@ -302,37 +310,47 @@ async fn push_loop(
             return;
         }
         let now = Utc::now();
-        let (batch, due_at, next_due) = {
+        let (batch, keys, next_due) = {
             let applied = ctx.state.read().await;
+            if rescan.swap(false, Ordering::AcqRel) {
+                // An acknowledgement failed: what it carried is still in the outbox.
+                waiting.clear();
+                taken_in = 0;
+            }
+            for entry in applied.data.outbox_after(taken_in) {
+                waiting.insert((entry.scheduled_at, entry.seq), entry.task_id);
+                taken_in = entry.seq;
+            }
             let in_flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
             let mut batch = Vec::new();
-            let mut due_at = Vec::new();
-            let mut next_due: Option<chrono::DateTime<Utc>> = None;
-            // Commit order is nearly due order: stop at a full batch, or at the first entry not
-            // yet due once some later ones are known to be waiting.
-            for entry in applied.data.outbox_in_order() {
-                if batch.len() >= ctx.push_batch {
+            let mut keys = Vec::new();
+            while batch.len() < ctx.push_batch {
+                let Some(first) = waiting.first_entry() else {
+                    break;
+                };
+                if first.key().0 > now {
                     break;
                 }
-                if in_flight.contains(&entry.task_id) {
+                let (key, task_id) = first.remove_entry();
+                // Gone: acknowledged since it was taken in.
+                let Some(entry) = applied.data.outbox.get(&task_id) else {
                     continue;
-                }
-                if entry.scheduled_at > now {
-                    next_due =
-                        Some(next_due.map_or(entry.scheduled_at, |d| d.min(entry.scheduled_at)));
+                };
+                if in_flight.contains(&task_id) {
                     continue;
                 }
                 let Some(message) = rendered.take(entry, &ctx.encoder) else {
                     continue;
                 };
                 batch.push(Push {
-                    task_id: entry.task_id,
+                    task_id,
                     list_key: message.list_key,
                     payload: message.payload,
                 });
-                due_at.push(entry.scheduled_at);
+                keys.push(key);
             }
-            (batch, due_at, next_due)
+            let next_due = waiting.first_key_value().map(|((at, _), _)| *at);
+            (batch, keys, next_due)
         };
         if batch.is_empty() {
             let wait = next_due
@@ -357,7 +375,7 @@ async fn push_loop(
                     already_sent: Vec::new(),
                 };
                 let mut max_lateness = chrono::Duration::zero();
-                for ((push, outcome), scheduled_at) in batch.iter().zip(outcomes).zip(&due_at) {
+                for ((push, outcome), (scheduled_at, _)) in batch.iter().zip(outcomes).zip(&keys) {
                     let lateness = in_redis - *scheduled_at;
                     max_lateness = max_lateness.max(lateness);
                     match outcome {
@@ -397,6 +415,10 @@ async fn push_loop(
                 counter!(names::REDIS_ERRORS).increment(1);
                 counter!(names::DISPATCHES, "outcome" => names::outcome::FAILED)
                     .increment(batch.len() as u64);
+                // Back in line, in their places: the outbox holds, nothing is dropped.
+                for (key, push) in keys.into_iter().zip(&batch) {
+                    waiting.insert(key, push.task_id);
+                }
                 warn!(term, %err, retry_in_ms = backoff.as_millis() as u64, "Redis push failed; the outbox holds");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(StdDuration::from_secs(2));
@@ -413,6 +435,7 @@ async fn ack_loop(
     mut pending: tokio::sync::mpsc::UnboundedReceiver<Pushed>,
     in_flight: InFlight,
     wake_pusher: Arc<Notify>,
+    rescan: Arc<AtomicBool>,
 ) {
     while let Some(first) = pending.recv().await {
         let mut merged = first;
@@ -431,16 +454,25 @@ async fn ack_loop(
             already_sent: merged.already_sent,
             at: Utc::now(),
         };
-        if let Err(err) = ctx.raft.client_write(ack).await {
-            // They stay in the outbox: pushed again (the markers stop duplicates) and re-acked.
-            warn!(term, %err, "could not acknowledge pushed messages");
-            tokio::time::sleep(StdDuration::from_millis(100)).await;
-        }
+        let failed = match ctx.raft.client_write(ack).await {
+            Ok(_) => false,
+            Err(err) => {
+                // They stay in the outbox: pushed again (the markers stop duplicates) and
+                // re-acked.
+                warn!(term, %err, "could not acknowledge pushed messages");
+                tokio::time::sleep(StdDuration::from_millis(100)).await;
+                true
+            }
+        };
         let mut in_flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
         for id in &ids {
             in_flight.remove(id);
         }
         drop(in_flight);
+        if failed {
+            // Only now that they are out of flight, or the pusher would pass them over again.
+            rescan.store(true, Ordering::Release);
+        }
         wake_pusher.notify_one();
     }
 }

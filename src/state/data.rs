@@ -144,6 +144,13 @@ impl StateData {
         }
     }
 
+    /// Outbox entries committed after sequence number `seq`, in commit order.
+    pub fn outbox_after(&self, seq: u64) -> impl Iterator<Item = &OutboxEntry> {
+        self.outbox_order
+            .range(seq.saturating_add(1)..)
+            .filter_map(|(_, id)| self.outbox.get(id))
+    }
+
     /// Outbox entries in commit order, oldest first.
     pub fn outbox_in_order(&self) -> impl Iterator<Item = &OutboxEntry> {
         self.outbox_order

@@ -239,6 +239,17 @@ fn acks_empty_the_outbox_and_complete_the_history() {
         s.outbox_in_order().map(|e| e.task_id).collect::<Vec<_>>(),
         [Uuid::from_u128(1), Uuid::from_u128(2)]
     );
+    // The pusher reads only what was committed after the last entry it took in.
+    let first_seq = s.outbox[&Uuid::from_u128(1)].seq;
+    assert_eq!(
+        s.outbox_after(first_seq)
+            .map(|e| e.task_id)
+            .collect::<Vec<_>>(),
+        [Uuid::from_u128(2)]
+    );
+    assert_eq!(s.outbox_after(0).count(), 2);
+    // Each entry keeps the definition it was committed under, for the pusher to render.
+    assert_eq!(s.outbox[&Uuid::from_u128(1)].def.name, "a");
     let ack = Command::Ack {
         task_ids: vec![Uuid::from_u128(1)],
         already_sent: vec![Uuid::from_u128(2)],
