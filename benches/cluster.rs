@@ -15,7 +15,7 @@ mod support;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use support::procs::{Consumer, ProcCluster};
+use support::procs::{Arrival, BatchConsumer, ProcCluster};
 use support::RedisServer;
 
 const QUEUE: &str = "bench";
@@ -50,9 +50,8 @@ fn wait_until(at: DateTime<Utc>) {
     }
 }
 
-fn lateness_ms(consumer: &Consumer, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<f64> {
-    let mut ms: Vec<f64> = consumer
-        .arrivals()
+fn lateness_ms(arrivals: &[Arrival], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<f64> {
+    let mut ms: Vec<f64> = arrivals
         .iter()
         .filter(|a| a.scheduled_at >= from && a.scheduled_at < to)
         .map(|a| {
@@ -72,13 +71,13 @@ fn lag(n: usize, seconds: i64) {
         let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
         let mut cluster =
             ProcCluster::start(3, &redis.url(0), &interval_schedules(n, 60, t0, spread), "");
-        let consumer = Consumer::start(&redis.url(0), QUEUE);
+        let consumer = BatchConsumer::start(&redis.url(0), QUEUE);
         cluster.wait_for_leader(Duration::from_secs(60));
         // Measure after the first full minute, once every schedule is planned steadily.
         let from = t0 + TimeDelta::seconds(60);
         let to = from + TimeDelta::seconds(seconds);
         wait_until(to + TimeDelta::seconds(5));
-        let ms = lateness_ms(&consumer, from, to);
+        let ms = lateness_ms(&consumer.arrivals(), from, to);
         println!(
             "lag schedules={n} {}: {} dispatches, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             if spread {
@@ -99,7 +98,7 @@ fn failover(trials: usize) {
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
     let mut cluster =
         ProcCluster::start(3, &redis.url(0), &interval_schedules(10, 1, t0, true), "");
-    let consumer = Consumer::start(&redis.url(0), QUEUE);
+    let consumer = BatchConsumer::start(&redis.url(0), QUEUE);
     let mut times = Vec::new();
     for trial in 0..trials {
         let leader = cluster.wait_for_leader(Duration::from_secs(60));
@@ -175,7 +174,7 @@ fn throughput(n: usize, seconds: i64) {
     let redis = RedisServer::start();
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
     let mut cluster = ProcCluster::start(3, &redis.url(0), &interval_schedules(n, 1, t0, true), "");
-    let consumer = Consumer::start(&redis.url(0), QUEUE);
+    let consumer = BatchConsumer::start(&redis.url(0), QUEUE);
     cluster.wait_for_leader(Duration::from_secs(60));
     let from = t0 + TimeDelta::seconds(10);
     let to = from + TimeDelta::seconds(seconds);
@@ -185,7 +184,7 @@ fn throughput(n: usize, seconds: i64) {
         .iter()
         .filter(|a| a.arrived_at >= from && a.arrived_at < to)
         .count();
-    let ms = lateness_ms(&consumer, from, to);
+    let ms = lateness_ms(&arrivals, from, to);
     println!(
         "throughput schedules={n} (every 1s): {:.0} fires/s pushed over {seconds} s, lateness p50 {:.1} ms, p99 {:.1} ms",
         in_window as f64 / seconds as f64,

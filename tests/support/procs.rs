@@ -408,6 +408,87 @@ impl Consumer {
     }
 }
 
+/// A consumer for benchmarks: pops up to 1,000 messages per round trip and decodes them only
+/// when asked, so it never limits the rate it measures. Not for tests that kill Redis (a
+/// message popped as the connection drops is lost to it).
+/// Raw payloads with the instant they were popped.
+type Popped = std::sync::Arc<std::sync::Mutex<Vec<(String, chrono::DateTime<chrono::Utc>)>>>;
+
+#[allow(dead_code)]
+pub struct BatchConsumer {
+    popped: Popped,
+    queue: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[allow(dead_code)]
+impl BatchConsumer {
+    pub fn start(redis_url: &str, queue: &str) -> BatchConsumer {
+        let popped: Popped = Popped::default();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (url, list) = (redis_url.to_string(), queue.to_string());
+        let (popped2, stop2) = (popped.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut conn) =
+                    redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
+                else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                    let many: Result<Option<Vec<String>>, _> =
+                        redis::cmd("RPOP").arg(&list).arg(1000).query(&mut conn);
+                    let batch = match many {
+                        Ok(Some(batch)) if !batch.is_empty() => batch,
+                        Ok(_) => {
+                            // Empty: block for the next one instead of spinning.
+                            let one: Result<Option<(String, String)>, _> =
+                                redis::cmd("BRPOP").arg(&list).arg(0.2).query(&mut conn);
+                            match one {
+                                Ok(Some((_, payload))) => vec![payload],
+                                Ok(None) => continue,
+                                Err(_) => break,
+                            }
+                        }
+                        Err(_) => break,
+                    };
+                    let now = chrono::Utc::now();
+                    popped2
+                        .lock()
+                        .expect("popped")
+                        .extend(batch.into_iter().map(|p| (p, now)));
+                }
+            }
+        });
+        BatchConsumer {
+            popped,
+            queue: queue.to_string(),
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.popped
+            .lock()
+            .expect("popped")
+            .iter()
+            .map(|(payload, at)| decode_arrival(&self.queue, payload, *at))
+            .collect()
+    }
+}
+
+impl Drop for BatchConsumer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
