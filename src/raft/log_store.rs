@@ -31,8 +31,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
-/// redb's page cache: the log is read back mostly for replication of recent entries.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// redb's page cache: the log is read back mostly for replication of recent entries, which
+/// are still cached after their write; a larger cache only keeps old entries resident.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The most jobs the writer folds into one transaction.
 const MAX_JOBS_PER_COMMIT: usize = 1024;
