@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use super::planner::{plan, PlanConfig};
 use super::sink::{Push, PushOutcome, RedisSink};
-use crate::celery::{Encoded, Encoder, Occurrence};
+use crate::celery::{Encoded, Encoder};
 use crate::raft::Raft;
 use crate::state::{Command, OutboxEntry, SkipReason, StateHandle};
 use crate::telemetry::names;
@@ -192,15 +192,7 @@ impl Rendered {
             return Some(message);
         }
         let def = &entry.def;
-        let occurrence = Occurrence {
-            task: &def.task,
-            task_id: entry.task_id,
-            args: &def.args,
-            kwargs: &def.kwargs,
-            schedule: &def.name,
-            scheduled_at: entry.scheduled_at,
-            manual: entry.manual,
-        };
+        let occurrence = def.occurrence(entry.task_id, entry.scheduled_at, entry.manual);
         match encoder.encode(&occurrence, &def.options) {
             Ok(message) => Some(message),
             Err(err) => {

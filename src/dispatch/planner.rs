@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::ids::occurrence_task_id;
-use crate::celery::{Encoded, Encoder, Occurrence};
+use crate::celery::{Encoded, Encoder};
 use crate::state::{CatchupRule, FireItem, ScheduleRecord, SkipItem, SkipReason, StateData};
 
 /// Planning limits and thresholds.
@@ -161,15 +161,7 @@ fn plan_schedule(
     };
     for scheduled_at in to_fire {
         let task_id = occurrence_task_id(cluster_id, record.incarnation, scheduled_at);
-        let occurrence = Occurrence {
-            task: &record.def.task,
-            task_id,
-            args: &record.def.args,
-            kwargs: &record.def.kwargs,
-            schedule: &record.def.name,
-            scheduled_at,
-            manual: false,
-        };
+        let occurrence = record.def.occurrence(task_id, scheduled_at, false);
         match encoder.encode(&occurrence, &record.def.options) {
             Ok(message) => {
                 plan.fires.push(FireItem {

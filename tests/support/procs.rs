@@ -482,19 +482,24 @@ impl BatchConsumer {
 
 impl Drop for BatchConsumer {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        stop_and_join(&self.stop, &mut self.thread);
+    }
+}
+
+/// Tells a consumer thread to stop and waits for it.
+fn stop_and_join(
+    stop: &std::sync::atomic::AtomicBool,
+    thread: &mut Option<std::thread::JoinHandle<()>>,
+) {
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(thread) = thread.take() {
+        let _ = thread.join();
     }
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        stop_and_join(&self.stop, &mut self.thread);
     }
 }
 

@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use super::Control;
 use crate::api::error::ApiError;
-use crate::celery::Occurrence;
 use crate::state::{Command, CommandResult, FireItem, Rejection, ScheduleDef};
 
 /// Changes at most this many schedules in one `ApplySchedules` (one Raft entry).
@@ -228,15 +227,7 @@ impl Control {
                 .schedules
                 .get(&name)
                 .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))?;
-            let occurrence = Occurrence {
-                task: &record.def.task,
-                task_id,
-                args: &record.def.args,
-                kwargs: &record.def.kwargs,
-                schedule: &record.def.name,
-                scheduled_at: now,
-                manual: true,
-            };
+            let occurrence = record.def.occurrence(task_id, now, true);
             // Rendered once here so a definition that cannot be sent is refused now; the
             // pusher renders it again from the committed definition.
             self.encoder
