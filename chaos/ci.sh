@@ -23,7 +23,11 @@ cargo build --locked -p belfry -p belfry-chaos
 
 out="${CHAOS_OUT:-chaos/out/ci}"
 echo "==> chaos: 3 nodes, seed 101"
-target/debug/belfry-chaos --nodes 3 --duration 100s --seed 101 --out "$out/3n-seed101" \
+# With the test virtualenv's Python (set by scripts/test.sh), a real Celery worker executes the
+# tasks of two schedules through the Redis kills as well.
+celery=()
+[ -n "${BELFRY_TEST_PYTHON:-}" ] && celery=(--celery-python "$BELFRY_TEST_PYTHON")
+target/debug/belfry-chaos --nodes 3 --duration 100s --seed 101 --out "$out/3n-seed101" "${celery[@]}" \
   --nemesis kill-leader,kill-follower,pause-leader,partition-leader,partition-split,partition-oneway,redis-kill,redis-slow,clock
 echo "==> chaos: 5 nodes, seed 202"
 target/debug/belfry-chaos --nodes 5 --duration 100s --seed 202 --out "$out/5n-seed202" \

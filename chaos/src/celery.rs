@@ -5,6 +5,7 @@
 //! and each must also have a SUCCESS result in the backend. Owns the worker process and the
 //! reading of its records; must not judge them.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -103,11 +104,11 @@ impl Worker {
     /// Every execution the worker recorded, and problems with them (unparsable records,
     /// executions without a SUCCESS result).
     pub fn executions(&self, backend: &str) -> (Vec<Arrival>, Vec<String>) {
-        let mut ran = Vec::new();
-        let mut bad = Vec::new();
         let Ok(mut conn) = redis::Client::open(backend).and_then(|c| c.get_connection()) else {
-            bad.push("cannot read the Celery result backend".into());
-            return (ran, bad);
+            return (
+                Vec::new(),
+                vec!["cannot read the Celery result backend".into()],
+            );
         };
         let entries: Vec<String> = redis::cmd("LRANGE")
             .arg("chaos:executed")
@@ -115,55 +116,121 @@ impl Worker {
             .arg(-1)
             .query(&mut conn)
             .unwrap_or_default();
-        for entry in entries {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&entry) else {
-                bad.push(format!("worker record is not JSON: {entry:.200}"));
-                continue;
-            };
-            let parse = |key: &str| {
-                v[key]
-                    .as_str()
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                    .map(|t| t.to_utc())
-            };
-            let (Some(task_id), Some(scheduled_at), Some(executed_at)) = (
-                v["task_id"].as_str(),
-                parse("belfry_scheduled_at"),
-                parse("executed_at"),
-            ) else {
-                bad.push(format!("worker record lacks a field: {entry:.200}"));
-                continue;
-            };
+        let (ran, mut bad) = parse_records(&entries, &self.queue);
+        for arrival in &ran {
             let meta: Option<String> = redis::cmd("GET")
-                .arg(format!("celery-task-meta-{task_id}"))
+                .arg(format!("celery-task-meta-{}", arrival.task_id))
                 .query(&mut conn)
                 .unwrap_or(None);
             let success = meta
                 .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
                 .is_some_and(|m| m["status"] == "SUCCESS");
             if !success {
-                bad.push(format!("task {task_id} ran but has no SUCCESS result"));
+                bad.push(format!(
+                    "task {} ran but has no SUCCESS result",
+                    arrival.task_id
+                ));
             }
-            ran.push(Arrival {
-                task_id: task_id.to_string(),
-                schedule: v["belfry_schedule"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                scheduled_at,
-                arrived_at: executed_at,
-                queue: self.queue.clone(),
-                origin: "celery worker".into(),
-                manual: false,
-            });
         }
         (ran, bad)
     }
+}
+
+/// The executions in the worker's records, one per execution id: a record whose push was
+/// retried after its reply was lost appears twice in the list but is one execution.
+fn parse_records(entries: &[String], queue: &str) -> (Vec<Arrival>, Vec<String>) {
+    let mut ran = Vec::new();
+    let mut bad = Vec::new();
+    let mut seen = HashSet::new();
+    for entry in entries {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(entry) else {
+            bad.push(format!("worker record is not JSON: {entry:.200}"));
+            continue;
+        };
+        let parse = |key: &str| {
+            v[key]
+                .as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.to_utc())
+        };
+        let (Some(execution_id), Some(task_id), Some(scheduled_at), Some(executed_at)) = (
+            v["execution_id"].as_str(),
+            v["task_id"].as_str(),
+            parse("belfry_scheduled_at"),
+            parse("executed_at"),
+        ) else {
+            bad.push(format!("worker record lacks a field: {entry:.200}"));
+            continue;
+        };
+        if !seen.insert(execution_id.to_string()) {
+            continue;
+        }
+        ran.push(Arrival {
+            task_id: task_id.to_string(),
+            schedule: v["belfry_schedule"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            scheduled_at,
+            arrived_at: executed_at,
+            queue: queue.to_string(),
+            origin: "celery worker".into(),
+            manual: false,
+        });
+    }
+    (ran, bad)
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_records;
+
+    fn record(execution_id: &str, task_id: &str) -> String {
+        serde_json::json!({
+            "execution_id": execution_id,
+            "task_id": task_id,
+            "belfry_schedule": "every1",
+            "belfry_scheduled_at": "2026-01-01T00:00:01Z",
+            "executed_at": "2026-01-01T00:00:01.004Z",
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_record_pushed_twice_is_one_execution() {
+        let entries = [record("e1", "t1"), record("e1", "t1")];
+        let (ran, bad) = parse_records(&entries, "q");
+        assert_eq!(ran.len(), 1);
+        assert!(bad.is_empty(), "{bad:?}");
+    }
+
+    #[test]
+    fn two_executions_of_one_task_stay_two() {
+        let entries = [record("e1", "t1"), record("e2", "t1")];
+        let (ran, _) = parse_records(&entries, "q");
+        assert_eq!(ran.len(), 2);
+        assert!(ran.iter().all(|a| a.task_id == "t1" && a.queue == "q"));
+    }
+
+    #[test]
+    fn records_without_an_execution_id_or_not_json_are_reported() {
+        let without_id = serde_json::json!({
+            "task_id": "t1",
+            "belfry_scheduled_at": "2026-01-01T00:00:01Z",
+            "executed_at": "2026-01-01T00:00:01Z",
+        })
+        .to_string();
+        let (ran, bad) = parse_records(&[without_id, "{".into()], "q");
+        assert!(ran.is_empty());
+        assert_eq!(bad.len(), 2);
+        assert!(bad[0].contains("lacks a field"), "{bad:?}");
+        assert!(bad[1].contains("not JSON"), "{bad:?}");
     }
 }

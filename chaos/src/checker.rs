@@ -146,6 +146,42 @@ pub struct Totals {
     pub lateness_ms_p50: Option<i64>,
     pub lateness_ms_p99: Option<i64>,
     pub lateness_ms_max: Option<i64>,
+    /// Deliveries whose instant fell while no fault was in force or settling.
+    pub steady: Lateness,
+    /// Deliveries whose instant fell during a fault or within `FAULT_SETTLE` after one.
+    pub under_faults: Lateness,
+}
+
+/// Lateness percentiles of a set of deliveries.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Lateness {
+    pub deliveries: usize,
+    pub p50_ms: Option<i64>,
+    pub p99_ms: Option<i64>,
+    pub max_ms: Option<i64>,
+}
+
+impl Lateness {
+    fn of(mut lateness: Vec<i64>) -> Lateness {
+        lateness.sort_unstable();
+        Lateness {
+            deliveries: lateness.len(),
+            p50_ms: percentile(&lateness, 50),
+            p99_ms: percentile(&lateness, 99),
+            max_ms: lateness.last().copied(),
+        }
+    }
+}
+
+/// How long after a fault ends its effects (an election, a backlog) still count as the
+/// fault's: an instant this close after any fault is not steady state.
+const FAULT_SETTLE: Duration = Duration::seconds(10);
+
+/// True when a fault was in force at `t` or ended less than `FAULT_SETTLE` before it.
+fn under_fault(faults: &[FaultWindow], t: DateTime<Utc>, cutoff: DateTime<Utc>) -> bool {
+    faults
+        .iter()
+        .any(|f| f.start <= t && f.end.unwrap_or(cutoff) + FAULT_SETTLE > t)
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -623,6 +659,12 @@ pub fn check(input: &Input) -> Verdict {
     t.lateness_ms_p50 = percentile(&all_lateness, 50);
     t.lateness_ms_p99 = percentile(&all_lateness, 99);
     t.lateness_ms_max = all_lateness.last().copied();
+    let (faulted, steady): (Vec<&Point>, Vec<&Point>) = verdict
+        .points
+        .iter()
+        .partition(|p| under_fault(&history.faults, p.scheduled_at, cutoff));
+    t.steady = Lateness::of(steady.iter().map(|p| p.lateness_ms).collect());
+    t.under_faults = Lateness::of(faulted.iter().map(|p| p.lateness_ms).collect());
     if t.required == 0 {
         failures.push("NOTHING CHECKED: no required occurrence".into());
     }

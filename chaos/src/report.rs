@@ -102,6 +102,19 @@ pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
         ms(t.lateness_ms_p99),
         ms(t.lateness_ms_max)
     );
+    for (label, l) in [
+        ("steady state", &t.steady),
+        ("under faults (and 10 s after)", &t.under_faults),
+    ] {
+        let _ = writeln!(
+            out,
+            "lateness {label}: {} deliveries, p50 {} ms, p99 {} ms, max {} ms",
+            l.deliveries,
+            ms(l.p50_ms),
+            ms(l.p99_ms),
+            ms(l.max_ms)
+        );
+    }
     let _ = writeln!(out);
     if verdict.ok {
         let _ = writeln!(

@@ -310,3 +310,31 @@ fn an_edit_switches_specs_with_an_uncertain_edge() {
     let v = run(&h, &arrivals, Some(0));
     assert!(!v.ok);
 }
+
+#[test]
+fn lateness_is_split_between_steady_state_and_faults_with_their_settling_time() {
+    let t0 = at("2025-01-01T00:00:00Z");
+    let mut h = history(Policy::All, vec![]);
+    h.faults.push(FaultWindow {
+        nemesis: "kill-leader".into(),
+        detail: String::new(),
+        start: t0 + Duration::seconds(2),
+        end: Some(t0 + Duration::seconds(4)),
+        offset_ms: 0,
+    });
+    // Instants 2..=13 fall in the fault or its 10 s of settling: 1.5 s late; the rest 5 ms.
+    let arrivals: Vec<Arrival> = every_second(0, 20)
+        .into_iter()
+        .map(|t| {
+            let k = (t - t0).num_seconds();
+            arrival(t, if (2..14).contains(&k) { 1_500 } else { 5 })
+        })
+        .collect();
+    let v = run(&h, &arrivals, Some(0));
+    assert!(v.ok, "{:?}", v.failures);
+    assert_eq!(v.totals.under_faults.deliveries, 12);
+    assert_eq!(v.totals.under_faults.p50_ms, Some(1_500));
+    assert_eq!(v.totals.steady.deliveries, 9);
+    assert_eq!(v.totals.steady.p99_ms, Some(5));
+    assert_eq!(v.totals.steady.max_ms, Some(5));
+}
