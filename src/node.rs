@@ -231,6 +231,7 @@ pub async fn run(
         quorum_contact: crate::dispatch::lease::QuorumContact::track(&raft),
     });
     let dispatcher = tokio::spawn(watch_leadership(ctx));
+    let heap_release = tokio::spawn(crate::heap::release_freed_forever());
     let cluster_log = tokio::spawn(log_cluster_changes(raft.clone()));
     let schedules = config
         .schedules
@@ -242,9 +243,15 @@ pub async fn run(
     if let Some(task) = joining {
         task.abort();
     }
-    hand_over_if_leading(&control).await;
+    if tokio::time::timeout(SHUTDOWN_STEP_LIMIT * 2, hand_over_if_leading(&control))
+        .await
+        .is_err()
+    {
+        warn!("leadership handover did not finish in time; the followers will elect a leader");
+    }
     dispatcher.abort();
     cluster_log.abort();
+    heap_release.abort();
     health_follower.abort();
     for task in telemetry {
         task.abort();
@@ -252,16 +259,30 @@ pub async fn run(
     if let Some(task) = schedules {
         task.abort();
     }
-    if let Err(err) = raft.shutdown().await {
-        warn!(%err, "raft did not shut down cleanly");
+    match tokio::time::timeout(SHUTDOWN_STEP_LIMIT, raft.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => warn!(%err, "raft did not shut down cleanly"),
+        Err(_) => warn!(
+            limit_s = SHUTDOWN_STEP_LIMIT.as_secs(),
+            "raft did not stop in time; exiting anyway (everything acknowledged is on disk)"
+        ),
     }
     let _ = stop_serving.send(());
-    match server.await {
-        Ok(result) => result?,
-        Err(err) => error!(%err, "grpc server task failed"),
+    match tokio::time::timeout(SHUTDOWN_STEP_LIMIT, server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(err)) => error!(%err, "grpc server task failed"),
+        Err(_) => warn!(
+            limit_s = SHUTDOWN_STEP_LIMIT.as_secs(),
+            "calls still open after the server stopped accepting; exiting without them"
+        ),
     }
     Ok(())
 }
+
+/// How long each step of a shutdown may take. A stuck step (an open call stream, a storage
+/// wait) must not keep the process alive until the orchestrator's SIGKILL: nothing is lost by
+/// leaving, because nothing is acknowledged before it is durable.
+const SHUTDOWN_STEP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Forms a fresh cluster from the static member list: only its lowest-id member initializes
 /// (as ordinal 0 does in a StatefulSet), and only when no peer already holds a cluster; the

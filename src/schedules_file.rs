@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::celery::TaskOptions;
 use crate::schedule::{parse_every, SpecInput};
 use crate::state::validate::validate_def;
-use crate::state::{CatchupPolicy, CatchupRule, Command, ScheduleDef, StateData};
+use crate::state::{CatchupPolicy, CatchupRule, Command, Labels, ScheduleDef, StateData};
 
 /// The label marking schedules this file manages.
 pub const SOURCE_LABEL: &str = "belfry.io/source";
@@ -134,7 +134,7 @@ pub fn parse_with_source(
                 .num_seconds() as u64,
             None => CatchupPolicy::default().window_secs,
         };
-        let mut labels = entry.labels;
+        let mut labels: Labels = entry.labels.into_iter().collect();
         labels.insert(SOURCE_LABEL.into(), source.into());
         let def = ScheduleDef {
             name: entry.name,

@@ -547,3 +547,94 @@ async fn bad_input_and_missing_credentials_are_refused_clearly() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 }
+
+/// A write forwarded by a follower can reach the leader long after it was sent (a partition
+/// held its packets), after its caller gave up and moved on. Seen in a chaos run as a newer
+/// edit silently undone: the leader must refuse to start such a write, and still run one that
+/// arrives in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_write_that_arrives_after_its_deadline_is_not_started() {
+    use belfry::api::control::{Forwarded, LeaderRequest, WriteOp};
+    use belfry::api::ApiError;
+
+    let _serial = SERIAL.lock().await;
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let client = cluster.client(leader, Some(ADMIN_TOKEN)).schedules;
+    client
+        .clone()
+        .create_schedule(pb::CreateScheduleRequest {
+            schedule: Some(spec("held-up", "1h")),
+        })
+        .await
+        .expect("create");
+    let def = belfry::state::ScheduleDef {
+        name: "held-up".into(),
+        task: "belfry_test.record".into(),
+        spec: belfry::schedule::SpecInput {
+            every: Some("2h".into()),
+            ..Default::default()
+        },
+        args: vec![serde_json::json!("held-up")],
+        kwargs: Default::default(),
+        options: belfry::celery::TaskOptions {
+            queue: Some(QUEUE.into()),
+            ..Default::default()
+        },
+        catchup: Default::default(),
+        enabled: true,
+        labels: Default::default(),
+        description: "edited".into(),
+    };
+    let network = belfry::raft::network::PeerNetwork::new("belfry");
+    let (id, addr) = (cluster.nodes[leader].id, cluster.nodes[leader].addr.clone());
+    let send = |not_after: chrono::DateTime<chrono::Utc>| {
+        let forwarded = Forwarded {
+            request: LeaderRequest::Write(Box::new(WriteOp::Update {
+                def: def.clone(),
+                keep_enabled: true,
+                expected_revision: None,
+            })),
+            not_after,
+        };
+        let payload = serde_json::to_vec(&forwarded).expect("encode");
+        let network = network.clone();
+        let addr = addr.clone();
+        async move {
+            let reply = network
+                .forward(id, &addr, payload, Duration::from_secs(10))
+                .await
+                .expect("the leader answers");
+            serde_json::from_slice::<Result<serde_json::Value, ApiError>>(&reply).expect("decode")
+        }
+    };
+    let description = || async {
+        client
+            .clone()
+            .get_schedule(pb::GetScheduleRequest {
+                name: "held-up".into(),
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .definition
+            .map(|d| d.description)
+            .unwrap_or_default()
+    };
+
+    let late = send(chrono::Utc::now() - chrono::TimeDelta::seconds(10)).await;
+    assert!(
+        matches!(late, Err(ApiError::DeadlineExceeded(_))),
+        "late write answered {late:?}"
+    );
+    assert_eq!(
+        description().await,
+        "",
+        "the late write changed the schedule"
+    );
+
+    let in_time = send(chrono::Utc::now() + chrono::TimeDelta::seconds(5)).await;
+    assert!(in_time.is_ok(), "timely write answered {in_time:?}");
+    assert_eq!(description().await, "edited");
+}

@@ -297,7 +297,7 @@ fn put(name: &str) -> Command {
             options: Default::default(),
             catchup: CatchupPolicy::default(),
             enabled: true,
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             description: String::new(),
         },
         expected_revision: None,

@@ -13,6 +13,8 @@ mod writes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
@@ -56,6 +58,49 @@ pub enum LeaderRequest {
     Elect,
     /// Whether this node holds Raft state (is part of a cluster). Served by any node.
     HasState,
+}
+
+/// A request on its way to the leader, with the forwarding node's deadline for starting it.
+///
+/// A forwarded call can reach the leader long after it was sent (a partition holds its
+/// packets, TCP delivers them when it heals), after the caller gave up, retried elsewhere
+/// and went on: a write started then could undo a newer one. The leader refuses to start a
+/// write whose deadline, allowing for clock differences between nodes, has passed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Forwarded {
+    pub request: LeaderRequest,
+    /// Wall-clock time on the forwarding node after which the request must not start.
+    pub not_after: DateTime<Utc>,
+}
+
+/// How far the leader's clock may run ahead of a forwarding node's before forwarded writes
+/// are refused as late.
+pub const FORWARD_CLOCK_ALLOWANCE: Duration = Duration::from_secs(2);
+
+impl Forwarded {
+    /// `request`, to be started within `LEADER_WAIT` from now.
+    pub fn now(request: LeaderRequest) -> Forwarded {
+        Forwarded {
+            request,
+            not_after: Utc::now() + LEADER_WAIT,
+        }
+    }
+
+    /// Refuses a write that arrives after its deadline; reads and cluster calls have no lasting
+    /// effect of their own and still run.
+    pub fn check_deadline(&self, now: DateTime<Utc>) -> Result<(), ApiError> {
+        let LeaderRequest::Write(_) = self.request else {
+            return Ok(());
+        };
+        let late = now - self.not_after;
+        match late.to_std() {
+            Ok(late) if late > FORWARD_CLOCK_ALLOWANCE => Err(ApiError::DeadlineExceeded(format!(
+                "the forwarded write reached the leader {} ms after its deadline and was not started; nothing changed",
+                late.as_millis()
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -129,10 +174,13 @@ impl Control {
     /// are retried until a leader answers or `LEADER_WAIT` passes.
     pub async fn on_leader(&self, request: LeaderRequest) -> Result<LeaderReply, ApiError> {
         let deadline = Instant::now() + LEADER_WAIT;
+        let forwarded = Forwarded::now(request);
         loop {
             let outcome = match self.leader() {
-                Some((id, _)) if id == self.node_id => self.serve_forwarded(request.clone()).await,
-                Some((id, addr)) => self.forward(id, &addr, &request).await,
+                Some((id, _)) if id == self.node_id => {
+                    self.serve_forwarded(forwarded.request.clone()).await
+                }
+                Some((id, addr)) => self.forward(id, &addr, &forwarded).await,
                 None => Err(ApiError::Unavailable(
                     "the cluster has no leader at the moment; retry".into(),
                 )),
@@ -151,7 +199,7 @@ impl Control {
         &self,
         leader: NodeId,
         addr: &str,
-        request: &LeaderRequest,
+        request: &Forwarded,
     ) -> Result<LeaderReply, ApiError> {
         let payload = serde_json::to_vec(request)
             .map_err(|e| ApiError::Internal(format!("encoding a forwarded request: {e}")))?;
@@ -237,7 +285,7 @@ impl Control {
         peers: &std::collections::BTreeMap<NodeId, String>,
         timeout: Duration,
     ) -> Vec<NodeId> {
-        let Ok(payload) = serde_json::to_vec(&LeaderRequest::HasState) else {
+        let Ok(payload) = serde_json::to_vec(&Forwarded::now(LeaderRequest::HasState)) else {
             return Vec::new();
         };
         let mut with_state = Vec::new();

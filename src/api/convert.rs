@@ -2,8 +2,6 @@
 //! shape (JSON that must be an array or object, numbers in range) and name the field on
 //! failure; the meaning of a definition is checked by `state::validate`.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -13,7 +11,7 @@ use crate::celery::{Expires, TaskOptions};
 use crate::schedule::{parse_instant, SpecInput};
 use crate::state::validate::MAX_ARGS_BYTES;
 use crate::state::{
-    CatchupPolicy, CatchupRule, RunOutcome, RunRecord, ScheduleDef, ScheduleRecord,
+    CatchupPolicy, CatchupRule, Labels, RunOutcome, RunRecord, ScheduleDef, ScheduleRecord,
 };
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -179,7 +177,7 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
             .labels
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<BTreeMap<_, _>>(),
+            .collect::<Labels>(),
         description: spec.description.clone(),
     })
 }

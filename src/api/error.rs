@@ -32,6 +32,9 @@ pub enum ApiError {
     /// The request may or may not have taken effect (the leader stopped answering).
     #[error("{0}")]
     Unknown(String),
+    /// The request reached the leader after its deadline and was not started.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -88,6 +91,7 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(_) => Status::already_exists(message),
             ApiError::FailedPrecondition(_) => Status::failed_precondition(message),
             ApiError::Unknown(_) => Status::unknown(message),
+            ApiError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
             ApiError::PermissionDenied(_) => Status::permission_denied(message),
             ApiError::Internal(_) => Status::internal(message),

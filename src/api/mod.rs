@@ -61,8 +61,14 @@ pub fn forward_handler(control: Arc<Control>) -> crate::raft::network::ForwardHa
     Arc::new(move |payload: Vec<u8>| {
         let control = control.clone();
         Box::pin(async move {
-            let outcome = match serde_json::from_slice::<control::LeaderRequest>(&payload) {
-                Ok(request) => control.serve_forwarded(request).await,
+            let outcome = match serde_json::from_slice::<control::Forwarded>(&payload) {
+                Ok(forwarded) => match forwarded.check_deadline(chrono::Utc::now()) {
+                    Ok(()) => control.serve_forwarded(forwarded.request).await,
+                    Err(late) => {
+                        tracing::warn!(%late, "refused a forwarded write that arrived late");
+                        Err(late)
+                    }
+                },
                 Err(e) => Err(ApiError::Internal(format!(
                     "undecodable forwarded request: {e}"
                 ))),

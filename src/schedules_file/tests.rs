@@ -42,8 +42,11 @@ fn parses_every_field() {
             window_secs: 6 * 3600
         }
     );
-    assert_eq!(report.labels["team"], "data");
-    assert_eq!(report.labels[SOURCE_LABEL], "file");
+    assert_eq!(report.labels.get("team").map(String::as_str), Some("data"));
+    assert_eq!(
+        report.labels.get(SOURCE_LABEL).map(String::as_str),
+        Some("file")
+    );
 }
 
 #[test]
@@ -79,7 +82,7 @@ fn reconcile_puts_changes_and_deletes_only_file_managed_schedules() {
     // A schedule created through the API is not the file's to delete.
     let mut api_def = defs[0].clone();
     api_def.name = "from-api".into();
-    api_def.labels.clear();
+    api_def.labels = Default::default();
     state.apply(&Command::Put {
         def: api_def,
         expected_revision: None,

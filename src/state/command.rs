@@ -1,7 +1,5 @@
 //! Commands written through Raft and the results of applying them.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -9,6 +7,8 @@ use uuid::Uuid;
 
 use crate::celery::TaskOptions;
 use crate::schedule::SpecInput;
+
+use super::Labels;
 
 /// What happens to occurrences a leader finds already past due (after an election, or a
 /// resume).
@@ -59,7 +59,7 @@ pub struct ScheduleDef {
     #[serde(default = "default_true")]
     pub enabled: bool,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     #[serde(default)]
     pub description: String,
 }

@@ -6,6 +6,7 @@
 
 mod command;
 mod data;
+mod labels;
 mod store;
 pub mod validate;
 
@@ -14,4 +15,5 @@ pub use command::{
     SkipReason,
 };
 pub use data::{OutboxEntry, RunOutcome, RunRecord, ScheduleRecord, StateData, HISTORY_LEN};
+pub use labels::Labels;
 pub use store::{Applied, SnapshotBuilder, StateHandle, StateMachineStore, StoreError};

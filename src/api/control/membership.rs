@@ -322,7 +322,8 @@ impl Control {
                 return None;
             }
             if now >= next_nudge {
-                let request = serde_json::to_vec(&LeaderRequest::Elect).unwrap_or_default();
+                let request = serde_json::to_vec(&super::Forwarded::now(LeaderRequest::Elect))
+                    .unwrap_or_default();
                 let _ = self
                     .network
                     .forward(target, addr, request, Duration::from_millis(500))

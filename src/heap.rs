@@ -1,0 +1,110 @@
+//! Gives freed heap memory back to the operating system after bulk work.
+//!
+//! Loading a large schedules file, applying a bulk `ApplySchedules` or installing a snapshot
+//! allocates and frees millions of small objects (parsed entries, commands, decoded log
+//! entries). glibc's allocator keeps such freed memory inside its arenas, so the process's
+//! resident size stays at its peak long after the work is done: with 100,000 schedules about a
+//! third of the resident memory was freed memory. A background task watches the free bytes
+//! held in the arenas and, when they grow past a threshold, asks glibc to return them.
+//! Owns that task only; must not change what is allocated or when.
+
+use std::time::Duration;
+
+/// Free bytes held by the allocator above which they are returned.
+const TRIM_ABOVE_BYTES: usize = 32 << 20;
+
+/// How often the free bytes are looked at.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Bytes the allocator holds freed, if it can tell.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn freed_bytes() -> Option<usize> {
+    // SAFETY: mallinfo2 only reads the allocator's own statistics; it takes no arguments
+    // and returns a plain struct by value.
+    let info = unsafe { libc::mallinfo2() };
+    Some(info.fordblks)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn freed_bytes() -> Option<usize> {
+    None
+}
+
+/// Returns freed memory at the top and inside the arenas to the operating system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn release_freed() {
+    // SAFETY: malloc_trim(0) only releases pages the allocator itself holds free; it is
+    // thread-safe (it locks each arena in turn).
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_freed() {}
+
+/// Runs until aborted: every few seconds, returns freed memory when the allocator has
+/// freed a lot since the last time. (Trimming leaves the free bytes counted, only their pages
+/// go back, so the count is compared with what it was after the last trim.)
+pub async fn release_freed_forever() {
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut after_last_trim = 0;
+    loop {
+        tick.tick().await;
+        let Some(freed) = freed_bytes() else { return };
+        if freed > after_last_trim + TRIM_ABOVE_BYTES {
+            // Trimming walks the arenas; keep it off the runtime's worker threads.
+            let _ = tokio::task::spawn_blocking(release_freed).await;
+            after_last_trim = freed_bytes().unwrap_or(freed);
+        } else if freed < after_last_trim {
+            // Freed memory was reused: count growth from the lower level.
+            after_last_trim = freed;
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    fn resident_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: usize = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default();
+        pages * 4096
+    }
+
+    #[test]
+    fn freed_memory_is_seen_and_given_back() {
+        // 400,000 small blocks (~100 MB), of which one in 256 is kept: the kept ones pin the
+        // arena's top, so the freed ones stay resident until trimmed.
+        let mut kept = Vec::new();
+        let mut freed = Vec::new();
+        for i in 0..400_000usize {
+            let block = vec![i as u8; 240];
+            if i % 256 == 255 {
+                kept.push(block);
+            } else {
+                freed.push(block);
+            }
+        }
+        drop(freed);
+        let free_before = freed_bytes().unwrap_or_default();
+        assert!(
+            free_before > 50 << 20,
+            "only {free_before} bytes free after freeing ~100 MB"
+        );
+        let resident_before = resident_bytes();
+        release_freed();
+        let resident_after = resident_bytes();
+        assert!(
+            resident_after + (50 << 20) < resident_before,
+            "resident {resident_before} bytes before trimming, {resident_after} after"
+        );
+        assert_eq!(kept.len(), 400_000 / 256);
+    }
+}
