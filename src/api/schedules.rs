@@ -67,7 +67,7 @@ impl SchedulesApi {
             .data
             .schedules
             .get(name)
-            .map(pb_schedule)
+            .map(|record| pb_schedule(record))
             .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))
     }
 

@@ -364,6 +364,38 @@ fn snapshots_round_trip_and_apply_is_deterministic() {
 }
 
 #[test]
+fn a_snapshot_copy_keeps_the_state_it_was_taken_at_while_applies_go_on() {
+    let mut s = StateData::default();
+    put(&mut s, def("a", "1m"), Some(0), "2025-01-01T00:00:00Z");
+    put(&mut s, def("b", "1m"), Some(0), "2025-01-01T00:00:00Z");
+    let before = serde_json::to_vec(&s).unwrap();
+    let copy = s.snapshot_copy();
+    // Writes after the copy: a fire (run state and outbox), an edit, a delete, a create.
+    fire(
+        &mut s,
+        vec![fire_item("a", "2025-01-01T00:01:00Z", 1)],
+        vec![],
+    );
+    put(&mut s, def("b", "2m"), Some(1), "2025-01-01T00:02:00Z");
+    s.apply(&Command::Delete {
+        name: "a".into(),
+        expected_revision: None,
+        at: t("2025-01-01T00:03:00Z"),
+    });
+    put(&mut s, def("c", "1m"), Some(0), "2025-01-01T00:03:00Z");
+    assert_eq!(serde_json::to_vec(&copy).unwrap(), before);
+    assert_eq!(copy.schedules["a"].fired, 0);
+    assert_eq!(copy.schedules["b"].revision, 1);
+    assert!(copy.outbox.is_empty());
+    // The live state did change, and a copy loaded back plans like the state it came from.
+    assert_eq!(s.schedules["b"].revision, 2);
+    assert!(!s.schedules.contains_key("a"));
+    let mut restored: StateData = serde_json::from_slice(&before).unwrap();
+    restored.rebuild_indexes();
+    assert_eq!(restored.due.len(), 2);
+}
+
+#[test]
 fn a_batch_applies_each_command_in_order() {
     let mut s = StateData::default();
     let batch = Command::Batch(vec![
