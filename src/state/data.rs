@@ -132,6 +132,10 @@ pub struct StateData {
     /// Outbox task ids by commit order (derived), so draining never sorts the outbox.
     #[serde(skip)]
     outbox_order: BTreeMap<u64, Uuid>,
+    /// How many schedules are paused (derived), so metrics never scan every schedule while
+    /// holding the state.
+    #[serde(skip)]
+    paused: usize,
 }
 
 impl StateData {
@@ -145,13 +149,20 @@ impl StateData {
             outbox_seq: self.outbox_seq,
             due: BTreeSet::new(),
             outbox_order: BTreeMap::new(),
+            paused: 0,
         }
+    }
+
+    /// How many schedules are paused.
+    pub fn paused_count(&self) -> usize {
+        self.paused
     }
 
     /// Rebuilds derived fields after deserializing a snapshot.
     pub fn rebuild_indexes(&mut self) {
         self.outbox_order = self.outbox.values().map(|e| (e.seq, e.task_id)).collect();
         self.due.clear();
+        self.paused = self.schedules.values().filter(|r| !r.def.enabled).count();
         for (name, record) in self.schedules.iter_mut() {
             let record = Arc::make_mut(record);
             record.parse_spec();
@@ -192,6 +203,9 @@ impl StateData {
 
     fn remove_schedule(&mut self, name: &str) -> Option<Arc<ScheduleRecord>> {
         let record = self.schedules.remove(name)?;
+        if !record.def.enabled {
+            self.paused = self.paused.saturating_sub(1);
+        }
         if let Some(next) = record.next {
             self.due.remove(&(next, name.to_string()));
         }
@@ -251,6 +265,9 @@ impl StateData {
                 if expected.is_some_and(|r| r != 0) {
                     return Err(Rejection::NotFound(name));
                 }
+                if !def.enabled {
+                    self.paused += 1;
+                }
                 self.schedules.insert(
                     name.clone(),
                     Arc::new(ScheduleRecord {
@@ -281,6 +298,11 @@ impl StateData {
                 if record.def.spec != def.spec {
                     // A new spec counts from now: no backfill of instants it would have had.
                     record.plan_from = at;
+                }
+                match (record.def.enabled, def.enabled) {
+                    (true, false) => self.paused += 1,
+                    (false, true) => self.paused = self.paused.saturating_sub(1),
+                    _ => {}
                 }
                 record.def = Arc::new(def.clone());
                 record.revision += 1;
@@ -319,6 +341,9 @@ impl StateData {
         if record.def.enabled != enabled {
             if enabled {
                 record.resumed_at = Some(at);
+                self.paused = self.paused.saturating_sub(1);
+            } else {
+                self.paused += 1;
             }
             Arc::make_mut(&mut record.def).enabled = enabled;
             record.revision += 1;

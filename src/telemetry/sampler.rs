@@ -115,7 +115,7 @@ async fn sample_state(state: &StateHandle, count_schedules: bool) {
     gauge!(OUTBOX_OLDEST_AGE).set(age);
     if count_schedules {
         let total = data.schedules.len();
-        let paused = data.schedules.values().filter(|s| !s.def.enabled).count();
+        let paused = data.paused_count();
         let enabled = data.due.len();
         drop(applied);
         gauge!(SCHEDULES, "state" => "enabled").set(enabled as f64);

@@ -396,6 +396,49 @@ fn a_snapshot_copy_keeps_the_state_it_was_taken_at_while_applies_go_on() {
 }
 
 #[test]
+fn the_paused_count_follows_every_change_that_pauses_or_resumes() {
+    fn set_enabled(s: &mut StateData, name: &str, enabled: bool) {
+        s.apply(&Command::SetEnabled {
+            name: name.into(),
+            enabled,
+            at: t("2025-01-01T00:05:00Z"),
+        });
+    }
+    fn check(s: &StateData, expected: usize, step: &str) {
+        let recounted = s.schedules.values().filter(|r| !r.def.enabled).count();
+        assert_eq!(recounted, expected, "{step}: the state itself");
+        assert_eq!(s.paused_count(), expected, "{step}: the count");
+    }
+    let paused = |name: &str| ScheduleDef {
+        enabled: false,
+        ..def(name, "1m")
+    };
+    let mut s = StateData::default();
+    put(&mut s, paused("a"), Some(0), "2025-01-01T00:00:00Z");
+    put(&mut s, def("b", "1m"), Some(0), "2025-01-01T00:00:00Z");
+    check(&s, 1, "created one paused, one running");
+    set_enabled(&mut s, "b", false);
+    set_enabled(&mut s, "b", false);
+    check(&s, 2, "paused twice");
+    put(&mut s, def("a", "2m"), None, "2025-01-01T00:06:00Z");
+    check(&s, 1, "resumed by an edit");
+    put(&mut s, paused("a"), None, "2025-01-01T00:07:00Z");
+    check(&s, 2, "paused by an edit");
+    s.apply(&Command::Delete {
+        name: "b".into(),
+        expected_revision: None,
+        at: t("2025-01-01T00:08:00Z"),
+    });
+    check(&s, 1, "a paused one deleted");
+    set_enabled(&mut s, "a", true);
+    check(&s, 0, "resumed");
+    set_enabled(&mut s, "a", false);
+    let mut restored: StateData = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+    restored.rebuild_indexes();
+    check(&restored, 1, "loaded from a snapshot");
+}
+
+#[test]
 fn a_batch_applies_each_command_in_order() {
     let mut s = StateData::default();
     let batch = Command::Batch(vec![
