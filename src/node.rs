@@ -539,7 +539,7 @@ async fn reconcile_once(raft: &Raft, state: &StateHandle, path: &std::path::Path
     };
     let total = commands.len();
     // Large files go through Raft in batches, not one entry per schedule.
-    for chunk in commands.chunks(1_000) {
+    for chunk in commands.chunks(crate::api::control::MAX_COMMANDS_PER_ENTRY) {
         match raft.client_write(Command::Batch(chunk.to_vec())).await {
             Ok(response) => {
                 if let CommandResult::Batch(results) = response.data {

@@ -12,8 +12,11 @@ use crate::api::error::ApiError;
 use crate::raft::Raft;
 use crate::state::{Command, CommandResult};
 
-/// The most writes in one entry.
-const MAX_GROUP: usize = 512;
+/// The most commands in one entry (a bulk apply counts each of its changes). Bounded so that an
+/// entry travels and is stored well within the time openraft allows one AppendEntries (the
+/// heartbeat interval): a single entry cannot be split on the way, and one that never fits
+/// would stall replication for good.
+pub const MAX_COMMANDS_PER_ENTRY: usize = 1_000;
 /// Entries in flight at once; while all are busy, new writes queue up for the next group.
 const IN_FLIGHT: usize = 4;
 
@@ -27,33 +30,61 @@ pub struct PendingWrite {
 
 /// Starts the committer; writes are sent through the returned channel.
 pub fn start(raft: Raft) -> mpsc::Sender<PendingWrite> {
-    let (tx, rx) = mpsc::channel(MAX_GROUP * IN_FLIGHT);
+    let (tx, rx) = mpsc::channel(MAX_COMMANDS_PER_ENTRY * IN_FLIGHT);
     tokio::spawn(run(raft, rx));
     tx
 }
 
 async fn run(raft: Raft, mut queue: mpsc::Receiver<PendingWrite>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut carried = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = queue.recv().await else {
+        let Some(group) = next_group(&mut queue, &mut carried).await else {
             return;
         };
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(write) => group.push(write),
-                Err(_) => break,
-            }
-        }
         let raft = raft.clone();
         tokio::spawn(async move {
             commit_group(&raft, group).await;
             drop(slot);
         });
     }
+}
+
+/// How many commands a write adds to an entry.
+fn weight(command: &Command) -> usize {
+    match command {
+        Command::Batch(commands) => commands.len().max(1),
+        _ => 1,
+    }
+}
+
+/// Waits for a write, then adds those already queued while the entry stays within
+/// `MAX_COMMANDS_PER_ENTRY`; a write that would overflow it is carried to the next group.
+/// `None` once the queue is closed and empty.
+async fn next_group(
+    queue: &mut mpsc::Receiver<PendingWrite>,
+    carried: &mut Option<PendingWrite>,
+) -> Option<Vec<PendingWrite>> {
+    let first = match carried.take() {
+        Some(write) => write,
+        None => queue.recv().await?,
+    };
+    let mut commands = weight(&first.command);
+    let mut group = vec![first];
+    while commands < MAX_COMMANDS_PER_ENTRY {
+        let Ok(write) = queue.try_recv() else { break };
+        let more = weight(&write.command);
+        if commands + more > MAX_COMMANDS_PER_ENTRY {
+            *carried = Some(write);
+            break;
+        }
+        commands += more;
+        group.push(write);
+    }
+    Some(group)
 }
 
 async fn commit_group(raft: &Raft, mut group: Vec<PendingWrite>) {
@@ -92,5 +123,58 @@ async fn commit_group(raft: &Raft, mut group: Vec<PendingWrite>) {
                 let _ = reply.send(Err(err.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn write(commands: usize) -> PendingWrite {
+        let delete = |i: usize| Command::Delete {
+            name: format!("s{i}"),
+            expected_revision: None,
+            at: Utc.timestamp_opt(0, 0).single().unwrap_or_default(),
+        };
+        let command = if commands == 1 {
+            delete(0)
+        } else {
+            Command::Batch((0..commands).map(delete).collect())
+        };
+        PendingWrite {
+            command,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    async fn groups(writes: Vec<usize>) -> Vec<Vec<usize>> {
+        let (tx, mut rx) = mpsc::channel(writes.len().max(1));
+        for commands in writes {
+            tx.send(write(commands)).await.unwrap();
+        }
+        drop(tx);
+        let mut carried = None;
+        let mut groups = Vec::new();
+        while let Some(group) = next_group(&mut rx, &mut carried).await {
+            groups.push(group.iter().map(|w| weight(&w.command)).collect());
+        }
+        groups
+    }
+
+    #[tokio::test]
+    async fn single_writes_share_entries_up_to_the_command_limit() {
+        let groups = groups(vec![1; 2_500]).await;
+        let sizes: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, vec![1_000, 1_000, 500]);
+    }
+
+    #[tokio::test]
+    async fn bulk_writes_are_not_merged_past_the_limit_and_keep_their_order() {
+        let groups = groups(vec![600, 600, 1, 399, 1_000, 5]).await;
+        assert_eq!(
+            groups,
+            vec![vec![600], vec![600, 1, 399], vec![1_000], vec![5]]
+        );
     }
 }

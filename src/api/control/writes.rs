@@ -8,11 +8,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::group_commit::MAX_COMMANDS_PER_ENTRY;
 use super::Control;
 use crate::api::error::ApiError;
 use crate::state::{Command, CommandResult, FireItem, Rejection, ScheduleDef};
 
-/// Changes at most this many schedules in one `ApplySchedules` (one Raft entry).
+/// Changes at most this many schedules in one `ApplySchedules` (committed in entries of at
+/// most `MAX_COMMANDS_PER_ENTRY` changes).
 pub const MAX_APPLY: usize = 10_000;
 
 /// How long an update without an expected revision keeps rereading and retrying after losing
@@ -264,8 +266,9 @@ impl Control {
         }
     }
 
-    /// One `Batch` entry with a put for every new or changed schedule and, with `prune`, a
-    /// delete for every selected schedule not in the set.
+    /// A put for every new or changed schedule and, with `prune`, a delete for every selected
+    /// schedule not in the set, committed as `Batch` entries of at most
+    /// `MAX_COMMANDS_PER_ENTRY` commands.
     async fn apply(
         &self,
         defs: Vec<ScheduleDef>,
@@ -337,17 +340,28 @@ impl Control {
                 outcome,
             });
         }
-        let (log_index, result) = self.commit(Command::Batch(commands)).await?;
-        let refused: Vec<String> = match result {
-            CommandResult::Batch(results) => results
-                .into_iter()
-                .filter_map(|r| match r {
-                    CommandResult::Rejected(rejection) => Some(rejection.to_string()),
-                    _ => None,
-                })
-                .collect(),
-            other => return Err(rejected(other)),
-        };
+        // In entries of bounded size; a failure part-way leaves the earlier entries applied,
+        // and applying the same set again completes it (unchanged schedules are left alone).
+        let mut log_index = 0;
+        let mut refused: Vec<String> = Vec::new();
+        let mut commands = commands.into_iter();
+        loop {
+            let chunk: Vec<Command> = commands.by_ref().take(MAX_COMMANDS_PER_ENTRY).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let (index, result) = self.commit(Command::Batch(chunk)).await?;
+            log_index = index;
+            match result {
+                CommandResult::Batch(results) => {
+                    refused.extend(results.into_iter().filter_map(|r| match r {
+                        CommandResult::Rejected(rejection) => Some(rejection.to_string()),
+                        _ => None,
+                    }))
+                }
+                other => return Err(rejected(other)),
+            }
+        }
         if let Some(first) = refused.first() {
             return Err(ApiError::FailedPrecondition(format!(
                 "{} of the changes were refused (the schedules changed meanwhile; apply again): {first}",

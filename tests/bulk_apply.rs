@@ -1,0 +1,83 @@
+//! A bulk `ApplySchedules` through a real three-node cluster is committed in entries of bounded
+//! size: one entry per call would grow with the call (several megabytes at the API's limit of
+//! 10,000 schedules), and an entry a follower cannot take within openraft's time for one
+//! AppendEntries is resent forever, stalling every write behind it (with 2,500 schedules in one
+//! entry a debug build had not committed the call 10 s later).
+
+mod support;
+
+use std::time::Duration;
+
+use belfry::api::control::MAX_COMMANDS_PER_ENTRY;
+use belfry::api::pb;
+use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::RedisServer;
+
+fn spec(i: usize) -> pb::ScheduleSpec {
+    pb::ScheduleSpec {
+        name: format!("bulk-{i:05}"),
+        task: "belfry_test.record".into(),
+        spec: Some(pb::Spec {
+            every: "1h".into(),
+            ..Default::default()
+        }),
+        args_json: format!("[{i}]"),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_apply_is_committed_in_bounded_entries_and_all_of_it_lands() {
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    let mut clients = cluster.client(follower, Some(ADMIN_TOKEN));
+    let status = |s: pb::ClusterStatus| (s.commit_index, s.schedules);
+
+    let before = clients
+        .cluster
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    let total = MAX_COMMANDS_PER_ENTRY * 2 + MAX_COMMANDS_PER_ENTRY / 2;
+    let applied = clients
+        .schedules
+        .apply_schedules(pb::ApplySchedulesRequest {
+            schedules: (0..total).map(spec).collect(),
+            prune: false,
+            prune_selector: Default::default(),
+        })
+        .await
+        .expect("apply through a follower")
+        .into_inner();
+    assert_eq!(applied.created as usize, total);
+
+    let after = clients
+        .cluster
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    let ((commit_before, _), (commit_after, schedules_after)) = (status(before), status(after));
+    assert_eq!(schedules_after as usize, total);
+    let entries = commit_after - commit_before;
+    assert!(
+        entries >= 3,
+        "{total} changes went into {entries} entries; at most {MAX_COMMANDS_PER_ENTRY} fit one"
+    );
+
+    // Applying the same set again changes nothing.
+    let again = clients
+        .schedules
+        .apply_schedules(pb::ApplySchedulesRequest {
+            schedules: (0..total).map(spec).collect(),
+            prune: false,
+            prune_selector: Default::default(),
+        })
+        .await
+        .expect("apply again")
+        .into_inner();
+    assert_eq!((again.created, again.unchanged as usize), (0, total));
+}
