@@ -539,8 +539,8 @@ async fn reconcile_once(raft: &Raft, state: &StateHandle, path: &std::path::Path
     };
     let total = commands.len();
     // Large files go through Raft in batches, not one entry per schedule.
-    for chunk in commands.chunks(crate::api::control::MAX_COMMANDS_PER_ENTRY) {
-        match raft.client_write(Command::Batch(chunk.to_vec())).await {
+    for batch in Command::batches(commands) {
+        match raft.client_write(batch).await {
             Ok(response) => {
                 if let CommandResult::Batch(results) = response.data {
                     for result in results {

@@ -7,7 +7,9 @@ mod support;
 
 use std::time::Duration;
 
+use belfry::api::client::Intercepted;
 use belfry::api::pb;
+use belfry::api::pb::schedules_client::SchedulesClient;
 use support::procs::{Consumer, ProcCluster, ADMIN_TOKEN, READONLY_TOKEN};
 use support::{block, wait_for, RedisServer};
 use tonic::Code;
@@ -34,6 +36,30 @@ fn spec(name: &str, every: &str) -> pb::ScheduleSpec {
         labels: [("team".to_string(), "data".to_string())].into(),
         ..Default::default()
     }
+}
+
+/// A fresh three-node cluster holding one hourly schedule, `name`, and an admin client of its
+/// leader (with the leader's index).
+async fn cluster_with_one_schedule(
+    name: &str,
+) -> (
+    RedisServer,
+    ProcCluster,
+    usize,
+    SchedulesClient<Intercepted>,
+) {
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let client = cluster.client(leader, Some(ADMIN_TOKEN)).schedules;
+    client
+        .clone()
+        .create_schedule(pb::CreateScheduleRequest {
+            schedule: Some(spec(name, "1h")),
+        })
+        .await
+        .expect("create");
+    (redis, cluster, leader, client)
 }
 
 fn followers(cluster: &mut ProcCluster, leader: usize) -> (usize, usize) {
@@ -301,17 +327,7 @@ async fn schedule_rpcs_work_from_any_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_without_a_revision_survive_concurrent_writes_to_the_schedule() {
     let _serial = SERIAL.lock().await;
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
-    let client = cluster.client(leader, Some(ADMIN_TOKEN)).schedules;
-    client
-        .clone()
-        .create_schedule(pb::CreateScheduleRequest {
-            schedule: Some(spec("contended", "1h")),
-        })
-        .await
-        .expect("create");
+    let (_redis, _cluster, _, client) = cluster_with_one_schedule("contended").await;
 
     // Concurrent writers land in the same Raft entries, so most of them read a revision that
     // another one changes before their own write applies.
@@ -558,35 +574,12 @@ async fn a_forwarded_write_that_arrives_after_its_deadline_is_not_started() {
     use belfry::api::ApiError;
 
     let _serial = SERIAL.lock().await;
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
-    let client = cluster.client(leader, Some(ADMIN_TOKEN)).schedules;
-    client
-        .clone()
-        .create_schedule(pb::CreateScheduleRequest {
-            schedule: Some(spec("held-up", "1h")),
-        })
-        .await
-        .expect("create");
-    let def = belfry::state::ScheduleDef {
-        name: "held-up".into(),
-        task: "belfry_test.record".into(),
-        spec: belfry::schedule::SpecInput {
-            every: Some("2h".into()),
-            ..Default::default()
-        },
-        args: vec![serde_json::json!("held-up")],
-        kwargs: Default::default(),
-        options: belfry::celery::TaskOptions {
-            queue: Some(QUEUE.into()),
-            ..Default::default()
-        },
-        catchup: Default::default(),
-        enabled: true,
-        labels: Default::default(),
+    let (_redis, cluster, leader, client) = cluster_with_one_schedule("held-up").await;
+    let def = belfry::api::schedule_def(&pb::ScheduleSpec {
         description: "edited".into(),
-    };
+        ..spec("held-up", "2h")
+    })
+    .expect("a valid definition");
     let network = belfry::raft::network::PeerNetwork::new("belfry");
     let (id, addr) = (cluster.nodes[leader].id, cluster.nodes[leader].addr.clone());
     let send = |not_after: chrono::DateTime<chrono::Utc>| {

@@ -8,8 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use belfry::api::control::MAX_COMMANDS_PER_ENTRY;
+use belfry::api::client::ApiClient;
 use belfry::api::pb;
+use belfry::state::MAX_COMMANDS_PER_ENTRY;
 use support::procs::{ProcCluster, ADMIN_TOKEN};
 use support::RedisServer;
 
@@ -26,23 +27,9 @@ fn spec(i: usize) -> pb::ScheduleSpec {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_apply_is_committed_in_bounded_entries_and_all_of_it_lands() {
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
-    let follower = (leader + 1) % 3;
-    let mut clients = cluster.client(follower, Some(ADMIN_TOKEN));
-    let status = |s: pb::ClusterStatus| (s.commit_index, s.schedules);
-
-    let before = clients
-        .cluster
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner();
-    let total = MAX_COMMANDS_PER_ENTRY * 2 + MAX_COMMANDS_PER_ENTRY / 2;
-    let applied = clients
+/// Applies schedules `0..total` through `clients`.
+async fn apply_all(clients: &mut ApiClient, total: usize) -> pb::ApplySchedulesResponse {
+    clients
         .schedules
         .apply_schedules(pb::ApplySchedulesRequest {
             schedules: (0..total).map(spec).collect(),
@@ -51,16 +38,33 @@ async fn a_bulk_apply_is_committed_in_bounded_entries_and_all_of_it_lands() {
         })
         .await
         .expect("apply through a follower")
-        .into_inner();
-    assert_eq!(applied.created as usize, total);
+        .into_inner()
+}
 
-    let after = clients
+/// The leader's commit index and schedule count, as a node reports them.
+async fn commit_and_schedules(clients: &mut ApiClient) -> (u64, u64) {
+    let status = clients
         .cluster
         .get_status(pb::GetStatusRequest {})
         .await
         .expect("status")
         .into_inner();
-    let ((commit_before, _), (commit_after, schedules_after)) = (status(before), status(after));
+    (status.commit_index, status.schedules)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_apply_is_committed_in_bounded_entries_and_all_of_it_lands() {
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut clients = cluster.client((leader + 1) % 3, Some(ADMIN_TOKEN));
+
+    let (commit_before, _) = commit_and_schedules(&mut clients).await;
+    let total = MAX_COMMANDS_PER_ENTRY * 2 + MAX_COMMANDS_PER_ENTRY / 2;
+    let applied = apply_all(&mut clients, total).await;
+    assert_eq!(applied.created as usize, total);
+
+    let (commit_after, schedules_after) = commit_and_schedules(&mut clients).await;
     assert_eq!(schedules_after as usize, total);
     let entries = commit_after - commit_before;
     assert!(
@@ -69,15 +73,6 @@ async fn a_bulk_apply_is_committed_in_bounded_entries_and_all_of_it_lands() {
     );
 
     // Applying the same set again changes nothing.
-    let again = clients
-        .schedules
-        .apply_schedules(pb::ApplySchedulesRequest {
-            schedules: (0..total).map(spec).collect(),
-            prune: false,
-            prune_selector: Default::default(),
-        })
-        .await
-        .expect("apply again")
-        .into_inner();
+    let again = apply_all(&mut clients, total).await;
     assert_eq!((again.created, again.unchanged as usize), (0, total));
 }

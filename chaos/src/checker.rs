@@ -164,18 +164,22 @@ pub struct Lateness {
 impl Lateness {
     fn of(mut lateness: Vec<i64>) -> Lateness {
         lateness.sort_unstable();
+        Lateness::of_sorted(&lateness)
+    }
+
+    fn of_sorted(sorted: &[i64]) -> Lateness {
         Lateness {
-            deliveries: lateness.len(),
-            p50_ms: percentile(&lateness, 50),
-            p99_ms: percentile(&lateness, 99),
-            max_ms: lateness.last().copied(),
+            deliveries: sorted.len(),
+            p50_ms: percentile(sorted, 50),
+            p99_ms: percentile(sorted, 99),
+            max_ms: sorted.last().copied(),
         }
     }
 }
 
 /// How long after a fault ends its effects (an election, a backlog) still count as the
 /// fault's: an instant this close after any fault is not steady state.
-const FAULT_SETTLE: Duration = Duration::seconds(10);
+pub const FAULT_SETTLE: Duration = Duration::seconds(10);
 
 /// True when a fault was in force at `t` or ended less than `FAULT_SETTLE` before it.
 fn under_fault(faults: &[FaultWindow], t: DateTime<Utc>, cutoff: DateTime<Utc>) -> bool {
@@ -545,9 +549,12 @@ pub fn check(input: &Input) -> Verdict {
             });
         }
         lateness.sort_unstable();
-        row.lateness_ms_p50 = percentile(&lateness, 50);
-        row.lateness_ms_p99 = percentile(&lateness, 99);
-        row.lateness_ms_max = lateness.last().copied();
+        let l = Lateness::of_sorted(&lateness);
+        (
+            row.lateness_ms_p50,
+            row.lateness_ms_p99,
+            row.lateness_ms_max,
+        ) = (l.p50_ms, l.p99_ms, l.max_ms);
         all_lateness.extend(lateness);
 
         if let Some(fin) = input
@@ -655,10 +662,8 @@ pub fn check(input: &Input) -> Verdict {
         t.unexpected += row.unexpected;
         t.skipped_explained += row.skipped_explained.values().sum::<usize>();
     }
-    all_lateness.sort_unstable();
-    t.lateness_ms_p50 = percentile(&all_lateness, 50);
-    t.lateness_ms_p99 = percentile(&all_lateness, 99);
-    t.lateness_ms_max = all_lateness.last().copied();
+    let l = Lateness::of(all_lateness);
+    (t.lateness_ms_p50, t.lateness_ms_p99, t.lateness_ms_max) = (l.p50_ms, l.p99_ms, l.max_ms);
     let (faulted, steady): (Vec<&Point>, Vec<&Point>) = verdict
         .points
         .iter()

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::checker::Verdict;
+use crate::checker::{Verdict, FAULT_SETTLE};
 use crate::history::History;
 
 #[derive(Serialize)]
@@ -102,9 +102,10 @@ pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
         ms(t.lateness_ms_p99),
         ms(t.lateness_ms_max)
     );
+    let under_faults = format!("under faults (and {} s after)", FAULT_SETTLE.num_seconds());
     for (label, l) in [
         ("steady state", &t.steady),
-        ("under faults (and 10 s after)", &t.under_faults),
+        (under_faults.as_str(), &t.under_faults),
     ] {
         let _ = writeln!(
             out,

@@ -27,7 +27,6 @@ use crate::raft::network::PeerNetwork;
 use crate::raft::{NodeId, Raft};
 use crate::state::StateHandle;
 
-pub use group_commit::MAX_COMMANDS_PER_ENTRY;
 pub use membership::{MemberView, Role, StatusView, TransferView};
 pub use writes::{WriteOp, WriteOutcome, Written, MAX_APPLY};
 

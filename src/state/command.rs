@@ -196,6 +196,33 @@ pub enum Command {
     },
 }
 
+/// The most commands one log entry carries (a `Batch` counts each of its own). Bounded so that
+/// an entry travels and is stored well within the time openraft allows one AppendEntries (the
+/// heartbeat interval): a single entry cannot be split on the way, and one that never fits
+/// would stall replication for good.
+pub const MAX_COMMANDS_PER_ENTRY: usize = 1_000;
+
+impl Command {
+    /// How many commands this adds to an entry.
+    pub fn weight(&self) -> usize {
+        match self {
+            Command::Batch(commands) => commands.len().max(1),
+            _ => 1,
+        }
+    }
+
+    /// `commands`, in order, as `Batch` commands of at most `MAX_COMMANDS_PER_ENTRY` each.
+    pub fn batches(commands: Vec<Command>) -> impl Iterator<Item = Command> {
+        let mut commands = commands.into_iter().peekable();
+        std::iter::from_fn(move || {
+            commands.peek()?;
+            Some(Command::Batch(
+                commands.by_ref().take(MAX_COMMANDS_PER_ENTRY).collect(),
+            ))
+        })
+    }
+}
+
 /// Why a command changed nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Rejection {

@@ -162,9 +162,10 @@ impl StateData {
     pub fn rebuild_indexes(&mut self) {
         self.outbox_order = self.outbox.values().map(|e| (e.seq, e.task_id)).collect();
         self.due.clear();
-        self.paused = self.schedules.values().filter(|r| !r.def.enabled).count();
+        self.paused = 0;
         for (name, record) in self.schedules.iter_mut() {
             let record = Arc::make_mut(record);
+            self.paused += usize::from(!record.def.enabled);
             record.parse_spec();
             record.plan_next();
             if let Some(next) = record.next {
@@ -201,11 +202,20 @@ impl StateData {
         }
     }
 
-    fn remove_schedule(&mut self, name: &str) -> Option<Arc<ScheduleRecord>> {
-        let record = self.schedules.remove(name)?;
-        if !record.def.enabled {
+    /// Keeps the paused count in step with a schedule whose `enabled` went from `was` to `now`
+    /// (`None`: the schedule did not exist, or no longer does).
+    fn count_paused(&mut self, was: Option<bool>, now: Option<bool>) {
+        if was == Some(false) {
             self.paused = self.paused.saturating_sub(1);
         }
+        if now == Some(false) {
+            self.paused += 1;
+        }
+    }
+
+    fn remove_schedule(&mut self, name: &str) -> Option<Arc<ScheduleRecord>> {
+        let record = self.schedules.remove(name)?;
+        self.count_paused(Some(record.def.enabled), None);
         if let Some(next) = record.next {
             self.due.remove(&(next, name.to_string()));
         }
@@ -260,13 +270,10 @@ impl StateData {
     ) -> Result<CommandResult, Rejection> {
         let spec = Spec::parse(&def.spec, at).map_err(|e| Rejection::Invalid(e.to_string()))?;
         let name = def.name.clone();
-        let revision = match self.schedules.get_mut(&name).map(Arc::make_mut) {
+        let (revision, was_enabled) = match self.schedules.get_mut(&name).map(Arc::make_mut) {
             None => {
                 if expected.is_some_and(|r| r != 0) {
                     return Err(Rejection::NotFound(name));
-                }
-                if !def.enabled {
-                    self.paused += 1;
                 }
                 self.schedules.insert(
                     name.clone(),
@@ -288,7 +295,7 @@ impl StateData {
                         next: None,
                     }),
                 );
-                1
+                (1, None)
             }
             Some(record) => {
                 if expected == Some(0) {
@@ -299,19 +306,16 @@ impl StateData {
                     // A new spec counts from now: no backfill of instants it would have had.
                     record.plan_from = at;
                 }
-                match (record.def.enabled, def.enabled) {
-                    (true, false) => self.paused += 1,
-                    (false, true) => self.paused = self.paused.saturating_sub(1),
-                    _ => {}
-                }
+                let was_enabled = record.def.enabled;
                 record.def = Arc::new(def.clone());
                 record.revision += 1;
                 record.updated_at = at;
                 // Anchored at the creation instant, not at this change.
                 record.parse_spec();
-                record.revision
+                (record.revision, Some(was_enabled))
             }
         };
+        self.count_paused(was_enabled, Some(def.enabled));
         self.replan(&name);
         Ok(CommandResult::Revision(revision))
     }
@@ -338,18 +342,17 @@ impl StateData {
             .get_mut(name)
             .map(Arc::make_mut)
             .ok_or_else(|| Rejection::NotFound(name.to_string()))?;
-        if record.def.enabled != enabled {
+        let was_enabled = record.def.enabled;
+        if was_enabled != enabled {
             if enabled {
                 record.resumed_at = Some(at);
-                self.paused = self.paused.saturating_sub(1);
-            } else {
-                self.paused += 1;
             }
             Arc::make_mut(&mut record.def).enabled = enabled;
             record.revision += 1;
             record.updated_at = at;
         }
         let revision = record.revision;
+        self.count_paused(Some(was_enabled), Some(enabled));
         self.replan(name);
         Ok(CommandResult::Revision(revision))
     }

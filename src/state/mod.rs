@@ -12,7 +12,7 @@ pub mod validate;
 
 pub use command::{
     CatchupPolicy, CatchupRule, Command, CommandResult, FireItem, Rejection, ScheduleDef, SkipItem,
-    SkipReason,
+    SkipReason, MAX_COMMANDS_PER_ENTRY,
 };
 pub use data::{OutboxEntry, RunOutcome, RunRecord, ScheduleRecord, StateData, HISTORY_LEN};
 pub use labels::Labels;

@@ -10,13 +10,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::write_error;
 use crate::api::error::ApiError;
 use crate::raft::Raft;
-use crate::state::{Command, CommandResult};
+use crate::state::{Command, CommandResult, MAX_COMMANDS_PER_ENTRY};
 
-/// The most commands in one entry (a bulk apply counts each of its changes). Bounded so that an
-/// entry travels and is stored well within the time openraft allows one AppendEntries (the
-/// heartbeat interval): a single entry cannot be split on the way, and one that never fits
-/// would stall replication for good.
-pub const MAX_COMMANDS_PER_ENTRY: usize = 1_000;
 /// Entries in flight at once; while all are busy, new writes queue up for the next group.
 const IN_FLIGHT: usize = 4;
 
@@ -53,14 +48,6 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<PendingWrite>) {
     }
 }
 
-/// How many commands a write adds to an entry.
-fn weight(command: &Command) -> usize {
-    match command {
-        Command::Batch(commands) => commands.len().max(1),
-        _ => 1,
-    }
-}
-
 /// Waits for a write, then adds those already queued while the entry stays within
 /// `MAX_COMMANDS_PER_ENTRY`; a write that would overflow it is carried to the next group.
 /// `None` once the queue is closed and empty.
@@ -72,11 +59,11 @@ async fn next_group(
         Some(write) => write,
         None => queue.recv().await?,
     };
-    let mut commands = weight(&first.command);
+    let mut commands = first.command.weight();
     let mut group = vec![first];
     while commands < MAX_COMMANDS_PER_ENTRY {
         let Ok(write) = queue.try_recv() else { break };
-        let more = weight(&write.command);
+        let more = write.command.weight();
         if commands + more > MAX_COMMANDS_PER_ENTRY {
             *carried = Some(write);
             break;
@@ -157,7 +144,7 @@ mod tests {
         let mut carried = None;
         let mut groups = Vec::new();
         while let Some(group) = next_group(&mut rx, &mut carried).await {
-            groups.push(group.iter().map(|w| weight(&w.command)).collect());
+            groups.push(group.iter().map(|w| w.command.weight()).collect());
         }
         groups
     }

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::group_commit::MAX_COMMANDS_PER_ENTRY;
 use super::Control;
 use crate::api::error::ApiError;
 use crate::state::{Command, CommandResult, FireItem, Rejection, ScheduleDef};
@@ -344,13 +343,8 @@ impl Control {
         // and applying the same set again completes it (unchanged schedules are left alone).
         let mut log_index = 0;
         let mut refused: Vec<String> = Vec::new();
-        let mut commands = commands.into_iter();
-        loop {
-            let chunk: Vec<Command> = commands.by_ref().take(MAX_COMMANDS_PER_ENTRY).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            let (index, result) = self.commit(Command::Batch(chunk)).await?;
+        for batch in Command::batches(commands) {
+            let (index, result) = self.commit(batch).await?;
             log_index = index;
             match result {
                 CommandResult::Batch(results) => {

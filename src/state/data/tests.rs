@@ -439,6 +439,30 @@ fn the_paused_count_follows_every_change_that_pauses_or_resumes() {
 }
 
 #[test]
+fn commands_are_split_into_bounded_batches_in_order() {
+    use crate::state::MAX_COMMANDS_PER_ENTRY;
+    let deletes: Vec<Command> = (0..MAX_COMMANDS_PER_ENTRY * 2 + 1)
+        .map(|i| Command::Delete {
+            name: format!("s{i}"),
+            expected_revision: None,
+            at: t("2025-01-01T00:00:00Z"),
+        })
+        .collect();
+    let batches: Vec<Command> = Command::batches(deletes.clone()).collect();
+    let sizes: Vec<usize> = batches.iter().map(Command::weight).collect();
+    assert_eq!(sizes, [MAX_COMMANDS_PER_ENTRY, MAX_COMMANDS_PER_ENTRY, 1]);
+    let flattened: Vec<Command> = batches
+        .into_iter()
+        .flat_map(|b| match b {
+            Command::Batch(commands) => commands,
+            other => vec![other],
+        })
+        .collect();
+    assert_eq!(flattened, deletes);
+    assert_eq!(Command::batches(Vec::new()).count(), 0);
+}
+
+#[test]
 fn a_batch_applies_each_command_in_order() {
     let mut s = StateData::default();
     let batch = Command::Batch(vec![
