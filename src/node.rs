@@ -526,16 +526,13 @@ async fn keep_schedules_reconciled(raft: Raft, state: StateHandle, path: std::pa
 
 async fn reconcile_once(raft: &Raft, state: &StateHandle, path: &std::path::Path) {
     let now = Utc::now();
-    let declared = match schedules_file::load(path, now) {
-        Ok(defs) => defs,
+    let (declared, commands) = match plan_file_changes(state.clone(), path.to_path_buf(), now).await
+    {
+        Ok(planned) => planned,
         Err(err) => {
             error!(%err, "the schedules file is invalid; running schedules are left as they are");
             return;
         }
-    };
-    let commands = {
-        let applied = state.read().await;
-        schedules_file::reconcile(&applied.data, &declared, now, Uuid::new_v4)
     };
     let total = commands.len();
     // Large files go through Raft in batches, not one entry per schedule.
@@ -556,5 +553,41 @@ async fn reconcile_once(raft: &Raft, state: &StateHandle, path: &std::path::Path
             }
         }
     }
-    info!(path = %path.display(), declared = declared.len(), changes = total, "schedules file reconciled");
+    info!(path = %path.display(), declared, changes = total, "schedules file reconciled");
+}
+
+/// Reads the schedules file and works out the commands that bring the state in line with it,
+/// on a thread of its own. Why its own: glibc gives each new thread its own heap arena, so the
+/// parse's garbage (the TOML document, the declared definitions, the commands) is allocated
+/// and freed there, not interleaved with the schedule records the state keeps; a large file
+/// otherwise left the state's heap full of small holes that could not be given back.
+async fn plan_file_changes(
+    state: StateHandle,
+    path: std::path::PathBuf,
+    now: chrono::DateTime<Utc>,
+) -> Result<(usize, Vec<Command>), schedules_file::FileError> {
+    let (reply, planned) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("schedules-file".into())
+        .spawn(move || {
+            let planned = schedules_file::load(&path, now).map(|declared| {
+                let applied = state.blocking_read();
+                let commands =
+                    schedules_file::reconcile(&applied.data, &declared, now, Uuid::new_v4);
+                (declared.len(), commands)
+            });
+            let _ = reply.send(planned);
+        });
+    if let Err(err) = spawned {
+        return Err(schedules_file::FileError::Read {
+            path: "schedules file".into(),
+            source: err,
+        });
+    }
+    planned.await.unwrap_or_else(|_| {
+        Err(schedules_file::FileError::Read {
+            path: "schedules file".into(),
+            source: std::io::Error::other("the planning thread stopped"),
+        })
+    })
 }

@@ -41,12 +41,12 @@ fn engine_matches_the_reference_on_every_case() {
     let mut failures = Vec::new();
     for case in &fixture.cases {
         let mut input = SpecInput {
-            tz: Some(case.tz.clone()),
+            tz: Some(case.tz.as_str().into()),
             ..Default::default()
         };
         match case.kind.as_str() {
-            "cron" => input.cron = Some(case.expr.clone()),
-            "crontab" => input.crontab = Some(case.expr.clone()),
+            "cron" => input.cron = Some(case.expr.as_str().into()),
+            "crontab" => input.crontab = Some(case.expr.as_str().into()),
             other => panic!("{}: unknown kind {other}", case.name),
         }
         let after = parse_instant("after", &case.after).unwrap();

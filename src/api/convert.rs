@@ -46,19 +46,19 @@ fn json<T: serde::de::DeserializeOwned>(
 
 pub fn spec_input(spec: &pb::Spec) -> SpecInput {
     SpecInput {
-        every: non_empty(&spec.every),
-        anchor: non_empty(&spec.anchor),
-        cron: non_empty(&spec.cron),
-        crontab: non_empty(&spec.crontab),
-        once: non_empty(&spec.once),
-        tz: non_empty(&spec.timezone),
-        start_at: non_empty(&spec.start_at),
-        end_at: non_empty(&spec.end_at),
+        every: non_empty(&spec.every).map(Into::into),
+        anchor: non_empty(&spec.anchor).map(Into::into),
+        cron: non_empty(&spec.cron).map(Into::into),
+        crontab: non_empty(&spec.crontab).map(Into::into),
+        once: non_empty(&spec.once).map(Into::into),
+        tz: non_empty(&spec.timezone).map(Into::into),
+        start_at: non_empty(&spec.start_at).map(Into::into),
+        end_at: non_empty(&spec.end_at).map(Into::into),
     }
 }
 
 fn pb_spec(spec: &SpecInput) -> pb::Spec {
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let text = |v: &Option<Box<str>>| v.as_deref().unwrap_or_default().to_string();
     pb::Spec {
         every: text(&spec.every),
         anchor: text(&spec.anchor),
@@ -170,7 +170,8 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
             .as_ref()
             .map(task_options)
             .transpose()?
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into(),
         catchup: catchup(spec.catchup.as_ref())?,
         enabled: spec.enabled.unwrap_or(true),
         labels: spec

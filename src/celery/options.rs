@@ -1,6 +1,9 @@
 //! Per-schedule Celery options (queue, priority, expiry, headers, time limits) and their
 //! validation. Validation happens once, when a schedule is accepted, so encoding cannot fail.
 
+use std::ops::Deref;
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -111,6 +114,39 @@ fn check_seconds(field: &str, value: Option<f64>) -> Result<(), OptionsError> {
             Err(invalid(field, "must be a positive number of seconds"))
         }
         _ => Ok(()),
+    }
+}
+
+/// A schedule's options as the state keeps them: nothing at all when every option is left at
+/// its default (most schedules), since a million schedules would otherwise carry 128 bytes of
+/// empty options each. Reads as `TaskOptions` and is serialized exactly like one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredOptions(Option<Box<TaskOptions>>);
+
+static DEFAULT_OPTIONS: LazyLock<TaskOptions> = LazyLock::new(TaskOptions::default);
+
+impl Deref for StoredOptions {
+    type Target = TaskOptions;
+    fn deref(&self) -> &TaskOptions {
+        self.0.as_deref().unwrap_or(&DEFAULT_OPTIONS)
+    }
+}
+
+impl From<TaskOptions> for StoredOptions {
+    fn from(options: TaskOptions) -> Self {
+        StoredOptions((options != *DEFAULT_OPTIONS).then(|| Box::new(options)))
+    }
+}
+
+impl Serialize for StoredOptions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        TaskOptions::deserialize(deserializer).map(StoredOptions::from)
     }
 }
 

@@ -62,14 +62,14 @@ pub fn run(args: PreviewArgs) -> ExitCode {
         return fail(format!("-n: at most {MAX_COUNT} occurrences per call"));
     }
     let input = SpecInput {
-        every: args.every,
-        anchor: args.anchor,
-        cron: args.cron,
-        crontab: args.crontab,
-        once: args.once,
-        tz: Some(args.tz),
-        start_at: args.start_at,
-        end_at: args.end_at,
+        every: args.every.map(Into::into),
+        anchor: args.anchor.map(Into::into),
+        cron: args.cron.map(Into::into),
+        crontab: args.crontab.map(Into::into),
+        once: args.once.map(Into::into),
+        tz: Some(args.tz.into()),
+        start_at: args.start_at.map(Into::into),
+        end_at: args.end_at.map(Into::into),
     };
     let spec = match Spec::parse(&input, now) {
         Ok(spec) => spec,

@@ -35,25 +35,26 @@ impl SpecError {
 }
 
 /// A spec as people and files write it: exactly one of `every`, `cron`, `crontab`, `once`,
-/// plus an optional zone and bounds. Instants are RFC 3339 strings.
+/// plus an optional zone and bounds. Instants are RFC 3339 strings. Boxed strings, not
+/// `String`s: the state keeps one per schedule, and eight spare capacities add up.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpecInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub every: Option<String>,
+    pub every: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anchor: Option<String>,
+    pub anchor: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cron: Option<String>,
+    pub cron: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crontab: Option<String>,
+    pub crontab: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub once: Option<String>,
+    pub once: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tz: Option<String>,
+    pub tz: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_at: Option<String>,
+    pub start_at: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_at: Option<String>,
+    pub end_at: Option<Box<str>>,
 }
 
 /// When a schedule fires.
@@ -104,7 +105,7 @@ impl Spec {
     /// Validates `input`. An interval without `anchor` or `start_at` is anchored at `created`
     /// (the caller's creation instant, never a clock read here).
     pub fn parse(input: &SpecInput, created: DateTime<Utc>) -> Result<Spec, SpecError> {
-        let opt_instant = |field: &str, value: &Option<String>| {
+        let opt_instant = |field: &str, value: &Option<Box<str>>| {
             value
                 .as_deref()
                 .map(|v| parse_instant(field, v))

@@ -251,8 +251,8 @@ fn searches_terminate_and_increase_everywhere() {
             for dialect_is_cron in [true, false] {
                 let input = SpecInput {
                     tz: Some(zone.into()),
-                    cron: dialect_is_cron.then(|| expr.to_string()),
-                    crontab: (!dialect_is_cron).then(|| expr.to_string()),
+                    cron: dialect_is_cron.then(|| expr.into()),
+                    crontab: (!dialect_is_cron).then(|| expr.into()),
                     ..Default::default()
                 };
                 let s = Spec::parse(&input, utc("2025-01-01T00:00:00Z")).unwrap();

@@ -42,11 +42,8 @@ fn parses_every_field() {
             window_secs: 6 * 3600
         }
     );
-    assert_eq!(report.labels.get("team").map(String::as_str), Some("data"));
-    assert_eq!(
-        report.labels.get(SOURCE_LABEL).map(String::as_str),
-        Some("file")
-    );
+    assert_eq!(report.labels.get("team"), Some("data"));
+    assert_eq!(report.labels.get(SOURCE_LABEL), Some("file"));
 }
 
 #[test]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::celery::TaskOptions;
+use crate::celery::StoredOptions;
 use crate::schedule::SpecInput;
 
 use super::Labels;
@@ -53,7 +53,7 @@ pub struct ScheduleDef {
     #[serde(default)]
     pub kwargs: Map<String, Value>,
     #[serde(default)]
-    pub options: TaskOptions,
+    pub options: StoredOptions,
     #[serde(default)]
     pub catchup: CatchupPolicy,
     #[serde(default = "default_true")]

@@ -1,7 +1,7 @@
 //! Catch-up policies and the lookahead, planned against state built by applying commands.
 
 use super::*;
-use crate::celery::{KombuLayout, TaskOptions};
+use crate::celery::KombuLayout;
 use crate::schedule::SpecInput;
 use crate::state::{CatchupPolicy, Command, ScheduleDef};
 
@@ -22,7 +22,7 @@ fn state_with(rule: CatchupRule, window_secs: u64) -> StateData {
         },
         args: vec![],
         kwargs: Default::default(),
-        options: TaskOptions::default(),
+        options: Default::default(),
         catchup: CatchupPolicy { rule, window_secs },
         enabled: true,
         labels: Default::default(),

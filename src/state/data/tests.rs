@@ -1,7 +1,6 @@
 //! Apply, command by command: revisions, the monotonic `last_fire` rule, the outbox and history.
 
 use super::*;
-use crate::celery::TaskOptions;
 use crate::schedule::SpecInput;
 use crate::state::command::{
     CatchupPolicy, Command, CommandResult, FireItem, Rejection, ScheduleDef, SkipItem, SkipReason,
@@ -21,7 +20,7 @@ fn def(name: &str, every: &str) -> ScheduleDef {
         },
         args: vec![],
         kwargs: Default::default(),
-        options: TaskOptions::default(),
+        options: Default::default(),
         catchup: CatchupPolicy::default(),
         enabled: true,
         labels: Default::default(),
