@@ -141,19 +141,12 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The resident size once it stops falling: after a bulk load the server gives freed heap back
-/// to the system a few seconds later (see `heap.rs`), and at rest is what is measured.
-fn settled_rss_kib(pid: u32) -> u64 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let mut last = rss_kib(pid);
-    loop {
-        std::thread::sleep(Duration::from_secs(10));
-        let now = rss_kib(pid);
-        if now + now / 100 >= last || std::time::Instant::now() > deadline {
-            return now.min(last);
-        }
-        last = now;
-    }
+/// The resident size after a minute at rest: after bulk work the server gives freed heap back
+/// to the system in passes over the following seconds (see `heap.rs`), and a node at rest is
+/// what is measured.
+fn resting_rss_kib(pid: u32) -> u64 {
+    std::thread::sleep(Duration::from_secs(60));
+    rss_kib(pid)
 }
 
 fn memory(n: usize) {
@@ -165,7 +158,7 @@ fn memory(n: usize) {
     }
     let mut empty = ProcCluster::start(1, &redis.url(0), "", "");
     empty.wait_for_leader(Duration::from_secs(60));
-    let base = settled_rss_kib(empty.pid(0));
+    let base = resting_rss_kib(empty.pid(0));
     drop(empty);
     let mut cluster = ProcCluster::start(1, &redis.url(0), &toml, "");
     cluster.wait_for_leader(Duration::from_secs(60));
@@ -176,7 +169,7 @@ fn memory(n: usize) {
             .any(|l| l["fields"]["message"] == "schedules file reconciled")
             .then_some(())
     });
-    let loaded = settled_rss_kib(cluster.pid(0));
+    let loaded = resting_rss_kib(cluster.pid(0));
     println!(
         "memory schedules={n}: {base} KiB empty, {loaded} KiB loaded, {:.0} bytes per schedule",
         (loaded.saturating_sub(base) as f64 * 1024.0) / n as f64

@@ -553,6 +553,7 @@ async fn reconcile_once(raft: &Raft, state: &StateHandle, path: &std::path::Path
             }
         }
     }
+    crate::heap::release_freed_now().await;
     info!(path = %path.display(), declared, changes = total, "schedules file reconciled");
 }
 

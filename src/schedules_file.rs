@@ -137,7 +137,7 @@ pub fn parse_with_source(
         let mut labels: Labels = entry.labels.into_iter().collect();
         labels.insert(SOURCE_LABEL.into(), source.into());
         let def = ScheduleDef {
-            name: entry.name,
+            name: entry.name.into(),
             task: entry.task,
             spec: SpecInput {
                 every: entry.every.map(Into::into),
@@ -176,9 +176,9 @@ pub fn reconcile(
     mut new_incarnation: impl FnMut() -> uuid::Uuid,
 ) -> Vec<Command> {
     let mut commands = Vec::new();
-    let names: BTreeSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+    let names: BTreeSet<&str> = declared.iter().map(|d| &*d.name).collect();
     for def in declared {
-        let current = state.schedules.get(&def.name);
+        let current = state.schedules.get(&*def.name);
         if current.is_some_and(|record| record.def.as_ref() == def) {
             continue;
         }
@@ -195,9 +195,9 @@ pub fn reconcile(
             .labels
             .get(SOURCE_LABEL)
             .is_some_and(|v| v == SOURCE_FILE);
-        if managed && !names.contains(name.as_str()) {
+        if managed && !names.contains(&name[..]) {
             commands.push(Command::Delete {
-                name: name.clone(),
+                name: name.to_string(),
                 expected_revision: Some(record.revision),
                 at: now,
             });

@@ -286,7 +286,7 @@ impl Cluster {
 fn put(name: &str) -> Command {
     Command::Put {
         def: ScheduleDef {
-            name: name.to_string(),
+            name: name.into(),
             task: "tests.noop".to_string(),
             spec: SpecInput {
                 every: Some("1h".into()),
@@ -405,7 +405,7 @@ async fn a_wiped_follower_catches_up_by_snapshot() {
         .data
         .schedules
         .keys()
-        .cloned()
+        .map(|name| name.to_string())
         .collect();
     assert_eq!(schedules, names.iter().cloned().collect());
 

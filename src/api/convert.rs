@@ -160,7 +160,7 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
         .as_ref()
         .ok_or_else(|| ApiError::invalid("spec", "required"))?;
     Ok(ScheduleDef {
-        name: spec.name.clone(),
+        name: spec.name.as_str().into(),
         task: spec.task.clone(),
         spec: spec_input(timing),
         args: json("args_json", &spec.args_json, "array")?.unwrap_or_default(),
@@ -185,7 +185,7 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
 
 pub fn pb_def(def: &ScheduleDef) -> pb::ScheduleSpec {
     pb::ScheduleSpec {
-        name: def.name.clone(),
+        name: def.name.to_string(),
         task: def.task.clone(),
         spec: Some(pb_spec(&def.spec)),
         args_json: Value::Array(def.args.clone()).to_string(),

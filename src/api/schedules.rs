@@ -201,13 +201,17 @@ impl Schedules for SchedulesApi {
         self.barrier(&request).await?;
         let applied = self.control.state.read().await;
         let start = if body.page_token.is_empty() {
-            Bound::Included(body.name_prefix.clone())
+            Bound::Included(body.name_prefix.as_str())
         } else {
-            Bound::Excluded(body.page_token.clone())
+            Bound::Excluded(body.page_token.as_str())
         };
         let mut schedules = Vec::new();
         let mut next_page_token = String::new();
-        for (name, record) in applied.data.schedules.range((start, Bound::Unbounded)) {
+        for (name, record) in applied
+            .data
+            .schedules
+            .range::<str, _>((start, Bound::Unbounded))
+        {
             if !name.starts_with(&body.name_prefix) {
                 break;
             }
@@ -292,7 +296,7 @@ impl Schedules for SchedulesApi {
                 self.barrier(&request).await?;
                 let applied = self.control.state.read().await;
                 let record =
-                    applied.data.schedules.get(name).ok_or_else(|| {
+                    applied.data.schedules.get(name.as_str()).ok_or_else(|| {
                         ApiError::NotFound(format!("schedule {name:?} not found"))
                     })?;
                 record
@@ -324,7 +328,7 @@ impl Schedules for SchedulesApi {
         let record = applied
             .data
             .schedules
-            .get(name)
+            .get(name.as_str())
             .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))?;
         Ok(Response::new(pb::ListRunsResponse {
             runs: record.history.iter().rev().map(pb_run).collect(),

@@ -129,7 +129,7 @@ fn plan_schedule(
 
     let skip = |plan: &mut Plan, at: DateTime<Utc>, reason: SkipReason, count: u64| {
         plan.skips.push(SkipItem {
-            schedule: record.def.name.clone(),
+            schedule: record.def.name.to_string(),
             incarnation: record.incarnation,
             scheduled_at: at,
             reason,
@@ -165,7 +165,7 @@ fn plan_schedule(
         match encoder.encode(&occurrence, &record.def.options) {
             Ok(message) => {
                 plan.fires.push(FireItem {
-                    schedule: record.def.name.clone(),
+                    schedule: record.def.name.to_string(),
                     incarnation: record.incarnation,
                     scheduled_at,
                     task_id,

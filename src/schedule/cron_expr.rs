@@ -25,12 +25,14 @@ const LAST_YEAR: i32 = 9999;
 const SEARCH_YEARS: i32 = 401;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// Each field a bit set, each the smallest integer that holds its range: the state keeps one
+/// per cron schedule, a million of them in a large deployment.
 pub struct CronExpr {
     minutes: u64,
-    hours: u64,
-    days_of_month: u64,
-    months: u64,
-    days_of_week: u64,
+    hours: u32,
+    days_of_month: u32,
+    months: u16,
+    days_of_week: u8,
     day_rule: DayRule,
     interval_like: bool,
 }
@@ -78,10 +80,10 @@ impl CronExpr {
         };
         let expr = CronExpr {
             minutes: minute.bits,
-            hours: hour.bits,
-            days_of_month: dom.bits,
-            months: month.bits,
-            days_of_week: dow.bits,
+            hours: narrow(hour.bits, spec_field)?,
+            days_of_month: narrow(dom.bits, spec_field)?,
+            months: narrow(month.bits, spec_field)?,
+            days_of_week: narrow(dow.bits, spec_field)?,
             day_rule,
             interval_like: minute.interval_like || hour.interval_like,
         };
@@ -148,7 +150,7 @@ impl CronExpr {
                 (hour, minute) = (0, 0);
                 continue;
             }
-            match next_bit(self.hours, hour, 23) {
+            match next_bit(u64::from(self.hours), hour, 23) {
                 Some(h) => {
                     if h != hour {
                         minute = 0;
@@ -173,6 +175,12 @@ impl CronExpr {
 }
 
 /// The smallest set bit at position `from..=max`.
+/// A field's bits in its narrower type. Field parsing bounds every value by the field's
+/// maximum, so this cannot fail; if it ever did, the spec is refused rather than truncated.
+fn narrow<T: TryFrom<u64>>(bits: u64, spec_field: &str) -> Result<T, SpecError> {
+    T::try_from(bits).map_err(|_| SpecError::new(spec_field, "a field value is out of range"))
+}
+
 fn next_bit(bits: u64, from: u32, max: u32) -> Option<u32> {
     if from > max {
         return None;

@@ -1,5 +1,7 @@
 //! Commands written through Raft and the results of applying them.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -44,7 +46,8 @@ impl Default for CatchupPolicy {
 /// A schedule as a user defines it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleDef {
-    pub name: String,
+    /// Shared with the key of the schedules map: one allocation per name.
+    pub name: Arc<str>,
     /// The registered Celery task name.
     pub task: String,
     pub spec: SpecInput,

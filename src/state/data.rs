@@ -123,12 +123,13 @@ pub struct StateData {
     /// often empty after splits, which cost more than a record). Shared ones, so a snapshot
     /// copies the map without copying records (see `snapshot_copy`); a write to a record
     /// still shared with a snapshot copies that record (`Arc::make_mut`).
-    pub schedules: BTreeMap<String, Arc<ScheduleRecord>>,
+    /// Names are shared with the due index (one allocation per name, not one per index).
+    pub schedules: BTreeMap<Arc<str>, Arc<ScheduleRecord>>,
     pub outbox: BTreeMap<Uuid, OutboxEntry>,
     pub outbox_seq: u64,
     /// (next occurrence, schedule name) of every enabled schedule: what the dispatcher plans from.
     #[serde(skip)]
-    pub due: BTreeSet<(DateTime<Utc>, String)>,
+    pub due: BTreeSet<(DateTime<Utc>, Arc<str>)>,
     /// Outbox task ids by commit order (derived), so draining never sorts the outbox.
     #[serde(skip)]
     outbox_order: BTreeMap<u64, Uuid>,
@@ -165,6 +166,11 @@ impl StateData {
         self.paused = 0;
         for (name, record) in self.schedules.iter_mut() {
             let record = Arc::make_mut(record);
+            // A loaded snapshot holds each name twice (key and definition); keep one. A
+            // definition shared with pending runs in the outbox is left as it is.
+            if let Some(def) = Arc::get_mut(&mut record.def) {
+                def.name = name.clone();
+            }
             self.paused += usize::from(!record.def.enabled);
             record.parse_spec();
             record.plan_next();
@@ -190,15 +196,19 @@ impl StateData {
 
     /// Re-derives one schedule's plan and keeps the due index in step.
     fn replan(&mut self, name: &str) {
+        let Some((key, record)) = self.schedules.get_key_value(name) else {
+            return;
+        };
+        let key = key.clone();
+        if let Some(old) = record.next {
+            self.due.remove(&(old, key.clone()));
+        }
         let Some(record) = self.schedules.get_mut(name).map(Arc::make_mut) else {
             return;
         };
-        if let Some(old) = record.next {
-            self.due.remove(&(old, name.to_string()));
-        }
         record.plan_next();
         if let Some(next) = record.next {
-            self.due.insert((next, name.to_string()));
+            self.due.insert((next, key));
         }
     }
 
@@ -214,10 +224,10 @@ impl StateData {
     }
 
     fn remove_schedule(&mut self, name: &str) -> Option<Arc<ScheduleRecord>> {
-        let record = self.schedules.remove(name)?;
+        let (key, record) = self.schedules.remove_entry(name)?;
         self.count_paused(Some(record.def.enabled), None);
         if let Some(next) = record.next {
-            self.due.remove(&(next, name.to_string()));
+            self.due.remove(&(next, key));
         }
         Some(record)
     }
@@ -269,16 +279,26 @@ impl StateData {
         at: DateTime<Utc>,
     ) -> Result<CommandResult, Rejection> {
         let spec = Spec::parse(&def.spec, at).map_err(|e| Rejection::Invalid(e.to_string()))?;
-        let name = def.name.clone();
-        let (revision, was_enabled) = match self.schedules.get_mut(&name).map(Arc::make_mut) {
+        // The stored definition's name is the map's key itself, so each name is kept once.
+        let name = match self.schedules.get_key_value(&*def.name) {
+            Some((key, _)) => key.clone(),
+            None => def.name.clone(),
+        };
+        let stored = || {
+            Arc::new(ScheduleDef {
+                name: name.clone(),
+                ..def.clone()
+            })
+        };
+        let (revision, was_enabled) = match self.schedules.get_mut(&*name).map(Arc::make_mut) {
             None => {
                 if expected.is_some_and(|r| r != 0) {
-                    return Err(Rejection::NotFound(name));
+                    return Err(Rejection::NotFound(name.to_string()));
                 }
                 self.schedules.insert(
                     name.clone(),
                     Arc::new(ScheduleRecord {
-                        def: Arc::new(def.clone()),
+                        def: stored(),
                         revision: 1,
                         incarnation,
                         created_at: at,
@@ -299,7 +319,7 @@ impl StateData {
             }
             Some(record) => {
                 if expected == Some(0) {
-                    return Err(Rejection::AlreadyExists(name));
+                    return Err(Rejection::AlreadyExists(name.to_string()));
                 }
                 Self::check_revision(&name, expected, record.revision)?;
                 if record.def.spec != def.spec {
@@ -307,7 +327,7 @@ impl StateData {
                     record.plan_from = at;
                 }
                 let was_enabled = record.def.enabled;
-                record.def = Arc::new(def.clone());
+                record.def = stored();
                 record.revision += 1;
                 record.updated_at = at;
                 // Anchored at the creation instant, not at this change.
@@ -378,7 +398,7 @@ impl StateData {
                 Item::Fire(f) => (&f.schedule, f.incarnation, f.scheduled_at, f.manual),
                 Item::Skip(s) => (&s.schedule, s.incarnation, s.scheduled_at, false),
             };
-            let Some(record) = self.schedules.get_mut(name).map(Arc::make_mut) else {
+            let Some(record) = self.schedules.get_mut(name.as_str()).map(Arc::make_mut) else {
                 continue;
             };
             let fresh = record.last_fire.is_none_or(|last| scheduled_at > last);
@@ -453,7 +473,11 @@ impl StateData {
             };
             self.outbox_order.remove(&entry.seq);
             acked += 1;
-            let Some(record) = self.schedules.get_mut(&entry.schedule).map(Arc::make_mut) else {
+            let Some(record) = self
+                .schedules
+                .get_mut(entry.schedule.as_str())
+                .map(Arc::make_mut)
+            else {
                 continue;
             };
             record.delivered += 1;

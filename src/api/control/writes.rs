@@ -170,7 +170,7 @@ impl Control {
         loop {
             let (revision, enabled) = {
                 let applied = self.state.read().await;
-                let record = applied.data.schedules.get(&def.name).ok_or_else(|| {
+                let record = applied.data.schedules.get(&*def.name).ok_or_else(|| {
                     ApiError::NotFound(format!("schedule {:?} not found", def.name))
                 })?;
                 (record.revision, record.def.enabled)
@@ -226,7 +226,7 @@ impl Control {
             let record = applied
                 .data
                 .schedules
-                .get(&name)
+                .get(name.as_str())
                 .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))?;
             let occurrence = record.def.occurrence(task_id, now, true);
             // Rendered once here so a definition that cannot be sent is refused now; the
@@ -282,7 +282,7 @@ impl Control {
             let applied = self.state.read().await;
             let schedules = &applied.data.schedules;
             for (def, incarnation) in defs.iter().zip(incarnations) {
-                match schedules.get(&def.name) {
+                match schedules.get(&*def.name) {
                     Some(record) if record.def.as_ref() == def => unchanged += 1,
                     Some(record) => {
                         updated += 1;
@@ -306,15 +306,15 @@ impl Control {
             }
             if prune {
                 let keep: std::collections::BTreeSet<&str> =
-                    defs.iter().map(|d| d.name.as_str()).collect();
+                    defs.iter().map(|d| &*d.name).collect();
                 for (name, record) in schedules {
                     let selected = selector
                         .iter()
                         .all(|(k, v)| record.def.labels.get(k) == Some(v));
-                    if selected && !keep.contains(name.as_str()) {
+                    if selected && !keep.contains(&name[..]) {
                         deleted += 1;
                         commands.push(Command::Delete {
-                            name: name.clone(),
+                            name: name.to_string(),
                             expected_revision: Some(record.revision),
                             at: now,
                         });

@@ -165,7 +165,7 @@ fn a_pass_is_bounded() {
             .def
             .as_ref()
             .clone();
-        def.name = format!("s{i}");
+        def.name = format!("s{i}").into();
         state.apply(&Command::Put {
             def,
             expected_revision: None,

@@ -127,7 +127,7 @@ fn the_due_index_tracks_the_next_occurrence() {
     // An interval anchored at creation fires at creation first.
     assert_eq!(
         s.due.first(),
-        Some(&(t("2025-01-01T00:00:00Z"), "a".to_string()))
+        Some(&(t("2025-01-01T00:00:00Z"), Arc::from("a")))
     );
     fire(
         &mut s,
@@ -136,7 +136,7 @@ fn the_due_index_tracks_the_next_occurrence() {
     );
     assert_eq!(
         s.due.iter().collect::<Vec<_>>(),
-        [&(t("2025-01-01T00:01:00Z"), "a".to_string())]
+        [&(t("2025-01-01T00:01:00Z"), Arc::from("a"))]
     );
 }
 
@@ -248,7 +248,7 @@ fn acks_empty_the_outbox_and_complete_the_history() {
     );
     assert_eq!(s.outbox_after(0).count(), 2);
     // Each entry keeps the definition it was committed under, for the pusher to render.
-    assert_eq!(s.outbox[&Uuid::from_u128(1)].def.name, "a");
+    assert_eq!(&*s.outbox[&Uuid::from_u128(1)].def.name, "a");
     let ack = Command::Ack {
         task_ids: vec![Uuid::from_u128(1)],
         already_sent: vec![Uuid::from_u128(2)],
@@ -303,7 +303,7 @@ fn pause_leaves_the_plan_and_resume_returns_to_it() {
     // The occurrences missed while paused are still there for the catch-up policy to judge.
     assert_eq!(
         s.due.first(),
-        Some(&(t("2025-01-01T00:01:00Z"), "a".to_string()))
+        Some(&(t("2025-01-01T00:01:00Z"), Arc::from("a")))
     );
 }
 
@@ -319,7 +319,7 @@ fn a_changed_spec_counts_from_the_change() {
     put(&mut s, cron, None, "2025-01-01T05:03:00Z");
     assert_eq!(
         s.due.first(),
-        Some(&(t("2025-01-01T05:10:00Z"), "a".to_string()))
+        Some(&(t("2025-01-01T05:10:00Z"), Arc::from("a")))
     );
 }
 
@@ -493,4 +493,28 @@ fn a_batch_applies_each_command_in_order() {
         ])
     );
     assert_eq!(s.schedules.len(), 2);
+}
+
+#[test]
+fn each_name_is_kept_once_by_the_map_the_definition_and_the_due_index() {
+    fn shared_once(s: &StateData, name: &str) {
+        let (key, record) = s.schedules.get_key_value(name).unwrap();
+        assert!(
+            Arc::ptr_eq(key, &record.def.name),
+            "{name}: key and definition"
+        );
+        let (_, due_name) = s.due.iter().find(|(_, n)| &**n == name).unwrap();
+        assert!(Arc::ptr_eq(key, due_name), "{name}: key and due index");
+    }
+    let mut s = StateData::default();
+    put(&mut s, def("a", "1m"), None, "2025-01-01T00:00:00Z");
+    put(&mut s, def("b", "1m"), None, "2025-01-01T00:00:00Z");
+    shared_once(&s, "a");
+    // A replacement arrives with its own copy of the name.
+    put(&mut s, def("a", "2m"), Some(1), "2025-01-01T00:00:30Z");
+    shared_once(&s, "a");
+    let mut restored: StateData = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+    restored.rebuild_indexes();
+    shared_once(&restored, "a");
+    shared_once(&restored, "b");
 }
