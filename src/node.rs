@@ -567,6 +567,7 @@ async fn plan_file_changes(
     path: std::path::PathBuf,
     now: chrono::DateTime<Utc>,
 ) -> Result<(usize, Vec<Command>), schedules_file::FileError> {
+    let shown = path.display().to_string();
     let (reply, planned) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("schedules-file".into())
@@ -579,16 +580,16 @@ async fn plan_file_changes(
             });
             let _ = reply.send(planned);
         });
-    if let Err(err) = spawned {
+    if let Err(source) = spawned {
         return Err(schedules_file::FileError::Read {
-            path: "schedules file".into(),
-            source: err,
+            path: shown,
+            source,
         });
     }
     planned.await.unwrap_or_else(|_| {
         Err(schedules_file::FileError::Read {
-            path: "schedules file".into(),
-            source: std::io::Error::other("the planning thread stopped"),
+            path: shown,
+            source: std::io::Error::other("the thread reading it stopped"),
         })
     })
 }

@@ -123,7 +123,7 @@ pub struct StateData {
     /// often empty after splits, which cost more than a record). Shared ones, so a snapshot
     /// copies the map without copying records (see `snapshot_copy`); a write to a record
     /// still shared with a snapshot copies that record (`Arc::make_mut`).
-    /// Names are shared with the due index (one allocation per name, not one per index).
+    /// Each name is one allocation, shared with the due index and the stored definition.
     pub schedules: BTreeMap<Arc<str>, Arc<ScheduleRecord>>,
     pub outbox: BTreeMap<Uuid, OutboxEntry>,
     pub outbox_seq: u64,
