@@ -202,6 +202,26 @@ impl TaskOptions {
 mod tests {
     use super::*;
 
+    #[test]
+    fn stored_options_keep_nothing_for_defaults_and_read_and_write_as_task_options() {
+        let default = StoredOptions::from(TaskOptions::default());
+        assert_eq!(default, StoredOptions(None));
+        assert_eq!(*default, TaskOptions::default());
+        let set = TaskOptions {
+            queue: Some("reports".into()),
+            priority: Some(3),
+            ..Default::default()
+        };
+        let stored = StoredOptions::from(set.clone());
+        assert_eq!(stored.queue.as_deref(), Some("reports"));
+        for (options, stored) in [(TaskOptions::default(), default), (set, stored)] {
+            let json = serde_json::to_string(&options).unwrap();
+            assert_eq!(serde_json::to_string(&stored).unwrap(), json);
+            let back: StoredOptions = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, stored);
+        }
+    }
+
     fn field_of(options: TaskOptions) -> String {
         options.validate().unwrap_err().field
     }
