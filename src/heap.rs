@@ -43,9 +43,9 @@ pub fn release_freed() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_freed() {}
 
-/// Returns freed memory now, off the runtime's worker threads: for the end of a bulk job
-/// whose garbage may fall short of the periodic pass's threshold (a file of 100,000
-/// schedules leaves about 30 MiB, a third of what the schedules themselves take).
+/// Returns freed memory now, off the runtime's worker threads (trimming walks the arenas).
+/// Also called at the end of a bulk job whose garbage may fall short of the periodic pass's
+/// threshold (a file of 100,000 schedules leaves about 30 MiB).
 pub async fn release_freed_now() {
     let _ = tokio::task::spawn_blocking(release_freed).await;
 }
@@ -61,8 +61,7 @@ pub async fn release_freed_forever() {
         tick.tick().await;
         let Some(freed) = freed_bytes() else { return };
         if freed > after_last_trim + TRIM_ABOVE_BYTES {
-            // Trimming walks the arenas; keep it off the runtime's worker threads.
-            let _ = tokio::task::spawn_blocking(release_freed).await;
+            release_freed_now().await;
             after_last_trim = freed_bytes().unwrap_or(freed);
         } else if freed < after_last_trim {
             // Freed memory was reused: count growth from the lower level.

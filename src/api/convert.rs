@@ -21,8 +21,8 @@ pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-fn non_empty(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.to_string())
+fn non_empty(text: &str) -> Option<Box<str>> {
+    (!text.is_empty()).then(|| text.into())
 }
 
 fn json<T: serde::de::DeserializeOwned>(
@@ -46,14 +46,14 @@ fn json<T: serde::de::DeserializeOwned>(
 
 pub fn spec_input(spec: &pb::Spec) -> SpecInput {
     SpecInput {
-        every: non_empty(&spec.every).map(Into::into),
-        anchor: non_empty(&spec.anchor).map(Into::into),
-        cron: non_empty(&spec.cron).map(Into::into),
-        crontab: non_empty(&spec.crontab).map(Into::into),
-        once: non_empty(&spec.once).map(Into::into),
-        tz: non_empty(&spec.timezone).map(Into::into),
-        start_at: non_empty(&spec.start_at).map(Into::into),
-        end_at: non_empty(&spec.end_at).map(Into::into),
+        every: non_empty(&spec.every),
+        anchor: non_empty(&spec.anchor),
+        cron: non_empty(&spec.cron),
+        crontab: non_empty(&spec.crontab),
+        once: non_empty(&spec.once),
+        tz: non_empty(&spec.timezone),
+        start_at: non_empty(&spec.start_at),
+        end_at: non_empty(&spec.end_at),
     }
 }
 

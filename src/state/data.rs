@@ -196,16 +196,14 @@ impl StateData {
 
     /// Re-derives one schedule's plan and keeps the due index in step.
     fn replan(&mut self, name: &str) {
-        let Some((key, record)) = self.schedules.get_key_value(name) else {
-            return;
-        };
-        let key = key.clone();
-        if let Some(old) = record.next {
-            self.due.remove(&(old, key.clone()));
-        }
         let Some(record) = self.schedules.get_mut(name).map(Arc::make_mut) else {
             return;
         };
+        // The stored definition's name is the map's key (see `put`): no second lookup.
+        let key = record.def.name.clone();
+        if let Some(old) = record.next {
+            self.due.remove(&(old, key.clone()));
+        }
         record.plan_next();
         if let Some(next) = record.next {
             self.due.insert((next, key));
