@@ -12,6 +12,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
+use tokio::signal::unix::Signal;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
 use uuid::Uuid;
@@ -67,10 +68,11 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, NodeError> {
     raft.validate().map_err(|e| NodeError::Raft(e.to_string()))
 }
 
-/// Runs a node until `shutdown` completes.
+/// Runs a node until `shutdown` completes; each `hangup` reloads the schedules file.
 pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    hangup: Signal,
 ) -> Result<(), NodeError> {
     let storage_err = |message: String| NodeError::Storage {
         path: config.data_dir.display().to_string(),
@@ -233,10 +235,15 @@ pub async fn run(
     let dispatcher = tokio::spawn(watch_leadership(ctx));
     let heap_release = tokio::spawn(crate::heap::release_freed_forever());
     let cluster_log = tokio::spawn(log_cluster_changes(raft.clone()));
-    let schedules = config
-        .schedules
-        .clone()
-        .map(|path| tokio::spawn(keep_schedules_reconciled(raft.clone(), state.clone(), path)));
+    let schedules = match config.schedules.clone() {
+        Some(path) => tokio::spawn(keep_schedules_reconciled(
+            raft.clone(),
+            state.clone(),
+            path,
+            hangup,
+        )),
+        None => tokio::spawn(ignore_hangups(hangup)),
+    };
 
     shutdown.await;
     info!(node = config.node_id, "shutting down");
@@ -256,9 +263,7 @@ pub async fn run(
     for task in telemetry {
         task.abort();
     }
-    if let Some(task) = schedules {
-        task.abort();
-    }
+    schedules.abort();
     match tokio::time::timeout(SHUTDOWN_STEP_LIMIT, raft.shutdown()).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => warn!(%err, "raft did not shut down cleanly"),
@@ -488,15 +493,13 @@ async fn join_if_new(
 }
 
 /// Reconciles the schedules file whenever this node becomes leader and on SIGHUP.
-async fn keep_schedules_reconciled(raft: Raft, state: StateHandle, path: std::path::PathBuf) {
+async fn keep_schedules_reconciled(
+    raft: Raft,
+    state: StateHandle,
+    path: std::path::PathBuf,
+    mut hangup: Signal,
+) {
     let mut metrics = raft.metrics();
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => Some(signal),
-        Err(err) => {
-            warn!(%err, "cannot watch SIGHUP; the schedules file is read on leadership only");
-            None
-        }
-    };
     let mut reconciled_term = None;
     loop {
         let (leading, term) = {
@@ -512,7 +515,7 @@ async fn keep_schedules_reconciled(raft: Raft, state: StateHandle, path: std::pa
         }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
-            _ = async { match hangup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
+            _ = hangup.recv() => {
                 info!(path = %path.display(), "SIGHUP: reloading the schedules file");
                 if raft.metrics().borrow().state == ServerState::Leader {
                     reconcile_once(&raft, &state, &path).await;
@@ -521,6 +524,13 @@ async fn keep_schedules_reconciled(raft: Raft, state: StateHandle, path: std::pa
                 }
             }
         }
+    }
+}
+
+/// Without a schedules file a SIGHUP has nothing to reload; it must not end the process.
+async fn ignore_hangups(mut hangup: Signal) {
+    while hangup.recv().await.is_some() {
+        info!("SIGHUP: no schedules file is configured; nothing to reload");
     }
 }
 

@@ -44,3 +44,66 @@ async fn a_follower_told_to_stop_while_its_peers_are_frozen_exits_in_time() {
     }
     pending.abort();
 }
+
+/// Signals that reach a node before it has finished starting are kept, not fatal. A CI run sent
+/// SIGTERM to a follower that had already voted but was still starting, and the default action
+/// ended it (killed by signal 15, not a clean exit); a SIGHUP then would have done the same.
+#[test]
+fn a_node_signalled_while_still_starting_keeps_the_signals_and_exits_cleanly() {
+    // A peer that completes TCP connections and never answers holds node 1's bootstrap in its
+    // two-second check for an existing cluster, after the start-up line is logged.
+    let silent_peer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a silent peer");
+    let silent_addr = silent_peer.local_addr().expect("silent peer address");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("node1.log");
+    let log = std::fs::File::create(&log_path).expect("node log");
+    let addr = format!("127.0.0.1:{}", support::free_port());
+    let mut child = std::process::Command::new(support::procs::belfry_bin())
+        .args(["server", "--node-id", "1", "--listen", &addr])
+        .args(["--peers", &format!("1={addr},2={silent_addr}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("node1"))
+        .args([
+            "--redis-url",
+            &format!("redis://127.0.0.1:{}/0", support::free_port()),
+        ])
+        .args([
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", support::free_port()),
+        ])
+        .args([
+            "--log-format",
+            "json",
+            "--insecure-no-tls",
+            "--insecure-no-auth",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start belfry server");
+    let logged = |needle: &str| {
+        std::fs::read_to_string(&log_path)
+            .ok()
+            .filter(|text| text.contains(needle))
+    };
+    support::wait_for("the node's start-up line", Duration::from_secs(20), || {
+        logged("belfry node started")
+    });
+    let pid = child.id().to_string();
+    let send = |signal: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {signal}");
+    };
+    send("-HUP");
+    send("-TERM");
+    let status = support::wait_for("the node to exit", Duration::from_secs(30), || {
+        child.try_wait().ok().flatten()
+    });
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(status.success(), "node exited with {status}; log:\n{text}");
+    drop(silent_peer);
+}

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::error;
 
 use super::fail;
@@ -20,7 +21,31 @@ pub fn run(args: ServerArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::node::run(config, shutdown_signal())) {
+    // The handlers are installed before anything starts: a signal that arrives while the node
+    // is still opening its storage or bootstrapping is then kept, where the default action
+    // would end the process at once (SIGTERM, SIGINT) or for nothing (SIGHUP).
+    let signals = {
+        let _entered = runtime.enter();
+        match ProcessSignals::install() {
+            Ok(signals) => signals,
+            Err(err) => {
+                eprintln!("error: cannot install signal handlers: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let ProcessSignals {
+        mut terminate,
+        mut interrupt,
+        hangup,
+    } = signals;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    };
+    match runtime.block_on(crate::node::run(config, shutdown, hangup)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             error!(%err, "node failed");
@@ -45,18 +70,20 @@ pub fn init_logging(json: bool) {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM and SIGINT (shut down) and SIGHUP (reload the schedules file).
+struct ProcessSignals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl ProcessSignals {
+    /// Must run inside the runtime; each handler is in place when this returns.
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 }
