@@ -6,6 +6,8 @@
 //! - `cargo bench --bench cluster -- failover [TRIALS]`: SIGKILL of the leader → first message
 //!   pushed by the new leader.
 //! - `cargo bench --bench cluster -- memory [SCHEDULES]`: resident memory per schedule.
+//! - `cargo bench --bench cluster -- memory-history [SCHEDULES]`: the same once every schedule
+//!   has run ten times, so each keeps a full history of recent runs.
 //! - `cargo bench --bench cluster -- throughput [SCHEDULES] [SECONDS]`: sustained fires per
 //!   second committed and pushed, with SCHEDULES one-second intervals.
 
@@ -176,6 +178,59 @@ fn memory(n: usize) {
     );
 }
 
+fn memory_with_history(n: usize) {
+    const RUNS: usize = 10;
+    let redis = RedisServer::start();
+    // One-second intervals, spread over the second, each ending after exactly RUNS occurrences.
+    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(30);
+    let mut toml = String::with_capacity(n * 220);
+    for i in 0..n {
+        let start = t0 + TimeDelta::milliseconds((i as i64 * 1000) / n as i64);
+        let end = start + TimeDelta::seconds(RUNS as i64);
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        toml.push_str(&format!(
+            "[[schedule]]\nname = \"s{i}\"\ntask = \"bench.tick\"\nevery = \"1s\"\nstart_at = \"{}\"\nend_at = \"{}\"\nargs = [{i}]\noptions = {{ queue = \"{QUEUE}\" }}\n",
+            at(start),
+            at(end)
+        ));
+    }
+    let mut empty = ProcCluster::start(1, &redis.url(0), "", "");
+    empty.wait_for_leader(Duration::from_secs(60));
+    let base = resting_rss_kib(empty.pid(0));
+    drop(empty);
+    let mut cluster = ProcCluster::start(1, &redis.url(0), &toml, "");
+    cluster.wait_for_leader(Duration::from_secs(60));
+    let mut redis_conn = redis::Client::open(redis.url(0))
+        .and_then(|c| c.get_connection())
+        .expect("connect to redis");
+    let expected = n * RUNS;
+    let mut queued = 0usize;
+    support::wait_for(
+        "every run to reach Redis",
+        Duration::from_secs(1800),
+        || {
+            // Messages are counted and dropped as they come, so Redis does not hold them all.
+            let (len, _): (usize, ()) = redis::pipe()
+                .atomic()
+                .cmd("LLEN")
+                .arg(QUEUE)
+                .cmd("LTRIM")
+                .arg(QUEUE)
+                .arg(1)
+                .arg(0)
+                .query(&mut redis_conn)
+                .ok()?;
+            queued += len;
+            (queued >= expected).then_some(())
+        },
+    );
+    let loaded = resting_rss_kib(cluster.pid(0));
+    println!(
+        "memory schedules={n} after {RUNS} runs each ({queued} messages): {base} KiB empty, {loaded} KiB, {:.0} bytes per schedule",
+        (loaded.saturating_sub(base) as f64 * 1024.0) / n as f64
+    );
+}
+
 fn throughput(n: usize, seconds: i64) {
     let redis = RedisServer::start();
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
@@ -214,9 +269,10 @@ fn main() {
         Some("lag") => lag(num(1, 10_000), num(2, 60) as i64),
         Some("failover") => failover(num(1, 10)),
         Some("memory") => memory(num(1, 100_000)),
+        Some("memory-history") => memory_with_history(num(1, 100_000)),
         Some("throughput") => throughput(num(1, 20_000), num(2, 30) as i64),
         _ => eprintln!(
-            "usage: cargo bench --bench cluster -- lag|failover|memory|throughput [N] [SECONDS]"
+            "usage: cargo bench --bench cluster -- lag|failover|memory|memory-history|throughput [N] [SECONDS]"
         ),
     }
 }
