@@ -136,6 +136,27 @@ impl Worker {
     }
 }
 
+/// belfry's push receipts in the broker: the task ids whose `belfry:sent:<id>` marker Redis
+/// holds. The push script writes the marker and the message together, so a receipt proves a
+/// message reached Redis even when the worker took it and lost it.
+pub fn push_receipts(broker: &str) -> Result<HashSet<String>, redis::RedisError> {
+    const PREFIX: &str = "belfry:sent:";
+    let mut conn = redis::Client::open(broker)?.get_connection()?;
+    let keys: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(format!("{PREFIX}*"))
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(&mut conn)?
+        .collect::<Result<_, _>>()?;
+    Ok(keys
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(PREFIX).map(str::to_string))
+        .collect())
+}
+
 /// The executions in the worker's records, one per execution id: a record whose push was
 /// retried after its reply was lost appears twice in the list but is one execution.
 fn parse_records(entries: &[String], queue: &str) -> (Vec<Arrival>, Vec<String>) {

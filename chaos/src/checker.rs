@@ -21,8 +21,16 @@
 //! Deliveries are matched by task id, recomputed here from the documented scheme (UUIDv5 of
 //! the cluster id, the incarnation and the instant), so a re-created schedule's instants are
 //! told apart from its predecessor's. Must not do I/O.
+//!
+//! One loss is not belfry's: Celery's Redis transport takes a message with BRPOP and records
+//! it as unacknowledged in a second command, so a Redis killed between the two loses a
+//! message that had reached Redis. A required instant missing from everything read counts as
+//! **lost by the worker** only when all of these hold: its schedule is served by the Celery
+//! worker (the harness's own consumer moves messages atomically and loses none), Redis holds
+//! belfry's push receipt for its task id (written by the same atomic script as the push), and
+//! Redis was killed after the instant. Anything else missing fails the run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -30,6 +38,7 @@ use uuid::Uuid;
 
 use crate::consumer::Arrival;
 use crate::history::{FaultWindow, History, Op, OpKind, Policy};
+use crate::nemesis::Nemesis;
 
 /// belfry's documented planning constants: intents are committed up to the lookahead ahead,
 /// and an occurrence first planned later than the grace counts as missed.
@@ -114,6 +123,8 @@ pub struct Row {
     pub delivered: usize,
     pub duplicated: usize,
     pub missing: usize,
+    /// Required instants that reached Redis and were lost by the Celery worker.
+    pub worker_lost: usize,
     pub unexpected: usize,
     /// Optional instants not delivered, by reason.
     pub skipped_explained: BTreeMap<String, usize>,
@@ -141,6 +152,7 @@ pub struct Totals {
     pub delivered: usize,
     pub duplicated: usize,
     pub missing: usize,
+    pub worker_lost: usize,
     pub unexpected: usize,
     pub skipped_explained: usize,
     pub lateness_ms_p50: Option<i64>,
@@ -181,6 +193,17 @@ impl Lateness {
 /// fault's: an instant this close after any fault is not steady state.
 pub const FAULT_SETTLE: Duration = Duration::seconds(10);
 
+/// True when Redis was killed after instant `t` could have been pushed (a leader whose clock
+/// ran ahead pushes early): the only event in a run that can lose a message the Celery worker
+/// had taken.
+fn redis_killed_after(history: &History, t: DateTime<Utc>) -> bool {
+    let earliest_push = t - Duration::milliseconds(history.max_clock_offset_ms.abs()) - SLACK;
+    history
+        .faults
+        .iter()
+        .any(|f| f.nemesis == Nemesis::RedisKill.name() && f.start >= earliest_push)
+}
+
 /// True when a fault was in force at `t` or ended less than `FAULT_SETTLE` before it.
 fn under_fault(faults: &[FaultWindow], t: DateTime<Utc>, cutoff: DateTime<Utc>) -> bool {
     faults
@@ -195,6 +218,8 @@ pub struct Verdict {
     pub rows: Vec<Row>,
     /// Every reason the run failed, one line each.
     pub failures: Vec<String>,
+    /// Required instants that reached Redis and were lost by the Celery worker, one line each.
+    pub worker_losses: Vec<String>,
     #[serde(skip)]
     pub points: Vec<Point>,
 }
@@ -207,6 +232,8 @@ pub struct Input<'a> {
     pub previews: &'a [PreviewCheck],
     pub malformed: &'a [String],
     pub cluster: Uuid,
+    /// Task ids whose push receipt (`belfry:sent:<id>`) Redis held after the run.
+    pub receipts: &'a HashSet<String>,
 }
 
 /// Latest scheduled instant of any delivery that had arrived by a given real time.
@@ -470,6 +497,8 @@ pub fn check(input: &Input) -> Verdict {
             continue;
         };
         let map = expectations(&inc, policy, &frontier, &history.faults, cutoff);
+        let served_by_worker = history.worker_schedules.contains(&inc.name);
+        let mut lost_by_worker: HashSet<DateTime<Utc>> = HashSet::new();
         let mut lateness: Vec<i64> = Vec::new();
         let mut missing_recorded = 0u64;
         let mut missing_unrecorded = 0u64;
@@ -482,6 +511,19 @@ pub fn check(input: &Input) -> Verdict {
             }
             if got.is_empty() {
                 match status {
+                    Status::Required
+                        if served_by_worker
+                            && input.receipts.contains(&tid)
+                            && redis_killed_after(history, *t) =>
+                    {
+                        row.worker_lost += 1;
+                        lost_by_worker.insert(*t);
+                        verdict.worker_losses.push(format!(
+                            "{} {} (task {tid}): reached Redis (push receipt held), never executed; Redis was killed after it",
+                            inc.name,
+                            t.to_rfc3339()
+                        ));
+                    }
                     Status::Required => {
                         row.missing += 1;
                         failures.push(format!(
@@ -576,10 +618,11 @@ pub fn check(input: &Input) -> Verdict {
                 if *manual || *t > cutoff {
                     continue;
                 }
-                let delivered = input
-                    .arrivals
-                    .iter()
-                    .any(|a| a.task_id == task_id(input.cluster, id, *t).to_string());
+                let delivered = lost_by_worker.contains(t)
+                    || input
+                        .arrivals
+                        .iter()
+                        .any(|a| a.task_id == task_id(input.cluster, id, *t).to_string());
                 let consistent = match outcome.as_str() {
                     "sent" | "already_sent" => delivered,
                     "skipped" => !delivered,
@@ -659,6 +702,7 @@ pub fn check(input: &Input) -> Verdict {
         t.delivered += row.delivered;
         t.duplicated += row.duplicated;
         t.missing += row.missing;
+        t.worker_lost += row.worker_lost;
         t.unexpected += row.unexpected;
         t.skipped_explained += row.skipped_explained.values().sum::<usize>();
     }

@@ -67,6 +67,8 @@ pub struct History {
     pub ops: Vec<Op>,
     /// Policies and windows of every schedule name (fixed for a name's whole life).
     pub policies: std::collections::BTreeMap<String, (Policy, u64)>,
+    /// Names whose messages go to the Celery worker's queue (fixed for a name's whole life).
+    pub worker_schedules: std::collections::BTreeSet<String>,
     /// The largest clock offset any node had at any time, in milliseconds.
     pub max_clock_offset_ms: i64,
     pub started: Option<DateTime<Utc>>,

@@ -116,12 +116,28 @@ pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
             ms(l.max_ms)
         );
     }
+    if !verdict.worker_losses.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nreached Redis, then lost by the Celery worker ({}): kombu takes a message with BRPOP and\nrecords it as unacknowledged in a second command; Redis was killed between the two.",
+            verdict.worker_losses.len()
+        );
+        for loss in &verdict.worker_losses {
+            let _ = writeln!(out, "  {loss}");
+        }
+    }
     let _ = writeln!(out);
     if verdict.ok {
         let _ = writeln!(
             out,
-            "PASS: {} required occurrences delivered exactly once, {} optional ones explained, 0 duplicates, 0 unexplained missing",
-            t.required, t.optional
+            "PASS: {} required occurrences delivered exactly once{}, {} optional ones explained, 0 duplicates, 0 unexplained missing",
+            t.required - t.worker_lost,
+            if t.worker_lost > 0 {
+                format!(" (and {} that reached Redis lost by the Celery worker)", t.worker_lost)
+            } else {
+                String::new()
+            },
+            t.optional
         );
     } else {
         let _ = writeln!(out, "FAIL: {} problems", verdict.failures.len());

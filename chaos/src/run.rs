@@ -313,10 +313,16 @@ pub async fn run(args: Args) -> Result<bool, RunError> {
     consumer.stop();
     let mut arrivals = consumer.arrivals();
     let mut malformed = consumer.malformed();
+    let mut receipts = std::collections::HashSet::new();
     if let Some(worker) = &worker {
         let (ran, bad) = worker.executions(&backend);
         arrivals.extend(ran);
         malformed.extend(bad);
+        match crate::celery::push_receipts(&broker) {
+            Ok(read) => receipts = read,
+            // Without receipts nothing is excused: a lost message then counts as missing.
+            Err(err) => eprintln!("{}  cannot read belfry's push receipts: {err}", now()),
+        }
     }
 
     // belfry's own view, to hold against.
@@ -331,6 +337,7 @@ pub async fn run(args: Args) -> Result<bool, RunError> {
             previews: &previews,
             malformed: &malformed,
             cluster: checker::cluster_id("belfry"),
+            receipts: &receipts,
         })
     };
     let text = {

@@ -143,11 +143,14 @@ pub fn fixed(t0: DateTime<Utc>, celery: bool) -> Vec<Def> {
 /// Creates a schedule and records the operation; returns false if it did not take.
 pub async fn create(api: &Api, history: &SharedHistory, def: &Def) -> bool {
     let start = Utc::now();
-    history
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .policies
-        .insert(def.name.clone(), (def.policy, def.window_secs));
+    {
+        let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
+        h.policies
+            .insert(def.name.clone(), (def.policy, def.window_secs));
+        if def.queue == CELERY_QUEUE {
+            h.worker_schedules.insert(def.name.clone());
+        }
+    }
     let spec = def.to_pb();
     let result = api
         .call(OP_DEADLINE, |mut c| {

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -62,6 +62,15 @@ fn every_second(from: i64, to: i64) -> Vec<DateTime<Utc>> {
 }
 
 fn run(h: &History, arrivals: &[Arrival], skipped: Option<u64>) -> Verdict {
+    run_with_receipts(h, arrivals, skipped, &HashSet::new())
+}
+
+fn run_with_receipts(
+    h: &History,
+    arrivals: &[Arrival],
+    skipped: Option<u64>,
+    receipts: &HashSet<String>,
+) -> Verdict {
     let mut finals = BTreeMap::new();
     if let Some(skipped) = skipped {
         finals.insert(
@@ -80,6 +89,7 @@ fn run(h: &History, arrivals: &[Arrival], skipped: Option<u64>) -> Verdict {
         previews: &[],
         malformed: &[],
         cluster: cluster_id("belfry"),
+        receipts,
     })
 }
 
@@ -337,4 +347,77 @@ fn lateness_is_split_between_steady_state_and_faults_with_their_settling_time() 
     assert_eq!(v.totals.steady.deliveries, 9);
     assert_eq!(v.totals.steady.p99_ms, Some(5));
     assert_eq!(v.totals.steady.max_ms, Some(5));
+}
+
+fn redis_kill(start_ms: i64) -> FaultWindow {
+    let t0 = at("2025-01-01T00:00:00Z");
+    FaultWindow {
+        nemesis: "redis-kill".into(),
+        detail: "SIGKILL redis-server".into(),
+        start: t0 + Duration::milliseconds(start_ms),
+        end: Some(t0 + Duration::milliseconds(start_ms + 3_000)),
+        offset_ms: 0,
+    }
+}
+
+/// Every instant of 0..=20 s but the one at 5 s, which has a push receipt.
+fn all_but_five_with_a_receipt() -> (Vec<Arrival>, HashSet<String>) {
+    let five = at("2025-01-01T00:00:05Z");
+    let arrivals = every_second(0, 25)
+        .into_iter()
+        .filter(|t| *t != five)
+        .map(|t| arrival(t, 3))
+        .collect();
+    let receipt = task_id(
+        cluster_id("belfry"),
+        Uuid::parse_str(INCARNATION).unwrap(),
+        five,
+    );
+    (arrivals, HashSet::from([receipt.to_string()]))
+}
+
+/// seed 5054 (5 nodes, 30 min): Redis was SIGKILLed 8 ms after the instant of a schedule
+/// served by the Celery worker; the worker's BRPOP had taken the message and the kill came
+/// before kombu recorded it as unacknowledged.
+#[test]
+fn a_message_the_worker_took_as_redis_was_killed_is_lost_by_the_worker_not_missing() {
+    let mut h = history(Policy::All, vec![]);
+    h.worker_schedules.insert("s".into());
+    h.faults.push(redis_kill(5_008));
+    let (arrivals, receipts) = all_but_five_with_a_receipt();
+    let v = run_with_receipts(&h, &arrivals, Some(0), &receipts);
+    assert!(v.ok, "{:?}", v.failures);
+    assert_eq!(v.totals.worker_lost, 1);
+    assert_eq!(v.totals.missing, 0);
+    assert_eq!(v.worker_losses.len(), 1, "{:?}", v.worker_losses);
+}
+
+#[test]
+fn a_receipt_excuses_nothing_without_the_worker_a_later_redis_kill_or_the_receipt_itself() {
+    let (arrivals, receipts) = all_but_five_with_a_receipt();
+    let empty = HashSet::new();
+    // (case, served by the worker, Redis killed at this many ms, receipt held)
+    let cases = [
+        ("the harness's own consumer", false, Some(5_008), true),
+        ("no Redis kill", true, None, true),
+        (
+            "Redis killed long before the instant",
+            true,
+            Some(2_000),
+            true,
+        ),
+        ("no receipt", true, Some(5_008), false),
+    ];
+    for (case, served, kill_at_ms, with_receipt) in cases {
+        let mut h = history(Policy::All, vec![]);
+        if served {
+            h.worker_schedules.insert("s".into());
+        }
+        h.faults.extend(kill_at_ms.map(redis_kill));
+        let held = if with_receipt { &receipts } else { &empty };
+        let v = run_with_receipts(&h, &arrivals, Some(0), held);
+        assert!(!v.ok, "{case}: passed");
+        assert_eq!(v.totals.missing, 1, "{case}");
+        assert_eq!(v.totals.worker_lost, 0, "{case}");
+    }
 }
