@@ -181,23 +181,26 @@ fn memory(n: usize) {
 fn memory_with_history(n: usize) {
     const RUNS: usize = 10;
     let redis = RedisServer::start();
-    // One-second intervals, spread over the second, each ending after exactly RUNS occurrences.
-    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(30);
-    let mut toml = String::with_capacity(n * 220);
-    for i in 0..n {
-        let start = t0 + TimeDelta::milliseconds((i as i64 * 1000) / n as i64);
-        let end = start + TimeDelta::seconds(RUNS as i64);
-        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        toml.push_str(&format!(
-            "[[schedule]]\nname = \"s{i}\"\ntask = \"bench.tick\"\nevery = \"1s\"\nstart_at = \"{}\"\nend_at = \"{}\"\nargs = [{i}]\noptions = {{ queue = \"{QUEUE}\" }}\n",
-            at(start),
-            at(end)
-        ));
-    }
     let mut empty = ProcCluster::start(1, &redis.url(0), "", "");
     empty.wait_for_leader(Duration::from_secs(60));
     let base = resting_rss_kib(empty.pid(0));
     drop(empty);
+    // Ten-second intervals spread over ten seconds (10,000 fires/s at 100,000 schedules, within
+    // what a node sustains, so no backlog inflates the heap), each ending after exactly RUNS
+    // occurrences; written only now, so that every instant lies ahead of the loaded node's start.
+    const EVERY_SECS: i64 = 10;
+    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(30);
+    let mut toml = String::with_capacity(n * 220);
+    for i in 0..n {
+        let start = t0 + TimeDelta::milliseconds((i as i64 * EVERY_SECS * 1000) / n as i64);
+        let end = start + TimeDelta::seconds(EVERY_SECS * RUNS as i64);
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        toml.push_str(&format!(
+            "[[schedule]]\nname = \"s{i}\"\ntask = \"bench.tick\"\nevery = \"{EVERY_SECS}s\"\nstart_at = \"{}\"\nend_at = \"{}\"\nargs = [{i}]\noptions = {{ queue = \"{QUEUE}\" }}\n",
+            at(start),
+            at(end)
+        ));
+    }
     let mut cluster = ProcCluster::start(1, &redis.url(0), &toml, "");
     cluster.wait_for_leader(Duration::from_secs(60));
     let mut redis_conn = redis::Client::open(redis.url(0))

@@ -95,6 +95,9 @@ impl ScheduleRecord {
     fn remember(&mut self, record: RunRecord) {
         if self.history.len() == HISTORY_LEN {
             self.history.pop_front();
+        } else if self.history.capacity() < HISTORY_LEN {
+            // Exactly the bound at once: growing by doubling would end at 16 slots per schedule.
+            self.history.reserve_exact(HISTORY_LEN - self.history.len());
         }
         self.history.push_back(record);
     }
