@@ -151,6 +151,17 @@ fn resting_rss_kib(pid: u32) -> u64 {
     rss_kib(pid)
 }
 
+/// The resident size of a one-node cluster with no schedules, at rest.
+fn empty_node_rss_kib(redis: &RedisServer) -> u64 {
+    let mut empty = ProcCluster::start(1, &redis.url(0), "", "");
+    empty.wait_for_leader(Duration::from_secs(60));
+    resting_rss_kib(empty.pid(0))
+}
+
+fn bytes_per_schedule(base_kib: u64, loaded_kib: u64, n: usize) -> f64 {
+    (loaded_kib.saturating_sub(base_kib) as f64 * 1024.0) / n as f64
+}
+
 fn memory(n: usize) {
     let redis = RedisServer::start();
     // Yearly schedules: nothing fires while memory is measured.
@@ -158,10 +169,7 @@ fn memory(n: usize) {
     for i in 0..n {
         toml.push_str(&format!("[[schedule]]\nname = \"s{i}\"\ntask = \"bench.yearly\"\ncron = \"0 0 1 1 *\"\nargs = [{i}]\n"));
     }
-    let mut empty = ProcCluster::start(1, &redis.url(0), "", "");
-    empty.wait_for_leader(Duration::from_secs(60));
-    let base = resting_rss_kib(empty.pid(0));
-    drop(empty);
+    let base = empty_node_rss_kib(&redis);
     let mut cluster = ProcCluster::start(1, &redis.url(0), &toml, "");
     cluster.wait_for_leader(Duration::from_secs(60));
     support::wait_for("the schedules to load", Duration::from_secs(1800), || {
@@ -174,17 +182,14 @@ fn memory(n: usize) {
     let loaded = resting_rss_kib(cluster.pid(0));
     println!(
         "memory schedules={n}: {base} KiB empty, {loaded} KiB loaded, {:.0} bytes per schedule",
-        (loaded.saturating_sub(base) as f64 * 1024.0) / n as f64
+        bytes_per_schedule(base, loaded, n)
     );
 }
 
 fn memory_with_history(n: usize) {
     const RUNS: usize = 10;
     let redis = RedisServer::start();
-    let mut empty = ProcCluster::start(1, &redis.url(0), "", "");
-    empty.wait_for_leader(Duration::from_secs(60));
-    let base = resting_rss_kib(empty.pid(0));
-    drop(empty);
+    let base = empty_node_rss_kib(&redis);
     // Ten-second intervals spread over ten seconds (10,000 fires/s at 100,000 schedules, within
     // what a node sustains, so no backlog inflates the heap), each ending after exactly RUNS
     // occurrences; written only now, so that every instant lies ahead of the loaded node's start.
@@ -230,7 +235,7 @@ fn memory_with_history(n: usize) {
     let loaded = resting_rss_kib(cluster.pid(0));
     println!(
         "memory schedules={n} after {RUNS} runs each ({queued} messages): {base} KiB empty, {loaded} KiB, {:.0} bytes per schedule",
-        (loaded.saturating_sub(base) as f64 * 1024.0) / n as f64
+        bytes_per_schedule(base, loaded, n)
     );
 }
 

@@ -140,12 +140,13 @@ impl Worker {
 /// holds. The push script writes the marker and the message together, so a receipt proves a
 /// message reached Redis even when the worker took it and lost it.
 pub fn push_receipts(broker: &str) -> Result<HashSet<String>, redis::RedisError> {
-    const PREFIX: &str = "belfry:sent:";
+    use belfry::dispatch::{sink::MARKER_INFIX, SinkConfig};
+    let prefix = format!("{}{MARKER_INFIX}", SinkConfig::new(broker).key_prefix);
     let mut conn = redis::Client::open(broker)?.get_connection()?;
     let keys: Vec<String> = redis::cmd("SCAN")
         .cursor_arg(0)
         .arg("MATCH")
-        .arg(format!("{PREFIX}*"))
+        .arg(format!("{prefix}*"))
         .arg("COUNT")
         .arg(1000)
         .clone()
@@ -153,7 +154,7 @@ pub fn push_receipts(broker: &str) -> Result<HashSet<String>, redis::RedisError>
         .collect::<Result<_, _>>()?;
     Ok(keys
         .into_iter()
-        .filter_map(|k| k.strip_prefix(PREFIX).map(str::to_string))
+        .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
         .collect())
 }
 

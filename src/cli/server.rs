@@ -1,5 +1,6 @@
 //! `belfry server`: resolve the configuration, set up logging, run a node until SIGTERM/SIGINT.
 
+use std::future::Future;
 use std::process::ExitCode;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -24,25 +25,14 @@ pub fn run(args: ServerArgs) -> ExitCode {
     // The handlers are installed before anything starts: a signal that arrives while the node
     // is still opening its storage or bootstrapping is then kept, where the default action
     // would end the process at once (SIGTERM, SIGINT) or for nothing (SIGHUP).
-    let signals = {
+    let (shutdown, hangup) = {
         let _entered = runtime.enter();
-        match ProcessSignals::install() {
+        match install_signals() {
             Ok(signals) => signals,
             Err(err) => {
                 eprintln!("error: cannot install signal handlers: {err}");
                 return ExitCode::FAILURE;
             }
-        }
-    };
-    let ProcessSignals {
-        mut terminate,
-        mut interrupt,
-        hangup,
-    } = signals;
-    let shutdown = async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
         }
     };
     match runtime.block_on(crate::node::run(config, shutdown, hangup)) {
@@ -70,20 +60,17 @@ pub fn init_logging(json: bool) {
     }
 }
 
-/// SIGTERM and SIGINT (shut down) and SIGHUP (reload the schedules file).
-struct ProcessSignals {
-    terminate: Signal,
-    interrupt: Signal,
-    hangup: Signal,
-}
-
-impl ProcessSignals {
-    /// Must run inside the runtime; each handler is in place when this returns.
-    fn install() -> std::io::Result<Self> {
-        Ok(Self {
-            terminate: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-            hangup: signal(SignalKind::hangup())?,
-        })
-    }
+/// Installs the handlers (inside the runtime) and returns what completes on SIGTERM or SIGINT,
+/// and the SIGHUP stream (reload the schedules file).
+fn install_signals() -> std::io::Result<(impl Future<Output = ()>, Signal)> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let hangup = signal(SignalKind::hangup())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    };
+    Ok((shutdown, hangup))
 }

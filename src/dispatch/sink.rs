@@ -35,6 +35,9 @@ return pushed
 /// call never holds Redis for long.
 const MESSAGES_PER_CALL: usize = 64;
 
+/// What follows the key prefix in a marker key: `<prefix>sent:<task_id>`.
+pub const MARKER_INFIX: &str = "sent:";
+
 /// Where and how to push.
 #[derive(Clone, Debug)]
 pub struct SinkConfig {
@@ -178,7 +181,7 @@ impl RedisSink {
 
     /// The marker key of a task id.
     pub fn marker_key(&self, task_id: Uuid) -> String {
-        format!("{}sent:{}", self.key_prefix, task_id.hyphenated())
+        format!("{}{MARKER_INFIX}{}", self.key_prefix, task_id.hyphenated())
     }
 
     /// Pushes a batch in one pipeline and reports each message's outcome, in order. On error
