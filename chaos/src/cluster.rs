@@ -437,8 +437,5 @@ fn write_clock_file(path: &Path, offset_ms: i64) -> std::io::Result<()> {
 
 /// A free TCP port on 127.0.0.1 (released before use).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    belfry::cli::ports::loopback_port().unwrap_or(0)
 }

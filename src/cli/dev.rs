@@ -3,7 +3,6 @@
 //! they reach Redis, kills the leader once to show a failover, and runs until Ctrl-C.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+
+use super::ports::loopback_port;
 
 #[derive(Args, Debug)]
 pub struct DevArgs {
@@ -42,10 +43,6 @@ task = "reports.digest"
 crontab = "*/15 9-17 * * mon-fri"
 tz = "Europe/Paris"
 "#;
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 struct Procs {
     children: Vec<Option<Child>>,
@@ -185,7 +182,7 @@ fn run_dev(args: DevArgs) -> Result<(), String> {
     let dir = temp.path.clone();
     std::fs::write(dir.join("schedules.toml"), SAMPLE).map_err(|e| e.to_string())?;
     let bin = std::env::current_exe().map_err(|e| e.to_string())?;
-    let redis_port = free_port().map_err(|e| e.to_string())?;
+    let redis_port = loopback_port().map_err(|e| e.to_string())?;
     let redis_url = format!("redis://127.0.0.1:{redis_port}/0");
     let mut procs = Procs {
         children: Vec::new(),
@@ -208,7 +205,7 @@ fn run_dev(args: DevArgs) -> Result<(), String> {
             .map_err(|e| format!("redis-server: {e}"))?,
     );
     let addrs: Vec<String> = (0..3)
-        .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+        .map(|_| loopback_port().map(|p| format!("127.0.0.1:{p}")))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let peers = addrs

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod dev;
+pub mod ports;
 mod preview;
 mod remote;
 mod render;

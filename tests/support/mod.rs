@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,10 +34,10 @@ pub fn block<T>(
     })
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks one; it is released before use).
+/// A free TCP port on 127.0.0.1, outside the ephemeral range and never handed out twice by
+/// this test binary (see `belfry::cli::ports`).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    belfry::cli::ports::loopback_port().expect("a free loopback port")
 }
 
 /// A `redis-server` owned by one test.

@@ -279,12 +279,31 @@ impl ProcCluster {
 }
 
 impl Drop for ProcCluster {
+    /// Stops every node still owned. A node that had exited by itself fails the test (nothing
+    /// in a test expects that), with the end of its log; not while the test is already failing,
+    /// since a second panic would abort the test binary and hide the first.
     fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].child.is_some() {
-                self.signal(i, "CONT");
-                self.kill(i);
+        let mut exited = Vec::new();
+        for node in &mut self.nodes {
+            let Some(mut child) = node.child.take() else {
+                continue;
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                exited.push(format!(
+                    "node {} had exited by itself ({status}); the end of its log:\n{}",
+                    node.id,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+                continue;
             }
+            // SIGKILL ends a stopped (SIGSTOP) process too.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !exited.is_empty() && !std::thread::panicking() {
+            panic!("{}", exited.join("\n"));
         }
     }
 }

@@ -1,0 +1,70 @@
+//! Chooses loopback TCP ports for the processes this program starts itself (`belfry dev`, and
+//! the test and fault-injection harnesses, which start real servers and tell each one its
+//! peers' addresses before any of them listens).
+//!
+//! Asking the kernel for port 0 and releasing it leaves a window in which that port can be
+//! taken before the server binds it: the kernel hands the same range to every outgoing
+//! connection as its local port, and to every other caller asking for port 0. So ports are
+//! taken from below the kernel's ephemeral range, where no outgoing connection lands, and one
+//! process never hands out the same port twice. It must not be used for a node's own listener
+//! in production, where the operator names the port.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The lowest port handed out: clear of the well-known and most registered service ports.
+const FLOOR: u32 = 10_000;
+/// Linux's default ephemeral range starts here; used when the real one cannot be read.
+const DEFAULT_EPHEMERAL_LOW: u32 = 32_768;
+
+/// How many ports this process has handed out (the next candidate's offset).
+static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+
+/// A port on 127.0.0.1 that was free a moment ago, outside the ephemeral range and not handed
+/// out before by this process. Falls back to a kernel-chosen port when no such range exists.
+pub fn loopback_port() -> std::io::Result<u16> {
+    let ceiling = ephemeral_low().min(u32::from(u16::MAX));
+    if ceiling > FLOOR {
+        let span = ceiling - FLOOR;
+        // Processes started together begin at different places, so they rarely probe the
+        // same ports.
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let n = HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+            let port = FLOOR + (start + n) % span;
+            if let Ok(port) = u16::try_from(port) {
+                if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                    return Ok(port);
+                }
+            }
+        }
+    }
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The first port of the kernel's ephemeral range.
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(DEFAULT_EPHEMERAL_LOW)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let low = ephemeral_low();
+        let ports: Vec<u16> = (0..200).map(|_| loopback_port().unwrap()).collect();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+        for port in ports {
+            if low > FLOOR {
+                assert!(u32::from(port) >= FLOOR && u32::from(port) < low, "{port}");
+            }
+            TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+        }
+    }
+}
