@@ -158,6 +158,16 @@ fn empty_node_rss_kib(redis: &RedisServer) -> u64 {
     resting_rss_kib(empty.pid(0))
 }
 
+/// What node 0's allocator holds, from its own gauges.
+fn heap_report(cluster: &ProcCluster) -> String {
+    let mib = |name| support::metrics::value(cluster, 0, name) / f64::from(1 << 20);
+    format!(
+        "heap {:.1} MiB allocated, {:.1} MiB free",
+        mib("belfry_heap_allocated_bytes"),
+        mib("belfry_heap_free_bytes")
+    )
+}
+
 fn bytes_per_schedule(base_kib: u64, loaded_kib: u64, n: usize) -> f64 {
     (loaded_kib.saturating_sub(base_kib) as f64 * 1024.0) / n as f64
 }
@@ -181,8 +191,9 @@ fn memory(n: usize) {
     });
     let loaded = resting_rss_kib(cluster.pid(0));
     println!(
-        "memory schedules={n}: {base} KiB empty, {loaded} KiB loaded, {:.0} bytes per schedule",
-        bytes_per_schedule(base, loaded, n)
+        "memory schedules={n}: {base} KiB empty, {loaded} KiB loaded, {:.0} bytes per schedule; {}",
+        bytes_per_schedule(base, loaded, n),
+        heap_report(&cluster)
     );
 }
 
@@ -234,8 +245,9 @@ fn memory_with_history(n: usize) {
     );
     let loaded = resting_rss_kib(cluster.pid(0));
     println!(
-        "memory schedules={n} after {RUNS} runs each ({queued} messages): {base} KiB empty, {loaded} KiB, {:.0} bytes per schedule",
-        bytes_per_schedule(base, loaded, n)
+        "memory schedules={n} after {RUNS} runs each ({queued} messages): {base} KiB empty, {loaded} KiB, {:.0} bytes per schedule; {}",
+        bytes_per_schedule(base, loaded, n),
+        heap_report(&cluster)
     );
 }
 

@@ -5,7 +5,8 @@
 //! entries). glibc's allocator keeps such freed memory inside its arenas, so the process's
 //! resident size stays at its peak long after the work is done: with 100,000 schedules about a
 //! third of the resident memory was freed memory. A background task watches the free bytes
-//! held in the arenas and, when they grow past a threshold, asks glibc to return them.
+//! held in the arenas and, when they grow past a threshold, asks glibc to return them. The same
+//! task reports the heap's size and the process's resident size as gauges.
 //! Owns that task only; must not change what is allocated or when.
 
 use std::time::Duration;
@@ -16,18 +17,63 @@ const TRIM_ABOVE_BYTES: usize = 32 << 20;
 /// How often the free bytes are looked at.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// Bytes the allocator holds freed, if it can tell.
+/// What the allocator holds, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct HeapUsage {
+    /// In live allocations (including large ones mapped on their own).
+    pub allocated: usize,
+    /// Freed and kept for reuse; part of it may already have been returned to the OS.
+    pub free: usize,
+}
+
+/// The allocator's own statistics, if it can tell.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn freed_bytes() -> Option<usize> {
+pub fn usage() -> Option<HeapUsage> {
     // SAFETY: mallinfo2 only reads the allocator's own statistics; it takes no arguments
     // and returns a plain struct by value.
     let info = unsafe { libc::mallinfo2() };
-    Some(info.fordblks)
+    Some(HeapUsage {
+        allocated: info.uordblks + info.hblkhd,
+        free: info.fordblks,
+    })
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn freed_bytes() -> Option<usize> {
+pub fn usage() -> Option<HeapUsage> {
     None
+}
+
+/// Bytes the allocator holds freed, if it can tell.
+pub fn freed_bytes() -> Option<usize> {
+    usage().map(|u| u.free)
+}
+
+/// The process's resident size in bytes, if the OS tells.
+pub fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+#[cfg(unix)]
+fn page_size() -> usize {
+    // SAFETY: sysconf only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+#[cfg(not(unix))]
+fn page_size() -> usize {
+    4096
+}
+
+fn report(usage: HeapUsage) {
+    use crate::telemetry::names::{HEAP_ALLOCATED, HEAP_FREE, RESIDENT_MEMORY};
+    metrics::gauge!(HEAP_ALLOCATED).set(usage.allocated as f64);
+    metrics::gauge!(HEAP_FREE).set(usage.free as f64);
+    if let Some(resident) = resident_bytes() {
+        metrics::gauge!(RESIDENT_MEMORY).set(resident as f64);
+    }
 }
 
 /// Returns freed memory at the top and inside the arenas to the operating system.
@@ -59,7 +105,9 @@ pub async fn release_freed_forever() {
     let mut after_last_trim = 0;
     loop {
         tick.tick().await;
-        let Some(freed) = freed_bytes() else { return };
+        let Some(usage) = usage() else { return };
+        report(usage);
+        let freed = usage.free;
         if freed > after_last_trim + TRIM_ABOVE_BYTES {
             release_freed_now().await;
             after_last_trim = freed_bytes().unwrap_or(freed);
@@ -73,16 +121,6 @@ pub async fn release_freed_forever() {
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     use super::*;
-
-    fn resident_bytes() -> usize {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-        let pages: usize = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_default();
-        pages * 4096
-    }
 
     #[test]
     fn freed_memory_is_seen_and_given_back() {
@@ -104,9 +142,9 @@ mod tests {
             free_before > 50 << 20,
             "only {free_before} bytes free after freeing ~100 MB"
         );
-        let resident_before = resident_bytes();
+        let resident_before = resident_bytes().unwrap_or_default();
         release_freed();
-        let resident_after = resident_bytes();
+        let resident_after = resident_bytes().unwrap_or_default();
         assert!(
             resident_after + (50 << 20) < resident_before,
             "resident {resident_before} bytes before trimming, {resident_after} after"

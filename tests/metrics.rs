@@ -4,47 +4,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use belfry::api::pb;
+use support::metrics::{http_get, scrape, series, value};
 use support::procs::{ProcCluster, ADMIN_TOKEN};
 use support::{wait_for, RedisServer};
-
-/// A plain HTTP/1.0 GET: (status code, body), or None if the node does not answer.
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
-/// The value of one series (`name` or `name{labels}` exactly as exported), if present.
-fn series(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (key, value) = line.rsplit_once(' ')?;
-            (key == name).then(|| value.parse().ok()).flatten()
-        })
-}
-
-fn scrape(cluster: &ProcCluster, i: usize) -> Option<String> {
-    http_get(&cluster.nodes[i].metrics_addr, "/metrics")
-        .filter(|(status, _)| *status == 200)
-        .map(|(_, body)| body)
-}
-
-fn value(cluster: &ProcCluster, i: usize, name: &str) -> f64 {
-    scrape(cluster, i)
-        .and_then(|body| series(&body, name))
-        .unwrap_or(0.0)
-}
 
 const PUSHED: &str = "belfry_dispatches_total{outcome=\"pushed\"}";
 
@@ -87,6 +52,24 @@ async fn key_series_follow_dispatches_leadership_and_redis() {
                 && series(&body, "belfry_schedules{state=\"paused\"}") == Some(1.0))
             .then_some(())
         },
+    );
+    // Memory gauges agree with what the OS reports for the process.
+    let resident_kib = std::fs::read_to_string(format!("/proc/{}/status", cluster.pid(leader)))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .expect("VmRSS of the leader");
+    let gauge = value(&cluster, leader, "process_resident_memory_bytes") / 1024.0;
+    assert!(
+        gauge > resident_kib / 2.0 && gauge < resident_kib * 2.0,
+        "process_resident_memory_bytes says {gauge} KiB, the OS {resident_kib} KiB"
+    );
+    let allocated = value(&cluster, leader, "belfry_heap_allocated_bytes") / 1024.0;
+    assert!(
+        allocated > 0.0 && allocated < gauge,
+        "heap {allocated} KiB of {gauge} KiB resident"
     );
     for follower in (0..3).filter(|i| *i != leader) {
         let id = cluster.nodes[follower].id;

@@ -18,6 +18,10 @@ pub const REDIS_ERRORS: &str = "belfry_redis_errors_total";
 pub const REDIS_PUSH_DURATION: &str = "belfry_redis_push_duration_seconds";
 pub const API_REQUESTS: &str = "belfry_api_requests_total";
 pub const API_REQUEST_DURATION: &str = "belfry_api_request_duration_seconds";
+pub const HEAP_ALLOCATED: &str = "belfry_heap_allocated_bytes";
+pub const HEAP_FREE: &str = "belfry_heap_free_bytes";
+/// The Prometheus convention's name, so standard process dashboards find it.
+pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 
 /// `outcome` values of [`DISPATCHES`].
 pub mod outcome {

@@ -216,4 +216,5 @@ impl Drop for CeleryWorker {
 pub fn read_repo_file(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(repo_root().join(path)).expect("read repository file")
 }
+pub mod metrics;
 pub mod procs;
