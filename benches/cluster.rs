@@ -134,21 +134,12 @@ fn failover(trials: usize) {
     );
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The resident size after a minute at rest: after bulk work the server gives freed heap back
 /// to the system in passes over the following seconds (see `heap.rs`), and a node at rest is
 /// what is measured.
 fn resting_rss_kib(pid: u32) -> u64 {
     std::thread::sleep(Duration::from_secs(60));
-    rss_kib(pid)
+    support::rss_kib(pid)
 }
 
 /// The resident size of a one-node cluster with no schedules, at rest.

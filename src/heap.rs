@@ -69,16 +69,10 @@ pub fn resident_bytes() -> Option<usize> {
     Some(pages * page_size())
 }
 
-#[cfg(unix)]
 fn page_size() -> usize {
     // SAFETY: sysconf only reads a system constant.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(size).unwrap_or(4096)
-}
-
-#[cfg(not(unix))]
-fn page_size() -> usize {
-    4096
 }
 
 fn report(usage: HeapUsage) {

@@ -54,13 +54,7 @@ async fn key_series_follow_dispatches_leadership_and_redis() {
         },
     );
     // Memory gauges agree with what the OS reports for the process.
-    let resident_kib = std::fs::read_to_string(format!("/proc/{}/status", cluster.pid(leader)))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .expect("VmRSS of the leader");
+    let resident_kib = support::rss_kib(cluster.pid(leader)) as f64;
     let gauge = value(&cluster, leader, "process_resident_memory_bytes") / 1024.0;
     assert!(
         gauge > resident_kib / 2.0 && gauge < resident_kib * 2.0,

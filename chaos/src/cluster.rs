@@ -24,6 +24,12 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no free loopback port for node {id}: {source}")]
+    Port {
+        id: u64,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("files of node {id}: {source}")]
     Files {
         id: u64,
@@ -87,7 +93,7 @@ impl Cluster {
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
             net.add_node(id)?;
-            nodes.insert(id, Self::new_node(&net, &config, id, false));
+            nodes.insert(id, Self::new_node(&net, &config, id, false)?);
         }
         let initial_peers = nodes
             .values()
@@ -108,16 +114,22 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn new_node(net: &Network, config: &ClusterConfig, id: u64, joiner: bool) -> Node {
+    fn new_node(
+        net: &Network,
+        config: &ClusterConfig,
+        id: u64,
+        joiner: bool,
+    ) -> Result<Node, ClusterError> {
         let (addr, listen) = if net.is_netns() {
             let addr = format!("{}:{NODE_PORT}", net.node_ip(id));
             (addr.clone(), addr)
         } else {
-            let port = free_port();
+            let port = belfry::cli::ports::loopback_port()
+                .map_err(|source| ClusterError::Port { id, source })?;
             let addr = format!("127.0.0.1:{port}");
             (addr.clone(), addr)
         };
-        Node {
+        Ok(Node {
             id,
             addr,
             listen,
@@ -132,7 +144,7 @@ impl Cluster {
             partial: String::new(),
             leading_term: None,
             clock_offset_ms: 0,
-        }
+        })
     }
 
     /// Starts node `id` from its data directory.
@@ -209,7 +221,7 @@ impl Cluster {
     pub fn spawn_joiner(&mut self) -> Result<u64, ClusterError> {
         let id = self.nodes.keys().max().copied().unwrap_or(0) + 1;
         self.net.add_node(id)?;
-        let node = Self::new_node(&self.net, &self.config, id, true);
+        let node = Self::new_node(&self.net, &self.config, id, true)?;
         self.nodes.insert(id, node);
         self.spawn(id)?;
         Ok(id)
@@ -433,9 +445,4 @@ fn write_clock_file(path: &Path, offset_ms: i64) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, path)
-}
-
-/// A free TCP port on 127.0.0.1 (released before use).
-pub fn free_port() -> u16 {
-    belfry::cli::ports::loopback_port().unwrap_or(0)
 }

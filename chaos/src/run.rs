@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::api::Api;
 use crate::checker::{self, Final, PreviewCheck};
-use crate::cluster::{free_port, Cluster, ClusterConfig};
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::consumer::Consumer;
 use crate::history::{incident, History, OpKind, SharedHistory};
 use crate::nemesis::{self, Nemesis, Targets};
@@ -44,6 +44,8 @@ pub enum RunError {
     Redis(#[from] crate::redis_proc::RedisError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error("no free loopback port for Redis: {0}")]
+    Port(std::io::Error),
     #[error("redis proxy: {0}")]
     Proxy(std::io::Error),
     #[error("the cluster elected no leader within {0:?} of starting")]
@@ -184,7 +186,8 @@ pub async fn run(args: Args) -> Result<bool, RunError> {
         Network::loopback()
     };
     let host_ip = net.host_ip();
-    let redis = RedisProc::start(&args.redis_server, &out.join("redis"), free_port())?;
+    let redis_port = belfry::cli::ports::loopback_port().map_err(RunError::Port)?;
+    let redis = RedisProc::start(&args.redis_server, &out.join("redis"), redis_port)?;
     let direct_url = redis.url(0);
     let proxy = SlowProxy::start(&host_ip, redis.port)
         .await

@@ -29,14 +29,13 @@ pub fn loopback_port() -> std::io::Result<u16> {
         // Processes started together begin at different places, so they rarely probe the
         // same ports.
         let start = std::process::id().wrapping_mul(7_919) % span;
-        for _ in 0..span {
+        let free = (0..span).find_map(|_| {
             let n = HANDED_OUT.fetch_add(1, Ordering::Relaxed);
-            let port = FLOOR + (start + n) % span;
-            if let Ok(port) = u16::try_from(port) {
-                if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                    return Ok(port);
-                }
-            }
+            let port = u16::try_from(FLOOR + start.wrapping_add(n) % span).ok()?;
+            TcpListener::bind(("127.0.0.1", port)).ok().map(|_| port)
+        });
+        if let Some(port) = free {
+            return Ok(port);
         }
     }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -40,6 +40,16 @@ pub fn free_port() -> u16 {
     belfry::cli::ports::loopback_port().expect("a free loopback port")
 }
 
+/// The resident size of process `pid` in KiB, as the OS reports it (0 if it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A `redis-server` owned by one test.
 pub struct RedisServer {
     pub port: u16,

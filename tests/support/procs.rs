@@ -284,11 +284,9 @@ impl Drop for ProcCluster {
     /// since a second panic would abort the test binary and hide the first.
     fn drop(&mut self) {
         let mut exited = Vec::new();
-        for node in &mut self.nodes {
-            let Some(mut child) = node.child.take() else {
-                continue;
-            };
-            if let Ok(Some(status)) = child.try_wait() {
+        for i in 0..self.nodes.len() {
+            let node = &mut self.nodes[i];
+            if let Some(Ok(Some(status))) = node.child.as_mut().map(Child::try_wait) {
                 let log = std::fs::read_to_string(&node.log).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(10).collect();
                 exited.push(format!(
@@ -296,11 +294,9 @@ impl Drop for ProcCluster {
                     node.id,
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 ));
-                continue;
             }
             // SIGKILL ends a stopped (SIGSTOP) process too.
-            let _ = child.kill();
-            let _ = child.wait();
+            self.kill(i);
         }
         if !exited.is_empty() && !std::thread::panicking() {
             panic!("{}", exited.join("\n"));
