@@ -584,8 +584,16 @@ async fn plan_file_changes(
         .spawn(move || {
             let planned = schedules_file::load(&path, now).map(|declared| {
                 let applied = state.blocking_read();
-                let commands =
+                let mut commands =
                     schedules_file::reconcile(&applied.data, &declared, now, Uuid::new_v4);
+                // Never propose what no node could read back (it would stop every Raft core).
+                commands.retain(|command| match crate::raft::check_round_trip(command) {
+                    Ok(()) => true,
+                    Err(err) => {
+                        error!(%err, ?command, "a schedules file change was refused");
+                        false
+                    }
+                });
                 (declared.len(), commands)
             });
             let _ = reply.send(planned);

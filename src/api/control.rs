@@ -6,6 +6,7 @@
 //! Owns the leader-side execution of writes, membership changes and leadership handover. It
 //! must not speak gRPC to clients (that is `schedules` and `cluster`) nor apply state itself.
 
+mod admit;
 mod group_commit;
 mod membership;
 mod writes;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::pb;
 use crate::celery::{Expires, TaskOptions};
-use crate::schedule::{parse_instant, SpecInput};
+use crate::schedule::{parse_bounded_instant, SpecInput};
 use crate::state::validate::MAX_ARGS_BYTES;
 use crate::state::{
     CatchupPolicy, CatchupRule, Labels, RunOutcome, RunRecord, ScheduleDef, ScheduleRecord,
@@ -86,7 +86,7 @@ fn task_options(options: &pb::TaskOptions) -> Result<TaskOptions, ApiError> {
         (Some(seconds), _) => Some(Expires::AfterSeconds(seconds)),
         (None, "") => None,
         (None, at) => Some(Expires::At(
-            parse_instant("options.expires_at", at)
+            parse_bounded_instant("options.expires_at", at)
                 .map_err(|e| ApiError::invalid(e.field, e.reason))?,
         )),
     };

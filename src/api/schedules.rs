@@ -17,8 +17,8 @@ use super::convert::{pb_run, pb_schedule, schedule_def, spec_input, timestamp};
 use super::error::ApiError;
 use super::pb;
 use super::pb::schedules_server::Schedules;
-use crate::schedule::{parse_instant, Spec};
-use crate::state::validate::{validate_def, validate_name, MAX_LABELS};
+use crate::schedule::{parse_bounded_instant, Spec};
+use crate::state::validate::{validate_def, validate_existing_name, MAX_LABELS};
 use crate::state::ScheduleDef;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -78,7 +78,7 @@ impl SchedulesApi {
     ) -> Result<pb::Schedule, ApiError> {
         require(&request, Role::Admin)?;
         let name = request.into_inner().name;
-        validate_name(&name).map_err(ApiError::from)?;
+        validate_existing_name(&name).map_err(ApiError::from)?;
         self.write(WriteOp::SetEnabled {
             name: name.clone(),
             enabled,
@@ -159,7 +159,7 @@ impl Schedules for SchedulesApi {
     ) -> Reply<pb::DeleteScheduleResponse> {
         require(&request, Role::Admin)?;
         let body = request.into_inner();
-        validate_name(&body.name).map_err(ApiError::from)?;
+        validate_existing_name(&body.name).map_err(ApiError::from)?;
         let written = self
             .write(WriteOp::Delete {
                 name: body.name,
@@ -173,7 +173,7 @@ impl Schedules for SchedulesApi {
 
     async fn get_schedule(&self, request: Request<pb::GetScheduleRequest>) -> Reply<pb::Schedule> {
         require(&request, Role::ReadOnly)?;
-        validate_name(&request.get_ref().name).map_err(ApiError::from)?;
+        validate_existing_name(&request.get_ref().name).map_err(ApiError::from)?;
         self.barrier(&request).await?;
         Ok(Response::new(self.stored(&request.get_ref().name).await?))
     }
@@ -195,7 +195,7 @@ impl Schedules for SchedulesApi {
         } as usize;
         check_labels(&body.labels, "labels")?;
         if !body.page_token.is_empty() {
-            validate_name(&body.page_token)
+            validate_existing_name(&body.page_token)
                 .map_err(|_| ApiError::invalid("page_token", "not a token this API issued"))?;
         }
         self.barrier(&request).await?;
@@ -252,7 +252,7 @@ impl Schedules for SchedulesApi {
     ) -> Reply<pb::TriggerScheduleResponse> {
         require(&request, Role::Admin)?;
         let name = request.into_inner().name;
-        validate_name(&name).map_err(ApiError::from)?;
+        validate_existing_name(&name).map_err(ApiError::from)?;
         let written = self
             .write(WriteOp::Trigger {
                 name,
@@ -288,11 +288,12 @@ impl Schedules for SchedulesApi {
         let after = if body.after.is_empty() {
             now
         } else {
-            parse_instant("after", &body.after).map_err(|e| ApiError::invalid(e.field, e.reason))?
+            parse_bounded_instant("after", &body.after)
+                .map_err(|e| ApiError::invalid(e.field, e.reason))?
         };
         let occurrences = match &body.target {
             Some(pb::preview_schedule_request::Target::Name(name)) => {
-                validate_name(name).map_err(ApiError::from)?;
+                validate_existing_name(name).map_err(ApiError::from)?;
                 self.barrier(&request).await?;
                 let applied = self.control.state.read().await;
                 let record =
@@ -305,9 +306,10 @@ impl Schedules for SchedulesApi {
                     .unwrap_or_default()
             }
             Some(pb::preview_schedule_request::Target::Spec(spec)) => {
-                Spec::parse(&spec_input(spec), now)
-                    .map_err(|e| ApiError::invalid(format!("spec.{}", e.field), e.reason))?
-                    .upcoming(after, count)
+                let spec = Spec::parse(&spec_input(spec), now)
+                    .and_then(|spec| spec.check_bounds().map(|()| spec))
+                    .map_err(|e| ApiError::invalid(format!("spec.{}", e.field), e.reason))?;
+                spec.upcoming(after, count)
             }
             None => return Err(ApiError::invalid("target", "give a name or a spec").into()),
         };
@@ -321,7 +323,7 @@ impl Schedules for SchedulesApi {
         request: Request<pb::ListRunsRequest>,
     ) -> Reply<pb::ListRunsResponse> {
         require(&request, Role::ReadOnly)?;
-        validate_name(&request.get_ref().name).map_err(ApiError::from)?;
+        validate_existing_name(&request.get_ref().name).map_err(ApiError::from)?;
         self.barrier(&request).await?;
         let applied = self.control.state.read().await;
         let name = &request.get_ref().name;

@@ -51,13 +51,38 @@ fn invalid(field: &str, reason: impl Into<String>) -> OptionsError {
 }
 
 /// When a dispatched message stops being worth running: the worker revokes it after that.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Written as a number of seconds or an RFC 3339 instant.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Expires {
     /// Seconds after the occurrence's scheduled instant.
     AfterSeconds(f64),
     /// An absolute instant.
     At(DateTime<Utc>),
+}
+
+/// The longest relative expiry: ten years, far inside what instants can represent.
+pub const MAX_EXPIRES_SECONDS: f64 = 10.0 * 366.0 * 86_400.0;
+
+// Read through `serde_json::Value`, not `#[serde(untagged)]`: with serde_json's
+// `arbitrary_precision` an untagged enum sees a number as a private map and rejects it, so
+// `expires = 3600` could be written to the log and then never read back.
+impl<'de> Deserialize<'de> for Expires {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(deserializer)? {
+            Value::Number(n) => n
+                .as_f64()
+                .map(Expires::AfterSeconds)
+                .ok_or_else(|| D::Error::custom("expires: not a representable number")),
+            Value::String(text) => DateTime::parse_from_rfc3339(&text)
+                .map(|at| Expires::At(at.with_timezone(&Utc)))
+                .map_err(|e| D::Error::custom(format!("expires: {text:?} is not RFC 3339: {e}"))),
+            other => Err(D::Error::custom(format!(
+                "expires: must be seconds or an RFC 3339 instant, not {other}"
+            ))),
+        }
+    }
 }
 
 /// Celery options of one schedule, mirroring `apply_async`'s.
@@ -181,8 +206,19 @@ impl TaskOptions {
                 ));
             }
         }
-        if let Some(Expires::AfterSeconds(secs)) = self.expires {
-            check_seconds("options.expires", Some(secs))?;
+        match &self.expires {
+            Some(Expires::AfterSeconds(secs)) => {
+                check_seconds("options.expires", Some(*secs))?;
+                if *secs > MAX_EXPIRES_SECONDS {
+                    return Err(invalid(
+                        "options.expires",
+                        format!("{secs} s is more than ten years ({MAX_EXPIRES_SECONDS} s)"),
+                    ));
+                }
+            }
+            Some(Expires::At(at)) => crate::schedule::check_instant(*at)
+                .map_err(|reason| invalid("options.expires", reason))?,
+            None => {}
         }
         check_seconds("options.time_limit", self.time_limit)?;
         check_seconds("options.soft_time_limit", self.soft_time_limit)?;

@@ -7,7 +7,7 @@ use chrono::Utc;
 use clap::{ArgGroup, Args};
 
 use super::fail;
-use crate::schedule::{parse_instant, Spec, SpecInput};
+use crate::schedule::{parse_bounded_instant, Spec, SpecInput};
 
 /// The most occurrences one call prints.
 const MAX_COUNT: usize = 100_000;
@@ -52,7 +52,7 @@ pub fn run(args: PreviewArgs) -> ExitCode {
     let after = match args
         .after
         .as_deref()
-        .map(|t| parse_instant("--after", t))
+        .map(|t| parse_bounded_instant("--after", t))
         .transpose()
     {
         Ok(after) => after.unwrap_or(now),
@@ -71,7 +71,7 @@ pub fn run(args: PreviewArgs) -> ExitCode {
         start_at: args.start_at.map(Into::into),
         end_at: args.end_at.map(Into::into),
     };
-    let spec = match Spec::parse(&input, now) {
+    let spec = match Spec::parse(&input, now).and_then(|spec| spec.check_bounds().map(|()| spec)) {
         Ok(spec) => spec,
         Err(e) => return fail(format!("--{}", e.to_string().replace('_', "-"))),
     };

@@ -229,6 +229,7 @@ async fn plan_loop(
             let command = Command::Fire {
                 fires: planned.fires,
                 skips: planned.skips,
+                faults: planned.faults,
                 at: now,
             };
             match ctx.raft.client_write(command).await {

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::ids::occurrence_task_id;
 use crate::celery::{Encoded, Encoder};
-use crate::state::{CatchupRule, FireItem, ScheduleRecord, SkipItem, SkipReason, StateData};
+use crate::state::{
+    CatchupRule, FaultItem, FireItem, ScheduleRecord, SkipItem, SkipReason, StateData,
+};
 
 /// Planning limits and thresholds.
 #[derive(Clone, Debug)]
@@ -45,13 +47,15 @@ pub struct Plan {
     /// cannot be rendered is skipped, not committed).
     pub rendered: Vec<(Uuid, Encoded)>,
     pub skips: Vec<SkipItem>,
+    /// Schedules whose planning failed: set aside, the others go on.
+    pub faults: Vec<FaultItem>,
     /// When to plan again if nothing changes: the next occurrence minus the lookahead.
     pub wake_at: Option<DateTime<Utc>>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.fires.is_empty() && self.skips.is_empty()
+        self.fires.is_empty() && self.skips.is_empty() && self.faults.is_empty()
     }
 }
 
@@ -75,12 +79,56 @@ pub fn plan(
             break;
         }
         if let Some(record) = state.schedules.get(name) {
-            plan_schedule(
+            plan_guarded(
                 record, *next, now, horizon, config, encoder, cluster_id, &mut plan,
             );
         }
     }
     plan
+}
+
+/// Plans one schedule; if that panics, whatever it added is taken back and the schedule is
+/// reported as faulted instead, so one schedule the engine cannot handle never stops the
+/// others (nor every later leader, which would meet the same schedule).
+#[allow(clippy::too_many_arguments)]
+fn plan_guarded(
+    record: &ScheduleRecord,
+    first: DateTime<Utc>,
+    now: DateTime<Utc>,
+    horizon: DateTime<Utc>,
+    config: &PlanConfig,
+    encoder: &Encoder,
+    cluster_id: Uuid,
+    plan: &mut Plan,
+) {
+    let marks = (plan.fires.len(), plan.rendered.len(), plan.skips.len());
+    let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        plan_schedule(
+            record, first, now, horizon, config, encoder, cluster_id, plan,
+        )
+    }));
+    if let Err(panic) = planned {
+        plan.fires.truncate(marks.0);
+        plan.rendered.truncate(marks.1);
+        plan.skips.truncate(marks.2);
+        let reason = format!("planning failed: {}", panic_message(panic.as_ref()));
+        tracing::error!(schedule = %record.def.name, revision = record.revision, %reason, "schedule set aside as faulted");
+        plan.faults.push(FaultItem {
+            schedule: record.def.name.to_string(),
+            incarnation: record.incarnation,
+            revision: record.revision,
+            reason,
+        });
+    }
+}
+
+/// The text a panic was raised with.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -94,14 +142,16 @@ fn plan_schedule(
     cluster_id: Uuid,
     plan: &mut Plan,
 ) {
+    #[cfg(test)]
+    tests::fail_point(record);
     let Some(spec) = record.spec() else { return };
     let policy = record.def.catchup;
-    let window_start = now
-        - Duration::seconds(
-            i64::try_from(policy.window_secs)
-                .unwrap_or(i64::MAX / 1000)
-                .min(i64::MAX / 1000),
-        );
+    // Checked: a stored window may predate the bound validation puts on new ones.
+    let window_start = i64::try_from(policy.window_secs)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|window| now.checked_sub_signed(window))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     // Late but within the grace is on time; anything due during a pause is missed.
     let missed_before =
         (now - config.misfire_grace).max(record.resumed_at.unwrap_or(now - config.misfire_grace));

@@ -35,3 +35,44 @@ pub fn storage_error(
 ) -> StorageError {
     openraft::StorageIOError::new(subject, verb, openraft::AnyError::new(&err)).into()
 }
+
+/// Why a command cannot be proposed: it would not read back as itself.
+#[derive(Debug, thiserror::Error)]
+pub enum RoundTripError {
+    #[error("cannot be encoded: {0}")]
+    Encode(serde_json::Error),
+    #[error("would not decode from the log or on a peer: {0}")]
+    Decode(serde_json::Error),
+    #[error("reads back changed: a node would apply something else than what was proposed")]
+    Changed,
+}
+
+/// Checks that `command` survives the deepest encoding it travels in: inside a `Batch`, inside
+/// a log entry, inside an AppendEntries request to a peer (the log store keeps the entry itself,
+/// a shallower wrapping of the same bytes). The leader proposes nothing that fails this: an
+/// entry that no node can read back would stop every node's Raft core.
+pub fn check_round_trip(command: &crate::state::Command) -> Result<(), RoundTripError> {
+    use crate::state::Command;
+    use openraft::raft::AppendEntriesRequest;
+    use openraft::{EntryPayload, LogId, Vote};
+    let request = AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::default(),
+        prev_log_id: None,
+        entries: vec![Entry {
+            log_id: LogId::default(),
+            payload: EntryPayload::Normal(Command::Batch(vec![command.clone()])),
+        }],
+        leader_commit: None,
+    };
+    let bytes = serde_json::to_vec(&request).map_err(RoundTripError::Encode)?;
+    let back: AppendEntriesRequest<TypeConfig> =
+        serde_json::from_slice(&bytes).map_err(RoundTripError::Decode)?;
+    match back.entries.into_iter().next().map(|entry| entry.payload) {
+        Some(EntryPayload::Normal(Command::Batch(commands)))
+            if commands.len() == 1 && commands[0] == *command =>
+        {
+            Ok(())
+        }
+        _ => Err(RoundTripError::Changed),
+    }
+}

@@ -82,7 +82,36 @@ pub struct Spec {
     pub end_at: Option<DateTime<Utc>>,
 }
 
-/// Parses an RFC 3339 instant, naming `field` on error.
+/// The earliest instant a spec may name: the Unix epoch.
+pub const EARLIEST_INSTANT: DateTime<Utc> = DateTime::UNIX_EPOCH;
+
+/// The latest instant a spec may name, and the last one the engine ever returns: the end of
+/// year 9999, the last instant RFC 3339 can write in UTC.
+pub fn latest_instant() -> DateTime<Utc> {
+    // 9999-12-31T23:59:59Z.
+    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Checks that `at` is an instant the engine works with: within
+/// [`EARLIEST_INSTANT`, `latest_instant()`] and not a leap second (never a fire time).
+pub fn check_instant(at: DateTime<Utc>) -> Result<(), String> {
+    if at.timestamp_subsec_nanos() >= 1_000_000_000 {
+        return Err(format!(
+            "{at:?} is a leap second, which is never a fire time"
+        ));
+    }
+    if at < EARLIEST_INSTANT || at > latest_instant() {
+        return Err(format!(
+            "{} is outside 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z",
+            at.to_rfc3339()
+        ));
+    }
+    Ok(())
+}
+
+/// Parses an RFC 3339 instant, naming `field` on error. Only the syntax is checked here (a
+/// stored definition is read back with the rules it was accepted under); `check_instant`
+/// decides whether a new one is in range.
 pub fn parse_instant(field: &str, text: &str) -> Result<DateTime<Utc>, SpecError> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
@@ -92,6 +121,13 @@ pub fn parse_instant(field: &str, text: &str) -> Result<DateTime<Utc>, SpecError
                 format!("{text:?} is not an RFC 3339 instant such as 2025-01-01T00:00:00Z ({e})"),
             )
         })
+}
+
+/// `parse_instant` followed by `check_instant`: for instants a person gives now.
+pub fn parse_bounded_instant(field: &str, text: &str) -> Result<DateTime<Utc>, SpecError> {
+    let at = parse_instant(field, text)?;
+    check_instant(at).map_err(|reason| SpecError::new(field, reason))?;
+    Ok(at)
 }
 
 /// Parses an IANA zone name such as `America/New_York`.
@@ -174,11 +210,46 @@ impl Spec {
         })
     }
 
-    /// The first occurrence strictly after `after`, or `None` when the spec has no more.
+    /// Checks that every instant the spec names is one the engine works with
+    /// (`check_instant`), naming the field. Applied to new and changed definitions; a stored
+    /// one is never re-judged, so every node reads the log the same way whatever its version.
+    pub fn check_bounds(&self) -> Result<(), SpecError> {
+        let fields = [
+            ("start_at", self.start_at),
+            ("end_at", self.end_at),
+            (
+                "anchor",
+                match self.kind {
+                    Kind::Interval { anchor, .. } => Some(anchor),
+                    _ => None,
+                },
+            ),
+            (
+                "once",
+                match self.kind {
+                    Kind::Once(at) => Some(at),
+                    _ => None,
+                },
+            ),
+        ];
+        for (field, at) in fields {
+            if let Some(at) = at {
+                check_instant(at).map_err(|reason| SpecError::new(field, reason))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first occurrence strictly after `after`, or `None` when the spec has no more. Never
+    /// later than `latest_instant()`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // Occurrences at or after start_at: search from just before it.
         let after = match self.start_at {
-            Some(start) => after.max(start - Duration::milliseconds(1)),
+            Some(start) => after.max(
+                start
+                    .checked_sub_signed(Duration::milliseconds(1))
+                    .unwrap_or(start),
+            ),
             None => after,
         };
         let next = match &self.kind {
@@ -196,6 +267,7 @@ impl Spec {
         }?;
         match self.end_at {
             Some(end) if next >= end => None,
+            _ if next > latest_instant() => None,
             _ => Some(next),
         }
     }

@@ -156,6 +156,17 @@ fn one() -> u64 {
     1
 }
 
+/// A schedule the leader could not plan: it is set aside (planned no more) until its
+/// definition changes, and the reason is shown to people. Only the revision it names is
+/// faulted, so a fix committed meanwhile is never marked by a stale report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultItem {
+    pub schedule: String,
+    pub incarnation: Uuid,
+    pub revision: u64,
+    pub reason: String,
+}
+
 /// A change to replicated state. `at` is the proposing leader's wall clock.
 // Commands are short-lived messages on their way into the log; their size in memory does not
 // matter, so the large `Put` variant stays unboxed.
@@ -182,10 +193,14 @@ pub enum Command {
         enabled: bool,
         at: DateTime<Utc>,
     },
-    /// Intents to dispatch, and skips, decided together.
+    /// Intents to dispatch, skips and planning faults, decided together.
     Fire {
         fires: Vec<FireItem>,
         skips: Vec<SkipItem>,
+        /// Absent from entries written before faults were recorded, and left out when empty,
+        /// so those entries read (and encode) as they always did.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        faults: Vec<FaultItem>,
         at: DateTime<Utc>,
     },
     /// Several commands in one log entry, applied in order (bulk changes to schedules).

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::command::{
-    Command, CommandResult, FireItem, Rejection, ScheduleDef, SkipItem, SkipReason,
+    Command, CommandResult, FaultItem, FireItem, Rejection, ScheduleDef, SkipItem, SkipReason,
 };
 use crate::schedule::Spec;
 
@@ -61,6 +61,9 @@ pub struct ScheduleRecord {
     /// missed (subject to the catch-up policy) however recent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_at: Option<DateTime<Utc>>,
+    /// Why the leader could not plan this revision: set aside until the definition changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Box<str>>,
     /// The parsed spec (derived from `def.spec` and `created_at`).
     #[serde(skip)]
     spec: Option<Spec>,
@@ -72,6 +75,25 @@ pub struct ScheduleRecord {
 impl ScheduleRecord {
     pub fn spec(&self) -> Option<&Spec> {
         self.spec.as_ref()
+    }
+
+    /// Why this schedule is not planned although enabled, if it is faulted: the leader could
+    /// not plan it, or its stored spec no longer reads (say, a time zone a newer zone database
+    /// renamed).
+    pub fn fault(&self) -> Option<String> {
+        if let Some(reason) = &self.fault {
+            return Some(reason.to_string());
+        }
+        if self.spec.is_some() {
+            return None;
+        }
+        Spec::parse(&self.def.spec, self.created_at)
+            .err()
+            .map(|err| format!("the stored spec cannot be read: {err}"))
+    }
+
+    fn is_faulted(&self) -> bool {
+        self.fault.is_some() || self.spec.is_none()
     }
 
     /// Parses the definition's spec (on create, replace and snapshot load, never per fire).
@@ -88,7 +110,7 @@ impl ScheduleRecord {
         self.next = self
             .spec
             .as_ref()
-            .filter(|_| self.def.enabled)
+            .filter(|_| self.def.enabled && self.fault.is_none())
             .and_then(|spec| spec.next_after(floor));
     }
 
@@ -140,6 +162,9 @@ pub struct StateData {
     /// holding the state.
     #[serde(skip)]
     paused: usize,
+    /// Schedules set aside as faulted (derived; rare, so kept by name).
+    #[serde(skip)]
+    faulted: BTreeSet<Arc<str>>,
 }
 
 impl StateData {
@@ -154,6 +179,7 @@ impl StateData {
             due: BTreeSet::new(),
             outbox_order: BTreeMap::new(),
             paused: 0,
+            faulted: BTreeSet::new(),
         }
     }
 
@@ -162,11 +188,17 @@ impl StateData {
         self.paused
     }
 
+    /// The schedules set aside as faulted, by name.
+    pub fn faulted(&self) -> &BTreeSet<Arc<str>> {
+        &self.faulted
+    }
+
     /// Rebuilds derived fields after deserializing a snapshot.
     pub fn rebuild_indexes(&mut self) {
         self.outbox_order = self.outbox.values().map(|e| (e.seq, e.task_id)).collect();
         self.due.clear();
         self.paused = 0;
+        self.faulted.clear();
         for (name, record) in self.schedules.iter_mut() {
             let record = Arc::make_mut(record);
             // A loaded snapshot holds each name twice (key and definition); keep one. A
@@ -179,6 +211,9 @@ impl StateData {
             record.plan_next();
             if let Some(next) = record.next {
                 self.due.insert((next, name.clone()));
+            }
+            if record.is_faulted() {
+                self.faulted.insert(name.clone());
             }
         }
     }
@@ -208,6 +243,11 @@ impl StateData {
             self.due.remove(&(old, key.clone()));
         }
         record.plan_next();
+        if record.is_faulted() {
+            self.faulted.insert(key.clone());
+        } else {
+            self.faulted.remove(&key);
+        }
         if let Some(next) = record.next {
             self.due.insert((next, key));
         }
@@ -227,6 +267,7 @@ impl StateData {
     fn remove_schedule(&mut self, name: &str) -> Option<Arc<ScheduleRecord>> {
         let (key, record) = self.schedules.remove_entry(name)?;
         self.count_paused(Some(record.def.enabled), None);
+        self.faulted.remove(&key);
         if let Some(next) = record.next {
             self.due.remove(&(next, key));
         }
@@ -248,7 +289,16 @@ impl StateData {
                 ..
             } => self.delete(name, *expected_revision),
             Command::SetEnabled { name, enabled, at } => self.set_enabled(name, *enabled, *at),
-            Command::Fire { fires, skips, at } => Ok(self.fire(fires, skips, *at)),
+            Command::Fire {
+                fires,
+                skips,
+                faults,
+                at,
+            } => {
+                let result = self.fire(fires, skips, *at);
+                self.set_faults(faults);
+                Ok(result)
+            }
             Command::Batch(commands) => Ok(CommandResult::Batch(
                 commands.iter().map(|c| self.apply(c)).collect(),
             )),
@@ -311,6 +361,7 @@ impl StateData {
                         delivered: 0,
                         history: VecDeque::new(),
                         resumed_at: None,
+                        fault: None,
                         // Parsed at `at`, which is this record's creation instant.
                         spec: Some(spec),
                         next: None,
@@ -330,6 +381,8 @@ impl StateData {
                 let was_enabled = record.def.enabled;
                 record.def = stored();
                 record.revision += 1;
+                // A new definition is planned afresh.
+                record.fault = None;
                 record.updated_at = at;
                 // Anchored at the creation instant, not at this change.
                 record.parse_spec();
@@ -370,6 +423,8 @@ impl StateData {
             }
             Arc::make_mut(&mut record.def).enabled = enabled;
             record.revision += 1;
+            // Resuming (or pausing) is a new revision: planning it is tried again.
+            record.fault = None;
             record.updated_at = at;
         }
         let revision = record.revision;
@@ -458,6 +513,24 @@ impl StateData {
             self.replan(&name);
         }
         CommandResult::Fired { accepted, skipped }
+    }
+
+    /// Sets aside each faulted schedule, if it is still at the revision the leader planned.
+    fn set_faults(&mut self, faults: &[FaultItem]) {
+        for fault in faults {
+            let Some(record) = self
+                .schedules
+                .get_mut(fault.schedule.as_str())
+                .map(Arc::make_mut)
+            else {
+                continue;
+            };
+            if record.incarnation != fault.incarnation || record.revision != fault.revision {
+                continue;
+            }
+            record.fault = Some(fault.reason.as_str().into());
+            self.replan(&fault.schedule);
+        }
     }
 
     fn ack(

@@ -11,8 +11,8 @@ mod store;
 pub mod validate;
 
 pub use command::{
-    CatchupPolicy, CatchupRule, Command, CommandResult, FireItem, Rejection, ScheduleDef, SkipItem,
-    SkipReason, MAX_COMMANDS_PER_ENTRY,
+    CatchupPolicy, CatchupRule, Command, CommandResult, FaultItem, FireItem, Rejection,
+    ScheduleDef, SkipItem, SkipReason, MAX_COMMANDS_PER_ENTRY,
 };
 pub use data::{OutboxEntry, RunOutcome, RunRecord, ScheduleRecord, StateData, HISTORY_LEN};
 pub use labels::Labels;

@@ -2,6 +2,7 @@
 //! the field it concerns. Limits keep any one request from exhausting memory.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 use super::command::ScheduleDef;
 use crate::schedule::Spec;
@@ -13,6 +14,14 @@ pub const MAX_ARGS_BYTES: usize = 64 * 1024;
 pub const MAX_LABELS: usize = 64;
 pub const MAX_LABEL_LEN: usize = 128;
 pub const MAX_DESCRIPTION_LEN: usize = 4096;
+/// The deepest nesting of arrays and objects in args, kwargs and header values. Every
+/// decoder on the way to the log and to peers wraps a definition in a dozen more levels
+/// (entry, command, batch, request), and serde_json stops at 128: 32 leaves that margin
+/// several times over, and is far deeper than any task signature.
+pub const MAX_JSON_DEPTH: usize = 32;
+/// The longest catch-up window: a year. Older occurrences are not a catch-up any more, and the
+/// bound keeps `now - window` inside the range instants can represent.
+pub const MAX_CATCHUP_WINDOW_SECS: u64 = 366 * 86_400;
 
 /// A rejected definition: the field and the reason.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +58,22 @@ pub fn validate_name(name: &str) -> Result<(), DefError> {
     Ok(())
 }
 
+/// The name of a schedule that may already exist: a name stored under older rules must stay
+/// readable, pausable and deletable, so only its size is checked (an unknown name is simply
+/// not found).
+pub fn validate_existing_name(name: &str) -> Result<(), DefError> {
+    if name.is_empty() || name.len() > MAX_STORED_NAME_BYTES {
+        return Err(invalid(
+            "name",
+            format!("must be 1-{MAX_NAME_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// The longest name `validate_existing_name` lets through: 200 characters of up to four bytes.
+const MAX_STORED_NAME_BYTES: usize = MAX_NAME_LEN * 4;
+
 /// Checks every field of `def`; `now` anchors intervals without an explicit anchor.
 pub fn validate_def(def: &ScheduleDef, now: DateTime<Utc>) -> Result<Spec, DefError> {
     validate_name(&def.name)?;
@@ -62,6 +87,11 @@ pub fn validate_def(def: &ScheduleDef, now: DateTime<Utc>) -> Result<Spec, DefEr
         ));
     }
     let spec = Spec::parse(&def.spec, now).map_err(|e| invalid(e.field, e.reason))?;
+    spec.check_bounds()
+        .map_err(|e| invalid(format!("spec.{}", e.field), e.reason))?;
+    check_depth("args", def.args.iter())?;
+    check_depth("kwargs", def.kwargs.values())?;
+    check_depth("options.headers", def.options.headers.values())?;
     let args_len = serde_json::to_vec(&def.args).map_or(usize::MAX, |v| v.len())
         + serde_json::to_vec(&def.kwargs).map_or(usize::MAX, |v| v.len());
     if args_len > MAX_ARGS_BYTES {
@@ -90,8 +120,44 @@ pub fn validate_def(def: &ScheduleDef, now: DateTime<Utc>) -> Result<Spec, DefEr
             format!("is longer than {MAX_DESCRIPTION_LEN} bytes"),
         ));
     }
-    if def.catchup.window_secs == 0 {
-        return Err(invalid("catchup.window", "must be positive"));
+    if def.catchup.window_secs == 0 || def.catchup.window_secs > MAX_CATCHUP_WINDOW_SECS {
+        return Err(invalid(
+            "catchup.window",
+            format!(
+                "must be 1 to {MAX_CATCHUP_WINDOW_SECS} seconds (a year), not {}",
+                def.catchup.window_secs
+            ),
+        ));
     }
     Ok(spec)
+}
+
+/// How deeply arrays and objects nest in `value` (a scalar is 0, `[]` is 1). Iterative, so a
+/// value of any depth is measured without recursion.
+pub fn json_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
+
+/// Refuses values of `field` nested deeper than `MAX_JSON_DEPTH`, counting the list or map
+/// that holds them as the first level.
+fn check_depth<'a>(field: &str, values: impl Iterator<Item = &'a Value>) -> Result<(), DefError> {
+    let deepest = values.map(json_depth).max().unwrap_or(0) + 1;
+    if deepest > MAX_JSON_DEPTH {
+        return Err(invalid(
+            field,
+            format!("nests {deepest} levels deep; the limit is {MAX_JSON_DEPTH}"),
+        ));
+    }
+    Ok(())
 }

@@ -79,6 +79,7 @@ pub struct Written {
 impl Control {
     /// Commits `command` (grouped with concurrent writes into one entry).
     async fn commit(&self, command: Command) -> Result<(u64, CommandResult), ApiError> {
+        super::admit::admit(&command)?;
         let (reply, committed) = tokio::sync::oneshot::channel();
         self.writes
             .send(super::group_commit::PendingWrite { command, reply })
@@ -245,6 +246,7 @@ impl Control {
         let command = Command::Fire {
             fires: vec![fire],
             skips: Vec::new(),
+            faults: Vec::new(),
             at: now,
         };
         match self.commit(command).await? {

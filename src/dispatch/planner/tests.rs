@@ -146,6 +146,7 @@ fn applying_the_plan_moves_the_schedule_forward() {
     state.apply(&Command::Fire {
         fires: plan.fires,
         skips: plan.skips,
+        faults: plan.faults,
         at: now,
     });
     let record = &state.schedules["s"];
@@ -184,4 +185,122 @@ fn a_pass_is_bounded() {
     let plan = plan(&state, t(T0), &config, &encoder, Uuid::nil());
     assert_eq!(plan.fires.len(), 10);
     assert_eq!(plan.wake_at, Some(t(T0)));
+}
+
+thread_local! {
+    /// The schedule whose planning panics, in this test thread only.
+    static PANIC_FOR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Called by `plan_schedule` in tests: panics for the schedule a test chose, standing for any
+/// defect the engine may have for some definition.
+pub(super) fn fail_point(record: &ScheduleRecord) {
+    PANIC_FOR.with(|name| {
+        if name.borrow().as_deref() == Some(&*record.def.name) {
+            panic!("injected failure for {}", record.def.name);
+        }
+    });
+}
+
+fn two_schedules() -> StateData {
+    let mut state = state_with(CatchupRule::All, 3600);
+    let mut other = state.schedules["s"].def.as_ref().clone();
+    other.name = "other".into();
+    state.apply(&Command::Put {
+        def: other,
+        expected_revision: None,
+        incarnation: Uuid::from_u128(2),
+        at: t(T0),
+    });
+    state
+}
+
+#[test]
+fn a_schedule_whose_planning_panics_is_faulted_and_the_others_still_fire() {
+    let mut state = two_schedules();
+    let now = t(T0) + Duration::seconds(60);
+    PANIC_FOR.with(|name| *name.borrow_mut() = Some("s".into()));
+    let plan = run(&state, now);
+    PANIC_FOR.with(|name| *name.borrow_mut() = None);
+    // Two occurrences each (the anchor and a minute later); only the healthy one's.
+    assert_eq!(
+        plan.fires
+            .iter()
+            .map(|f| f.schedule.as_str())
+            .collect::<Vec<_>>(),
+        ["other", "other"]
+    );
+    assert_eq!(plan.rendered.len(), 2);
+    assert_eq!(plan.faults.len(), 1);
+    assert_eq!(plan.faults[0].schedule, "s");
+    assert_eq!(plan.faults[0].revision, 1);
+    assert!(plan.faults[0].reason.contains("injected failure for s"));
+
+    state.apply(&Command::Fire {
+        fires: plan.fires,
+        skips: plan.skips,
+        faults: plan.faults,
+        at: now,
+    });
+    let record = &state.schedules["s"];
+    assert!(record.fault().unwrap().contains("injected failure"));
+    assert_eq!(record.next, None, "a faulted schedule is planned no more");
+    assert_eq!(state.faulted().len(), 1);
+    // Later passes no longer meet it (and so cannot fail on it again).
+    assert!(run(&state, now + Duration::seconds(60))
+        .fires
+        .iter()
+        .all(|f| f.schedule == "other"));
+
+    // A new definition is planned afresh.
+    let mut def = state.schedules["s"].def.as_ref().clone();
+    def.description = "fixed".into();
+    state.apply(&Command::Put {
+        def,
+        expected_revision: Some(1),
+        incarnation: Uuid::nil(),
+        at: now,
+    });
+    assert_eq!(state.schedules["s"].fault(), None);
+    assert!(state.faulted().is_empty());
+    assert!(state.schedules["s"].next.is_some());
+}
+
+#[test]
+fn a_fault_reported_for_an_older_revision_marks_nothing() {
+    let mut state = two_schedules();
+    let mut def = state.schedules["s"].def.as_ref().clone();
+    def.description = "changed".into();
+    state.apply(&Command::Put {
+        def,
+        expected_revision: Some(1),
+        incarnation: Uuid::nil(),
+        at: t(T0),
+    });
+    state.apply(&Command::Fire {
+        fires: vec![],
+        skips: vec![],
+        faults: vec![FaultItem {
+            schedule: "s".into(),
+            incarnation: Uuid::from_u128(1),
+            revision: 1,
+            reason: "stale".into(),
+        }],
+        at: t(T0),
+    });
+    assert_eq!(state.schedules["s"].fault(), None);
+    assert!(state.faulted().is_empty());
+}
+
+#[test]
+fn a_stored_catch_up_window_beyond_any_instant_plans_without_overflow() {
+    // Written before windows were bounded: the planner must not overflow on it.
+    for window in [10_000_000_000_000, u64::MAX] {
+        let state = state_with(CatchupRule::All, window);
+        let plan = run(&state, t(T0) + Duration::seconds(150));
+        // The anchor and the two minutes after it, none skipped.
+        assert_eq!(fired(&plan).len(), 3, "window {window}");
+        assert!(plan.skips.is_empty());
+        assert!(plan.faults.is_empty());
+    }
 }

@@ -51,6 +51,7 @@ fn fire(state: &mut StateData, fires: Vec<FireItem>, skips: Vec<SkipItem>) -> Co
     state.apply(&Command::Fire {
         fires,
         skips,
+        faults: vec![],
         at: t("2025-01-01T00:10:00Z"),
     })
 }
@@ -343,6 +344,7 @@ fn snapshots_round_trip_and_apply_is_deterministic() {
                 .map(|i| fire_item("a", &format!("2025-01-01T00:{i:02}:00Z"), 1000 - i as u128))
                 .collect(),
             skips: vec![],
+            faults: vec![],
             at: t("2025-01-01T00:00:00Z"),
         },
     ];

@@ -1,0 +1,108 @@
+//! Admission of writes on the leader, whichever way they arrived (a local API call, a call a
+//! follower forwarded, the schedules file): every definition is validated here, where the
+//! write is applied, and nothing is proposed that would not read back as itself.
+//!
+//! Invariant: no command that fails validation or the round trip reaches the log. Must not
+//! change the command.
+
+use crate::api::error::ApiError;
+use crate::state::validate::{validate_def, validate_existing_name};
+use crate::state::Command;
+
+/// Refuses `command` with a field-named error if any part of it is invalid, or if it would
+/// not decode back to itself from the log and from a peer message.
+pub(super) fn admit(command: &Command) -> Result<(), ApiError> {
+    validate(command)?;
+    crate::raft::check_round_trip(command)
+        .map_err(|e| ApiError::invalid("request", format!("refused before reaching the log: {e}")))
+}
+
+fn validate(command: &Command) -> Result<(), ApiError> {
+    match command {
+        Command::Put { def, at, .. } => validate_def(def, *at).map(|_| ()).map_err(Into::into),
+        // Names of schedules that already exist: any stored name must stay deletable and
+        // pausable, so only the size is checked (the command finds nothing otherwise).
+        Command::Delete { name, .. } | Command::SetEnabled { name, .. } => {
+            validate_existing_name(name).map_err(Into::into)
+        }
+        Command::Batch(commands) => commands.iter().try_for_each(validate),
+        // Made by this node from committed state (manual runs, dispatch), not from input.
+        Command::Fire { .. } | Command::Ack { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ScheduleDef;
+    use serde_json::Value;
+
+    fn put(args: Vec<Value>) -> Command {
+        let def: ScheduleDef = serde_json::from_value(serde_json::json!({
+            "name": "nightly",
+            "task": "reports.build",
+            "spec": {"every": "1m"},
+        }))
+        .unwrap();
+        Command::Put {
+            def: ScheduleDef { args, ..def },
+            expected_revision: Some(0),
+            incarnation: uuid::Uuid::nil(),
+            at: chrono::Utc::now(),
+        }
+    }
+
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(Value::from(1), |inner, _| Value::Array(vec![inner]))
+    }
+
+    #[test]
+    fn a_valid_put_is_admitted() {
+        assert_eq!(admit(&put(vec![Value::from("x"), nested(10)])), Ok(()));
+    }
+
+    #[test]
+    fn a_put_nested_beyond_the_limit_is_refused_by_field_even_inside_a_batch() {
+        let deep = Command::Batch(vec![put(vec![nested(40)])]);
+        match admit(&deep) {
+            Err(ApiError::InvalidArgument { field, .. }) => assert_eq!(field, "args"),
+            other => panic!("admitted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_invalid_name_arriving_by_any_path_is_refused() {
+        let Command::Put {
+            def,
+            expected_revision,
+            incarnation,
+            at,
+        } = put(Vec::new())
+        else {
+            unreachable!()
+        };
+        let bad = Command::Put {
+            def: ScheduleDef {
+                name: "bad name with spaces \u{2603}".into(),
+                ..def
+            },
+            expected_revision,
+            incarnation,
+            at,
+        };
+        match admit(&bad) {
+            Err(ApiError::InvalidArgument { field, .. }) => assert_eq!(field, "name"),
+            other => panic!("admitted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_command_nested_too_deep_for_the_decoders_fails_the_round_trip() {
+        // Past validation's limit, so only the round trip stands between it and the log.
+        assert!(matches!(
+            crate::raft::check_round_trip(&put(vec![nested(120)])),
+            Err(crate::raft::RoundTripError::Decode(_))
+        ));
+        assert!(crate::raft::check_round_trip(&put(vec![nested(31)])).is_ok());
+    }
+}
