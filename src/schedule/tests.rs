@@ -273,3 +273,26 @@ fn searches_terminate_and_increase_everywhere() {
         "the sweep produced only {total} occurrences"
     );
 }
+
+#[test]
+fn nothing_is_returned_past_the_end_of_year_9999() {
+    let input = SpecInput {
+        every: Some("1s".into()),
+        anchor: Some("9999-12-31T23:59:58Z".into()),
+        ..Default::default()
+    };
+    let spec = Spec::parse(&input, utc("2025-01-01T00:00:00Z")).unwrap();
+    assert_eq!(
+        spec.upcoming(utc("2025-01-01T00:00:00Z"), 5),
+        vec![utc("9999-12-31T23:59:58Z"), utc("9999-12-31T23:59:59Z")]
+    );
+    let yearly = Spec::parse(
+        &SpecInput {
+            cron: Some("0 0 1 1 *".into()),
+            ..Default::default()
+        },
+        utc("2025-01-01T00:00:00Z"),
+    )
+    .unwrap();
+    assert_eq!(yearly.next_after(utc("9999-06-01T00:00:00Z")), None);
+}

@@ -161,3 +161,142 @@ fn check_depth<'a>(field: &str, values: impl Iterator<Item = &'a Value>) -> Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::celery::{Expires, TaskOptions};
+    use crate::schedule::SpecInput;
+
+    fn def(spec: SpecInput) -> ScheduleDef {
+        serde_json::from_value(serde_json::json!({
+            "name": "nightly",
+            "task": "reports.build",
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn every_minute() -> ScheduleDef {
+        def(SpecInput {
+            every: Some("1m".into()),
+            ..Default::default()
+        })
+    }
+
+    fn field_of(def: &ScheduleDef) -> String {
+        validate_def(def, Utc::now()).unwrap_err().field
+    }
+
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(Value::from(1), |inner, _| Value::Array(vec![inner]))
+    }
+
+    #[test]
+    fn depth_counts_every_array_and_object() {
+        assert_eq!(json_depth(&Value::from(1)), 0);
+        assert_eq!(json_depth(&serde_json::json!([])), 1);
+        assert_eq!(json_depth(&serde_json::json!({"a": [1, {"b": []}]})), 4);
+        assert_eq!(json_depth(&nested(10_000)), 10_000);
+    }
+
+    #[test]
+    fn args_kwargs_and_headers_nest_at_most_the_limit() {
+        let mut ok = every_minute();
+        ok.args = vec![nested(MAX_JSON_DEPTH - 1)];
+        assert!(validate_def(&ok, Utc::now()).is_ok());
+
+        let mut deep = every_minute();
+        deep.args = vec![nested(MAX_JSON_DEPTH)];
+        assert_eq!(field_of(&deep), "args");
+
+        let mut deep = every_minute();
+        deep.kwargs.insert("k".into(), nested(121));
+        assert_eq!(field_of(&deep), "kwargs");
+
+        let mut headers = serde_json::Map::new();
+        headers.insert("x-deep".into(), nested(MAX_JSON_DEPTH));
+        let mut deep = every_minute();
+        deep.options = TaskOptions {
+            headers,
+            ..Default::default()
+        }
+        .into();
+        assert_eq!(field_of(&deep), "options.headers");
+    }
+
+    #[test]
+    fn catch_up_windows_are_bounded() {
+        let mut def = every_minute();
+        def.catchup.window_secs = MAX_CATCHUP_WINDOW_SECS;
+        assert!(validate_def(&def, Utc::now()).is_ok());
+        for bad in [0, MAX_CATCHUP_WINDOW_SECS + 1, 10_000_000_000_000, u64::MAX] {
+            def.catchup.window_secs = bad;
+            assert_eq!(field_of(&def), "catchup.window", "{bad}");
+        }
+    }
+
+    #[test]
+    fn instants_are_within_the_engine_and_never_leap_seconds() {
+        let once = |at: &str| {
+            def(SpecInput {
+                once: Some(at.into()),
+                ..Default::default()
+            })
+        };
+        assert!(validate_def(&once("2030-01-01T00:00:00Z"), Utc::now()).is_ok());
+        assert_eq!(field_of(&once("2030-01-01T00:00:60Z")), "spec.once");
+        assert_eq!(field_of(&once("1969-12-31T23:59:59Z")), "spec.once");
+        assert_eq!(field_of(&once("9999-12-31T23:00:00-05:00")), "spec.once");
+        let anchored = def(SpecInput {
+            every: Some("1s".into()),
+            anchor: Some("0001-01-01T00:00:00Z".into()),
+            ..Default::default()
+        });
+        assert_eq!(field_of(&anchored), "spec.anchor");
+        let bounded = def(SpecInput {
+            every: Some("1s".into()),
+            end_at: Some("2030-06-30T23:59:60Z".into()),
+            ..Default::default()
+        });
+        assert_eq!(field_of(&bounded), "spec.end_at");
+    }
+
+    #[test]
+    fn expiries_are_bounded() {
+        for (expires, ok) in [
+            (Expires::AfterSeconds(3600.0), true),
+            (Expires::AfterSeconds(1e300), false),
+            (
+                Expires::At(
+                    DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+                        .unwrap()
+                        .to_utc(),
+                ),
+                true,
+            ),
+            (Expires::At(DateTime::<Utc>::MAX_UTC), false),
+        ] {
+            let mut def = every_minute();
+            def.options = TaskOptions {
+                expires: Some(expires.clone()),
+                ..Default::default()
+            }
+            .into();
+            match validate_def(&def, Utc::now()) {
+                Ok(_) => assert!(ok, "{expires:?} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{expires:?} refused: {e}");
+                    assert_eq!(e.field, "options.expires");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_existing_name_is_checked_for_size_only() {
+        assert!(validate_existing_name("bad name with spaces \u{2603}").is_ok());
+        assert!(validate_existing_name("").is_err());
+        assert!(validate_existing_name(&"x".repeat(801)).is_err());
+    }
+}

@@ -97,6 +97,41 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_options_example_survives_every_encoding() {
+        // `options = { queue = "reports", priority = 3, expires = 3600 }`, as the schedules
+        // file, `schedule apply` and the API all produce it: it once reached the log and then
+        // could be read back by no node (a number in an untagged enum under
+        // arbitrary_precision).
+        for options in [
+            serde_json::json!({"queue": "reports", "priority": 3, "expires": 3600}),
+            serde_json::json!({"expires": 0.5}),
+            serde_json::json!({"expires": "2030-01-01T00:00:00Z"}),
+        ] {
+            let Command::Put {
+                def,
+                expected_revision,
+                incarnation,
+                at,
+            } = put(Vec::new())
+            else {
+                unreachable!()
+            };
+            let options: crate::celery::TaskOptions =
+                serde_json::from_value(options.clone()).unwrap();
+            let command = Command::Put {
+                def: ScheduleDef {
+                    options: options.into(),
+                    ..def
+                },
+                expected_revision,
+                incarnation,
+                at,
+            };
+            assert_eq!(admit(&command), Ok(()));
+        }
+    }
+
+    #[test]
     fn a_command_nested_too_deep_for_the_decoders_fails_the_round_trip() {
         // Past validation's limit, so only the round trip stands between it and the log.
         assert!(matches!(
