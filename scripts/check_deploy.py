@@ -43,6 +43,7 @@ METRICS = {
     "belfry_outbox_oldest_age_seconds",
     "belfry_redis_errors_total",
     "belfry_api_requests_total",
+    "belfry_dispatcher_restarts_total",
 }
 HISTOGRAMS = {
     "belfry_dispatch_lateness_seconds",

@@ -192,12 +192,14 @@ pub async fn run(
     let joining = join_if_new(&raft, &config).await?;
 
     let sink = RedisSink::new(&config.redis)?;
+    let dispatch_health = crate::dispatch::DispatchHealth::default();
     let health_follower = tokio::spawn(health_follows_readiness(
         health_reporter,
         crate::telemetry::Readiness {
             node_id: config.node_id,
             raft: raft.clone(),
             sink: sink.clone(),
+            dispatch: dispatch_health.clone(),
         },
     ));
     let telemetry = match &config.metrics_listen {
@@ -213,6 +215,7 @@ pub async fn run(
                 node_id: config.node_id,
                 raft: raft.clone(),
                 sink: sink.clone(),
+                dispatch: dispatch_health.clone(),
             };
             let http = crate::telemetry::serve(addr, handle, readiness).await?;
             vec![sampler, http]
@@ -231,6 +234,7 @@ pub async fn run(
         quorum_timeout: config.raft.election_max,
         handing_over: control.handing_over.subscribe(),
         quorum_contact: crate::dispatch::lease::QuorumContact::track(&raft),
+        health: dispatch_health,
     });
     let dispatcher = tokio::spawn(watch_leadership(ctx));
     let heap_release = tokio::spawn(crate::heap::release_freed_forever());

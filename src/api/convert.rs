@@ -217,6 +217,7 @@ pub fn pb_schedule(record: &ScheduleRecord) -> pb::Schedule {
         fired_count: record.fired,
         skipped_count: record.skipped,
         delivered_count: record.delivered,
+        fault: record.fault().unwrap_or_default(),
     }
 }
 

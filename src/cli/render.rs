@@ -141,6 +141,7 @@ pub fn schedule_json(s: &pb::Schedule) -> Value {
         "fired": s.fired_count,
         "skipped": s.skipped_count,
         "delivered": s.delivered_count,
+        "fault": if s.fault.is_empty() { Value::Null } else { s.fault.clone().into() },
     })
 }
 
@@ -153,7 +154,9 @@ pub fn schedule_rows(schedules: &[pb::Schedule]) -> Vec<Vec<String>> {
                 d.name.clone(),
                 d.task.clone(),
                 spec_text(&d.spec),
-                if d.enabled.unwrap_or(true) {
+                if !s.fault.is_empty() {
+                    "faulted"
+                } else if d.enabled.unwrap_or(true) {
                     "yes"
                 } else {
                     "paused"

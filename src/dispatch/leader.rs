@@ -12,6 +12,8 @@
 //!   batches behind it, so no push waits for a Raft commit.
 //!
 //! Both pause while the leader has not heard from a quorum within the election timeout.
+//! Both are supervised: a planner or pusher that panics or stops while its term goes on is
+//! logged, counted and restarted with backoff, and readiness reports it meanwhile.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +52,15 @@ pub struct DispatchContext {
     pub handing_over: watch::Receiver<bool>,
     /// When a quorum last acknowledged this node, on this process's clock.
     pub quorum_contact: super::lease::QuorumContact,
+    /// What the dispatcher is doing, for readiness.
+    pub health: super::health::DispatchHealth,
 }
+
+/// The first wait before restarting a failed dispatcher task, and the longest.
+const RESTART_MIN: StdDuration = StdDuration::from_millis(100);
+const RESTART_MAX: StdDuration = StdDuration::from_secs(5);
+/// A task that ran this long before failing starts its backoff afresh.
+const RAN_WELL: StdDuration = StdDuration::from_secs(30);
 
 /// Logs the end of a confirmed leadership when dropped.
 struct ConfirmedLeadership {
@@ -60,6 +70,18 @@ struct ConfirmedLeadership {
 impl Drop for ConfirmedLeadership {
     fn drop(&mut self) {
         info!(term = self.term, "no longer leader: dispatch stopped");
+    }
+}
+
+/// Tells readiness a claimed or confirmed leadership ended, however `lead` ends.
+struct LeadershipPhase {
+    term: u64,
+    health: super::health::DispatchHealth,
+}
+
+impl Drop for LeadershipPhase {
+    fn drop(&mut self) {
+        self.health.ended(self.term);
     }
 }
 
@@ -128,7 +150,62 @@ async fn quorum_gate(ctx: &DispatchContext, term: u64) -> bool {
     }
 }
 
+/// Whether this node still leads `term`.
+fn leads(ctx: &DispatchContext, term: u64) -> bool {
+    let m = ctx.raft.metrics();
+    let m = m.borrow();
+    m.state == ServerState::Leader && m.current_term == term
+}
+
+/// Runs the task `start` makes for as long as this node leads `term`: a task that panics, or
+/// returns while the term goes on, is logged, counted and started again after a backoff
+/// (doubling from `RESTART_MIN` to `RESTART_MAX`). Each task keeps no state a restart would
+/// lose: what it had pushed and not acknowledged is pushed again, and the markers stop
+/// duplicates.
+async fn supervise<F, Fut>(
+    still_leading: impl Fn() -> bool,
+    health: &super::health::DispatchHealth,
+    task: &'static str,
+    mut start: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = RESTART_MIN;
+    loop {
+        let started = std::time::Instant::now();
+        let mut running = AbortOnDrop(tokio::spawn(start()));
+        let outcome = (&mut running.0).await;
+        if !still_leading() {
+            return;
+        }
+        let reason = match outcome {
+            Ok(()) => "stopped by itself".to_string(),
+            Err(err) if err.is_panic() => {
+                format!(
+                    "panicked: {}",
+                    super::planner::panic_message(err.into_panic().as_ref())
+                )
+            }
+            Err(_) => "was cancelled".to_string(),
+        };
+        if started.elapsed() >= RAN_WELL {
+            backoff = RESTART_MIN;
+        }
+        tracing::error!(task, %reason, restart_in_ms = backoff.as_millis() as u64, "dispatcher task failed while leading: restarting it");
+        counter!(names::DISPATCHER_RESTARTS, "task" => task).increment(1);
+        health.failed(task, reason);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RESTART_MAX);
+    }
+}
+
 async fn lead(ctx: Arc<DispatchContext>, term: u64) {
+    let _phase = LeadershipPhase {
+        term,
+        health: ctx.health.clone(),
+    };
+    ctx.health.confirming(term);
     // Apply everything committed before this term: the outbox and every last_fire are complete.
     // Peers that do not answer yet (starting, frozen, cut off) fail the confirmation; keep
     // trying while this node holds the term: nothing else would start dispatch again until
@@ -150,17 +227,19 @@ async fn lead(ctx: Arc<DispatchContext>, term: u64) {
     }
     let outbox = ctx.state.read().await.data.outbox.len();
     info!(term, outbox, "became leader: dispatching");
+    ctx.health.dispatching(term);
     // Aborting this task drops the guard: the end of a confirmed leadership is always logged.
     let _leading = ConfirmedLeadership { term };
     let pushed = Arc::new(Notify::new());
     let rendered = Rendered::default();
-    let _pusher = AbortOnDrop(tokio::spawn(push_loop(
-        ctx.clone(),
-        term,
-        pushed.clone(),
-        rendered.clone(),
-    )));
-    plan_loop(ctx, term, pushed, rendered).await;
+    let still_leading = || leads(&ctx, term);
+    let pusher = supervise(still_leading, &ctx.health, "pusher", || {
+        push_loop(ctx.clone(), term, pushed.clone(), rendered.clone())
+    });
+    let planner = supervise(still_leading, &ctx.health, "planner", || {
+        plan_loop(ctx.clone(), term, pushed.clone(), rendered.clone())
+    });
+    tokio::join!(pusher, planner);
 }
 
 /// Messages the planner rendered for the intents it committed, waiting for the pusher. Local
@@ -467,5 +546,90 @@ async fn ack_loop(
             rescan.store(true, Ordering::Release);
         }
         wake_pusher.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Supervises a task whose first run fails as `fail` does and whose second runs until
+    /// leadership ends; returns how often it started and what readiness said meanwhile.
+    async fn supervised_after(fail: fn()) -> (usize, Option<String>) {
+        let health = super::super::health::DispatchHealth::default();
+        health.dispatching(7);
+        let starts = Arc::new(AtomicUsize::new(0));
+        let leading = Arc::new(AtomicBool::new(true));
+        let task = {
+            let (starts, leading) = (starts.clone(), leading.clone());
+            move || {
+                let (starts, leading) = (starts.clone(), leading.clone());
+                async move {
+                    if starts.fetch_add(1, Ordering::SeqCst) == 0 {
+                        fail();
+                        return;
+                    }
+                    while leading.load(Ordering::SeqCst) {
+                        tokio::time::sleep(StdDuration::from_millis(5)).await;
+                    }
+                }
+            }
+        };
+        let probe = {
+            let (health, starts, leading) = (health.clone(), starts.clone(), leading.clone());
+            async move {
+                while starts.load(Ordering::SeqCst) < 2 {
+                    tokio::time::sleep(StdDuration::from_millis(5)).await;
+                }
+                let reported = health.not_dispatching_because(7);
+                leading.store(false, Ordering::SeqCst);
+                reported
+            }
+        };
+        let still_leading = {
+            let leading = leading.clone();
+            move || leading.load(Ordering::SeqCst)
+        };
+        let (_, reported) = tokio::join!(supervise(still_leading, &health, "planner", task), probe);
+        (starts.load(Ordering::SeqCst), reported)
+    }
+
+    #[tokio::test]
+    async fn a_task_that_panics_while_leading_is_restarted_and_reported() {
+        let (starts, reported) = supervised_after(|| panic!("planner bug")).await;
+        assert_eq!(starts, 2, "started, then restarted once");
+        let reported = reported.expect("reported while restarting");
+        assert!(
+            reported.contains("planner") && reported.contains("panicked: planner bug"),
+            "{reported}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_that_stops_while_leading_is_restarted_and_reported() {
+        let (starts, reported) = supervised_after(|| {}).await;
+        assert_eq!(starts, 2, "started, then restarted once");
+        assert!(reported.expect("reported").contains("stopped by itself"));
+    }
+
+    #[tokio::test]
+    async fn a_task_ending_with_its_term_is_not_restarted() {
+        let health = super::super::health::DispatchHealth::default();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let counted = starts.clone();
+        supervise(
+            || false,
+            &health,
+            "pusher",
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async {}
+            },
+        )
+        .await;
+        assert_eq!(starts.load(Ordering::SeqCst), 1);
+        health.dispatching(1);
+        assert_eq!(health.not_dispatching_because(1), None);
     }
 }

@@ -1,6 +1,6 @@
 //! The metrics port: `/metrics` (Prometheus text), `/healthz` (the process and its Raft core
 //! are running) and `/readyz` (a member of a cluster that has a leader; when leading, Redis
-//! answers). Kubernetes probes and Prometheus call these; they never change anything.
+//! answers and the dispatcher runs). Kubernetes probes and Prometheus call these; they never change anything.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::TelemetryError;
 use crate::dispatch::sink::RedisSink;
+use crate::dispatch::DispatchHealth;
 use crate::raft::{NodeId, Raft};
 
 /// How long `/readyz` waits for Redis to answer a PING.
@@ -26,6 +27,7 @@ pub struct Readiness {
     pub node_id: NodeId,
     pub raft: Raft,
     pub sink: RedisSink,
+    pub dispatch: DispatchHealth,
 }
 
 struct Endpoints {
@@ -82,7 +84,7 @@ async fn readyz(State(endpoints): State<Arc<Endpoints>>) -> (StatusCode, String)
 
 /// Why this node should not receive API traffic now, or `None` when it is ready.
 pub async fn not_ready_because(readiness: &Readiness) -> Option<String> {
-    let (leader, leading, member) = {
+    let (leader, leading, term, member) = {
         let m = readiness.raft.metrics();
         let m = m.borrow();
         if let Err(fatal) = &m.running_state {
@@ -91,6 +93,7 @@ pub async fn not_ready_because(readiness: &Readiness) -> Option<String> {
         (
             m.current_leader,
             m.state == ServerState::Leader,
+            m.current_term,
             m.membership_config
                 .membership()
                 .get_node(&readiness.node_id)
@@ -104,6 +107,9 @@ pub async fn not_ready_because(readiness: &Readiness) -> Option<String> {
         return Some("the cluster has no leader".into());
     }
     if leading {
+        if let Some(reason) = readiness.dispatch.not_dispatching_because(term) {
+            return Some(reason);
+        }
         match tokio::time::timeout(REDIS_PING_TIMEOUT, readiness.sink.ping()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return Some(format!("leader cannot reach Redis: {err}")),

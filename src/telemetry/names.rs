@@ -14,6 +14,8 @@ pub const DISPATCH_LATENESS: &str = "belfry_dispatch_lateness_seconds";
 pub const SKIPPED_OCCURRENCES: &str = "belfry_skipped_occurrences_total";
 pub const OUTBOX_DEPTH: &str = "belfry_outbox_depth";
 pub const OUTBOX_OLDEST_AGE: &str = "belfry_outbox_oldest_age_seconds";
+/// Dispatcher tasks (`task`: planner, pusher) restarted after failing while leading.
+pub const DISPATCHER_RESTARTS: &str = "belfry_dispatcher_restarts_total";
 pub const REDIS_ERRORS: &str = "belfry_redis_errors_total";
 pub const REDIS_PUSH_DURATION: &str = "belfry_redis_push_duration_seconds";
 pub const API_REQUESTS: &str = "belfry_api_requests_total";

@@ -79,7 +79,14 @@ fn describe() {
         "Entries in the local log (not yet purged)"
     );
     describe_gauge!(RAFT_SNAPSHOT_INDEX, "Log index of the latest snapshot");
-    describe_gauge!(SCHEDULES, "Schedules by state (enabled, paused, finished)");
+    describe_gauge!(
+        SCHEDULES,
+        "Schedules by state (enabled, paused, faulted, finished)"
+    );
+    describe_counter!(
+        DISPATCHER_RESTARTS,
+        "Dispatcher tasks restarted after failing while leading, by task"
+    );
     describe_counter!(DISPATCHES, "Occurrences dispatched, by outcome");
     describe_histogram!(
         DISPATCH_LATENESS,

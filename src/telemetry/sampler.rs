@@ -116,10 +116,13 @@ async fn sample_state(state: &StateHandle, count_schedules: bool) {
     if count_schedules {
         let total = data.schedules.len();
         let paused = data.paused_count();
+        let faulted = data.faulted().len();
         let enabled = data.due.len();
         drop(applied);
         gauge!(SCHEDULES, "state" => "enabled").set(enabled as f64);
         gauge!(SCHEDULES, "state" => "paused").set(paused as f64);
-        gauge!(SCHEDULES, "state" => "finished").set(total.saturating_sub(enabled + paused) as f64);
+        gauge!(SCHEDULES, "state" => "faulted").set(faulted as f64);
+        gauge!(SCHEDULES, "state" => "finished")
+            .set(total.saturating_sub(enabled + paused + faulted) as f64);
     }
 }
