@@ -31,6 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&descriptors),
     )?;
     tonic_prost_build::configure()
+        // Undecodable requests are INVALID_ARGUMENT (src/api/codec.rs).
+        .codec_path("crate::api::codec::CheckedCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

@@ -206,6 +206,21 @@ async fn no_request_stops_the_cluster() {
     );
     assert_healthy_and_dispatching(&cluster, &consumer, since, "an unchecked forwarded write");
 
+    // Bytes that are not the protobuf message the method takes: the caller's error.
+    for (what, body) in [
+        ("truncated", vec![0x0a, 0x64, 0x0a, 0x02]),
+        ("invalid UTF-8", vec![0x0a, 0x04, 0x0a, 0x02, 0xff, 0xfe]),
+    ] {
+        let status = raw_call(
+            &cluster,
+            follower,
+            "/belfry.v1.Schedules/CreateSchedule",
+            body,
+        )
+        .await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+    }
+
     // Every node restarts from its data directory and reads its whole log back.
     for i in 0..3 {
         cluster.kill(i);
@@ -237,4 +252,73 @@ async fn forward_unchecked_create(
         .await
         .expect("the leader answers");
     serde_json::from_slice(&reply).expect("a reply")
+}
+
+/// Calls `method` on node `i` with `body` as the request message, as it is: returns the status
+/// the node answered with.
+async fn raw_call(
+    cluster: &ProcCluster,
+    i: usize,
+    method: &'static str,
+    body: Vec<u8>,
+) -> tonic::Status {
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.nodes[i].addr))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let mut request = tonic::Request::new(body);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {ADMIN_TOKEN}").parse().expect("header"),
+    );
+    grpc.unary(
+        request,
+        tonic::codegen::http::uri::PathAndQuery::from_static(method),
+        RawCodec,
+    )
+    .await
+    .expect_err("refused")
+}
+
+/// Sends a request's bytes unchanged; answers are never read (the calls fail).
+#[derive(Clone, Copy)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = ();
+    type Error = tonic::Status;
+    fn decode(&mut self, _: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+        Ok(Some(()))
+    }
 }

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod client;
 mod cluster;
+pub mod codec;
 pub mod control;
 mod convert;
 pub mod error;
