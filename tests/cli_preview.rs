@@ -102,3 +102,19 @@ fn bad_input_is_one_line_on_stderr_with_exit_code_2() {
         );
     }
 }
+
+#[test]
+fn stops_at_the_end_of_year_9999_and_refuses_what_the_api_refuses() {
+    let (code, out, err) = preview(&["--every", "1s", "--anchor", "9999-12-31T23:59:58Z"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "9999-12-31T23:59:58Z\n9999-12-31T23:59:59Z\n");
+    for args in [
+        &["--once", "2030-01-01T00:00:60Z"][..],
+        &["--every", "1s", "--anchor", "9999-12-31T23:59:59-01:00"][..],
+    ] {
+        let (code, out, err) = preview(args);
+        assert_eq!(code, 2, "{args:?} printed {out}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
