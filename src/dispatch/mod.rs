@@ -3,6 +3,7 @@
 //! Owns the idempotent push (`sink`) and the deterministic task ids (`ids`). It must not decide
 //! what is due (that is the scheduler's job) nor change replicated state.
 
+pub mod cursor;
 pub mod health;
 pub mod ids;
 pub mod leader;

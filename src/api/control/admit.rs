@@ -17,6 +17,18 @@ pub(super) fn admit(command: &Command) -> Result<(), ApiError> {
         .map_err(|e| ApiError::invalid("request", format!("refused before reaching the log: {e}")))
 }
 
+/// `admit`, on a blocking thread for a bulk command: a thousand definitions take
+/// milliseconds to validate and encode, which must not hold up the runtime's threads (Raft's
+/// heartbeats run there). Returns the command when it is admitted.
+pub(super) async fn admit_off_runtime(command: Command) -> Result<Command, ApiError> {
+    if command.weight() <= 1 {
+        return admit(&command).map(|()| command);
+    }
+    tokio::task::spawn_blocking(move || admit(&command).map(|()| command))
+        .await
+        .map_err(|e| ApiError::Internal(format!("checking a write: {e}")))?
+}
+
 fn validate(command: &Command) -> Result<(), ApiError> {
     match command {
         Command::Put { def, at, .. } => validate_def(def, *at).map(|_| ()).map_err(Into::into),

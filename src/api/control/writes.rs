@@ -79,7 +79,7 @@ pub struct Written {
 impl Control {
     /// Commits `command` (grouped with concurrent writes into one entry).
     async fn commit(&self, command: Command) -> Result<(u64, CommandResult), ApiError> {
-        super::admit::admit(&command)?;
+        let command = super::admit::admit_off_runtime(command).await?;
         let (reply, committed) = tokio::sync::oneshot::channel();
         self.writes
             .send(super::group_commit::PendingWrite { command, reply })
