@@ -61,8 +61,9 @@ pub enum Expires {
     At(DateTime<Utc>),
 }
 
-/// The longest relative expiry: ten years, far inside what instants can represent.
-pub const MAX_EXPIRES_SECONDS: f64 = 10.0 * 366.0 * 86_400.0;
+/// The longest relative expiry: a hundred years (as for `every`), far inside what instants can
+/// represent.
+pub const MAX_EXPIRES_SECONDS: f64 = 100.0 * 366.0 * 86_400.0;
 
 // Read through `serde_json::Value`, not `#[serde(untagged)]`: with serde_json's
 // `arbitrary_precision` an untagged enum sees a number as a private map and rejects it, so
@@ -212,7 +213,7 @@ impl TaskOptions {
                 if *secs > MAX_EXPIRES_SECONDS {
                     return Err(invalid(
                         "options.expires",
-                        format!("{secs} s is more than ten years ({MAX_EXPIRES_SECONDS} s)"),
+                        format!("{secs} s is more than 100 years ({MAX_EXPIRES_SECONDS} s)"),
                     ));
                 }
             }

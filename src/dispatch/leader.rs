@@ -15,8 +15,7 @@
 //! Both are supervised: a planner or pusher that panics or stops while its term goes on is
 //! logged, counted and restarted with backoff, and readiness reports it meanwhile.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -28,6 +27,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use super::cursor::{OutboxCursor, Taken};
 use super::planner::{plan, PlanConfig};
 use super::sink::{Push, PushOutcome, RedisSink};
 use crate::celery::{Encoded, Encoder};
@@ -230,14 +230,14 @@ async fn lead(ctx: Arc<DispatchContext>, term: u64) {
     ctx.health.dispatching(term);
     // Aborting this task drops the guard: the end of a confirmed leadership is always logged.
     let _leading = ConfirmedLeadership { term };
-    let pushed = Arc::new(Notify::new());
+    let fires_committed = Arc::new(Notify::new());
     let rendered = Rendered::default();
     let still_leading = || leads(&ctx, term);
     let pusher = supervise(still_leading, &ctx.health, "pusher", || {
-        push_loop(ctx.clone(), term, pushed.clone(), rendered.clone())
+        push_loop(ctx.clone(), term, fires_committed.clone(), rendered.clone())
     });
     let planner = supervise(still_leading, &ctx.health, "planner", || {
-        plan_loop(ctx.clone(), term, pushed.clone(), rendered.clone())
+        plan_loop(ctx.clone(), term, fires_committed.clone(), rendered.clone())
     });
     tokio::join!(pusher, planner);
 }
@@ -287,7 +287,7 @@ impl Rendered {
 async fn plan_loop(
     ctx: Arc<DispatchContext>,
     term: u64,
-    wake_pusher: Arc<Notify>,
+    fires_committed: Arc<Notify>,
     rendered: Rendered,
 ) {
     let mut changes = ctx.changes.clone();
@@ -315,7 +315,7 @@ async fn plan_loop(
                 Ok(_) => {
                     debug!(term, fires, skips, "committed a fire batch");
                     count_skips(&skipped);
-                    wake_pusher.notify_one();
+                    fires_committed.notify_one();
                 }
                 Err(err) => {
                     warn!(term, %err, "could not commit a fire batch");
@@ -343,37 +343,36 @@ fn count_skips(skipped: &[(SkipReason, u64)]) {
     }
 }
 
-/// Task ids pushed in this term whose `Ack` has not committed yet: not pushed again meanwhile.
-type InFlight = Arc<std::sync::Mutex<HashSet<Uuid>>>;
-
 /// One pushed batch on its way to being acknowledged.
 struct Pushed {
     delivered: Vec<Uuid>,
     already_sent: Vec<Uuid>,
 }
 
+/// What became of an `Ack`: the ids it carried, and whether it committed.
+struct AckDone {
+    ids: Vec<Uuid>,
+    acknowledged: bool,
+}
+
+/// Pushes this term's committed occurrences as they fall due. The pure rules (order, the
+/// instant, in-flight ids, retries) are the cursor's; this loop waits, reads the state,
+/// talks to Redis and hands pushed batches to the acker, which reports each `Ack` back.
 async fn push_loop(
     ctx: Arc<DispatchContext>,
     term: u64,
-    committed: Arc<Notify>,
+    fires_committed: Arc<Notify>,
     rendered: Rendered,
 ) {
-    let in_flight: InFlight = Arc::default();
-    let rescan = Arc::new(AtomicBool::new(false));
-    let (acks, pending) = tokio::sync::mpsc::unbounded_channel();
+    let (to_acker, acker_queue) = tokio::sync::mpsc::unbounded_channel();
+    let (ack_results, mut acks_done) = tokio::sync::mpsc::unbounded_channel();
     let _acker = AbortOnDrop(tokio::spawn(ack_loop(
         ctx.clone(),
         term,
-        pending,
-        in_flight.clone(),
-        committed.clone(),
-        rescan.clone(),
+        acker_queue,
+        ack_results,
     )));
-    // Outbox entries not pushed yet in this term, by (due instant, commit order), and the last
-    // commit sequence number taken in: each pass reads only what was committed since, and
-    // stops at the first entry not yet due, however long the outbox.
-    let mut waiting: BTreeMap<(chrono::DateTime<Utc>, u64), Uuid> = BTreeMap::new();
-    let mut taken_in = 0u64;
+    let mut cursor = OutboxCursor::default();
     let mut backoff = StdDuration::from_millis(50);
     // Entries committed by others (a manual run through the API) wake the pusher too.
     let mut changes = ctx.changes.clone();
@@ -381,57 +380,24 @@ async fn push_loop(
         if !quorum_gate(&ctx, term).await {
             return;
         }
-        let now = Utc::now();
-        let (batch, keys, next_due) = {
-            let applied = ctx.state.read().await;
-            if rescan.swap(false, Ordering::AcqRel) {
-                // An acknowledgement failed: what it carried is still in the outbox.
-                waiting.clear();
-                taken_in = 0;
-            }
-            for entry in applied.data.outbox_after(taken_in) {
-                waiting.insert((entry.scheduled_at, entry.seq), entry.task_id);
-                taken_in = entry.seq;
-            }
-            let in_flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            let mut batch = Vec::new();
-            let mut keys = Vec::new();
-            while batch.len() < ctx.push_batch {
-                let Some(first) = waiting.first_entry() else {
-                    break;
-                };
-                if first.key().0 > now {
-                    break;
-                }
-                let (key, task_id) = first.remove_entry();
-                // Gone: acknowledged since it was taken in.
-                let Some(entry) = applied.data.outbox.get(&task_id) else {
-                    continue;
-                };
-                if in_flight.contains(&task_id) {
-                    continue;
-                }
-                let Some(message) = rendered.take(entry, &ctx.encoder) else {
-                    continue;
-                };
-                batch.push(Push {
-                    task_id,
-                    list_key: message.list_key,
-                    payload: message.payload,
-                });
-                keys.push(key);
-            }
-            let next_due = waiting.first_key_value().map(|((at, _), _)| *at);
-            (batch, keys, next_due)
-        };
+        while let Ok(done) = acks_done.try_recv() {
+            cursor.ack_done(&done.ids, done.acknowledged);
+        }
+        let (batch, taken) = next_batch(&ctx, &mut cursor, &rendered).await;
         if batch.is_empty() {
-            let wait = next_due
+            let wait = cursor
+                .next_due()
                 .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
                 .unwrap_or(StdDuration::from_secs(60));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = committed.notified() => {}
+                _ = fires_committed.notified() => {}
                 changed = changes.changed() => if changed.is_err() { return },
+                done = acks_done.recv() => match done {
+                    Some(done) => cursor.ack_done(&done.ids, done.acknowledged),
+                    // The acker is gone: stop, so the supervisor starts both again.
+                    None => return,
+                },
             }
             continue;
         }
@@ -440,46 +406,10 @@ async fn push_loop(
         histogram!(names::REDIS_PUSH_DURATION).record(started.elapsed().as_secs_f64());
         match result {
             Ok(outcomes) => {
-                let in_redis = Utc::now();
                 backoff = StdDuration::from_millis(50);
-                let mut pushed = Pushed {
-                    delivered: Vec::new(),
-                    already_sent: Vec::new(),
-                };
-                let mut max_lateness = chrono::Duration::zero();
-                for ((push, outcome), (scheduled_at, _)) in batch.iter().zip(outcomes).zip(&keys) {
-                    let lateness = in_redis - *scheduled_at;
-                    max_lateness = max_lateness.max(lateness);
-                    match outcome {
-                        PushOutcome::Delivered => {
-                            histogram!(names::DISPATCH_LATENESS).record(
-                                lateness.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6,
-                            );
-                            debug!(task_id = %push.task_id, %scheduled_at, "pushed");
-                            pushed.delivered.push(push.task_id)
-                        }
-                        PushOutcome::AlreadySent => {
-                            debug!(task_id = %push.task_id, %scheduled_at, "already in Redis: not pushed again");
-                            pushed.already_sent.push(push.task_id)
-                        }
-                    }
-                }
-                counter!(names::DISPATCHES, "outcome" => names::outcome::PUSHED)
-                    .increment(pushed.delivered.len() as u64);
-                counter!(names::DISPATCHES, "outcome" => names::outcome::ALREADY_SENT)
-                    .increment(pushed.already_sent.len() as u64);
-                info!(
-                    term,
-                    delivered = pushed.delivered.len(),
-                    already_sent = pushed.already_sent.len(),
-                    max_lateness_ms = max_lateness.num_milliseconds(),
-                    "pushed to Redis"
-                );
-                in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(pushed.delivered.iter().chain(&pushed.already_sent));
-                if acks.send(pushed).is_err() {
+                let pushed = record_pushed(term, &batch, &taken, outcomes);
+                cursor.pushed(pushed.delivered.iter().chain(&pushed.already_sent).copied());
+                if to_acker.send(pushed).is_err() {
                     return;
                 }
             }
@@ -488,9 +418,7 @@ async fn push_loop(
                 counter!(names::DISPATCHES, "outcome" => names::outcome::FAILED)
                     .increment(batch.len() as u64);
                 // Back in line, in their places: the outbox holds, nothing is dropped.
-                for (key, push) in keys.into_iter().zip(&batch) {
-                    waiting.insert(key, push.task_id);
-                }
+                cursor.push_failed(taken);
                 warn!(term, %err, retry_in_ms = backoff.as_millis() as u64, "Redis push failed; the outbox holds");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(StdDuration::from_secs(2));
@@ -499,15 +427,82 @@ async fn push_loop(
     }
 }
 
+/// Takes in what was committed since the last pass and renders the messages of what is due
+/// now (the planner's, or rendered from the committed definition).
+async fn next_batch(
+    ctx: &DispatchContext,
+    cursor: &mut OutboxCursor,
+    rendered: &Rendered,
+) -> (Vec<Push>, Vec<Taken>) {
+    let now = Utc::now();
+    let applied = ctx.state.read().await;
+    let outbox = &applied.data.outbox;
+    cursor.take_in(applied.data.outbox_after(cursor.taken_in()));
+    let mut batch = Vec::new();
+    let mut taken = Vec::new();
+    for due in cursor.take_due(now, ctx.push_batch, |id| outbox.contains_key(id)) {
+        let Some(entry) = outbox.get(&due.task_id) else {
+            continue;
+        };
+        let Some(message) = rendered.take(entry, &ctx.encoder) else {
+            continue;
+        };
+        batch.push(Push {
+            task_id: due.task_id,
+            list_key: message.list_key,
+            payload: message.payload,
+        });
+        taken.push(due);
+    }
+    (batch, taken)
+}
+
+/// Counts and logs one pushed batch; returns what the acker must acknowledge.
+fn record_pushed(term: u64, batch: &[Push], taken: &[Taken], outcomes: Vec<PushOutcome>) -> Pushed {
+    let in_redis = Utc::now();
+    let mut pushed = Pushed {
+        delivered: Vec::new(),
+        already_sent: Vec::new(),
+    };
+    let mut max_lateness = chrono::Duration::zero();
+    for ((push, outcome), due) in batch.iter().zip(outcomes).zip(taken) {
+        let scheduled_at = due.place.0;
+        let lateness = in_redis - scheduled_at;
+        max_lateness = max_lateness.max(lateness);
+        match outcome {
+            PushOutcome::Delivered => {
+                histogram!(names::DISPATCH_LATENESS)
+                    .record(lateness.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
+                debug!(task_id = %push.task_id, %scheduled_at, "pushed");
+                pushed.delivered.push(push.task_id)
+            }
+            PushOutcome::AlreadySent => {
+                debug!(task_id = %push.task_id, %scheduled_at, "already in Redis: not pushed again");
+                pushed.already_sent.push(push.task_id)
+            }
+        }
+    }
+    counter!(names::DISPATCHES, "outcome" => names::outcome::PUSHED)
+        .increment(pushed.delivered.len() as u64);
+    counter!(names::DISPATCHES, "outcome" => names::outcome::ALREADY_SENT)
+        .increment(pushed.already_sent.len() as u64);
+    info!(
+        term,
+        delivered = pushed.delivered.len(),
+        already_sent = pushed.already_sent.len(),
+        max_lateness_ms = max_lateness.num_milliseconds(),
+        "pushed to Redis"
+    );
+    pushed
+}
+
 /// Acknowledges pushed batches through Raft, merging whatever has queued up into one `Ack`, so
-/// pushing never waits for a commit.
+/// pushing never waits for a commit, and tells the pusher what became of each.
 async fn ack_loop(
     ctx: Arc<DispatchContext>,
     term: u64,
     mut pending: tokio::sync::mpsc::UnboundedReceiver<Pushed>,
-    in_flight: InFlight,
-    wake_pusher: Arc<Notify>,
-    rescan: Arc<AtomicBool>,
+    done: tokio::sync::mpsc::UnboundedSender<AckDone>,
 ) {
     while let Some(first) = pending.recv().await {
         let mut merged = first;
@@ -526,33 +521,26 @@ async fn ack_loop(
             already_sent: merged.already_sent,
             at: Utc::now(),
         };
-        let failed = match ctx.raft.client_write(ack).await {
-            Ok(_) => false,
+        let acknowledged = match ctx.raft.client_write(ack).await {
+            Ok(_) => true,
             Err(err) => {
                 // They stay in the outbox: pushed again (the markers stop duplicates) and
                 // re-acked.
                 warn!(term, %err, "could not acknowledge pushed messages");
                 tokio::time::sleep(StdDuration::from_millis(100)).await;
-                true
+                false
             }
         };
-        let mut in_flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        for id in &ids {
-            in_flight.remove(id);
+        if done.send(AckDone { ids, acknowledged }).is_err() {
+            return;
         }
-        drop(in_flight);
-        if failed {
-            // Only now that they are out of flight, or the pusher would pass them over again.
-            rescan.store(true, Ordering::Release);
-        }
-        wake_pusher.notify_one();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// Supervises a task whose first run fails as `fail` does and whose second runs until
     /// leadership ends; returns how often it started and what readiness said meanwhile.
