@@ -271,8 +271,13 @@ impl Rendered {
             return Some(message);
         }
         let def = &entry.def;
-        let occurrence = def.occurrence(entry.task_id, entry.scheduled_at, entry.manual);
-        match encoder.encode(&occurrence, &def.options) {
+        match super::render::render(
+            encoder,
+            def,
+            entry.task_id,
+            entry.scheduled_at,
+            entry.manual,
+        ) {
             Ok(message) => Some(message),
             Err(err) => {
                 // Cannot happen for a definition the planner rendered: JSON values always

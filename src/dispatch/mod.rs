@@ -9,6 +9,7 @@ pub mod ids;
 pub mod leader;
 pub mod lease;
 pub mod planner;
+pub mod render;
 pub mod sink;
 
 pub use health::DispatchHealth;

@@ -211,8 +211,7 @@ fn plan_schedule(
     };
     for scheduled_at in to_fire {
         let task_id = occurrence_task_id(cluster_id, record.incarnation, scheduled_at);
-        let occurrence = record.def.occurrence(task_id, scheduled_at, false);
-        match encoder.encode(&occurrence, &record.def.options) {
+        match super::render::render(encoder, &record.def, task_id, scheduled_at, false) {
             Ok(message) => {
                 plan.fires.push(FireItem {
                     schedule: record.def.name.to_string(),

@@ -67,26 +67,6 @@ pub struct ScheduleDef {
     pub description: String,
 }
 
-impl ScheduleDef {
-    /// One run of this definition, as the Celery encoder takes it.
-    pub fn occurrence(
-        &self,
-        task_id: Uuid,
-        scheduled_at: DateTime<Utc>,
-        manual: bool,
-    ) -> crate::celery::Occurrence<'_> {
-        crate::celery::Occurrence {
-            task: &self.task,
-            task_id,
-            args: &self.args,
-            kwargs: &self.kwargs,
-            schedule: &self.name,
-            scheduled_at,
-            manual,
-        }
-    }
-}
-
 fn default_true() -> bool {
     true
 }

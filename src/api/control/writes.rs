@@ -229,11 +229,9 @@ impl Control {
                 .schedules
                 .get(name.as_str())
                 .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))?;
-            let occurrence = record.def.occurrence(task_id, now, true);
             // Rendered once here so a definition that cannot be sent is refused now; the
             // pusher renders it again from the committed definition.
-            self.encoder
-                .encode(&occurrence, &record.def.options)
+            crate::dispatch::render::render(&self.encoder, &record.def, task_id, now, true)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             FireItem {
                 schedule: name.clone(),
