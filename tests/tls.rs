@@ -1,6 +1,7 @@
 //! TLS on the API and mutual TLS between peers, with a real three-node cluster and certificates
 //! made for the test: the cluster forms over mTLS, clients that trust the CA use the API, and
-//! the peer protocol refuses callers without a certificate from the cluster CA.
+//! the peer protocol refuses callers without a certificate from the cluster CA, before reading
+//! what they send.
 
 mod support;
 
@@ -10,6 +11,7 @@ use belfry::api::client::{ApiClient, ClientConfig};
 use belfry::api::pb;
 use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
+use belfry::raft::network::MAX_MESSAGE_BYTES;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use support::procs::{ProcCluster, ADMIN_TOKEN};
 use support::RedisServer;
@@ -110,6 +112,7 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
         .connect()
         .await
         .expect("TLS connection without a client certificate");
+    let anonymous_channel = anonymous.clone();
     let refused = PeerClient::new(anonymous)
         .vote(PeerRequest {
             target: cluster.nodes[1].id,
@@ -119,6 +122,22 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    // Refused before its body is read: a message larger than any the node accepts gets the
+    // same answer, not a complaint about its size.
+    let oversized = PeerClient::new(anonymous_channel.clone())
+        .max_encoding_message_size(usize::MAX)
+        .forward(PeerRequest {
+            target: cluster.nodes[1].id,
+            cluster: "belfry".into(),
+            payload: vec![b' '; MAX_MESSAGE_BYTES + 1],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        oversized.code(),
+        tonic::Code::PermissionDenied,
+        "{oversized:?}"
+    );
 
     // A certificate from another CA does not get through the handshake.
     let rogue = pki("rogue");

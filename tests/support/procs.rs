@@ -19,6 +19,8 @@ pub struct NodeProc {
     child: Option<Child>,
     /// How many times it was started (each start appends to the same log).
     pub starts: u32,
+    /// The open-files limit (`ulimit -n`) it is started with, if not the test's own.
+    pub files_limit: Option<u64>,
 }
 
 /// A cluster of `belfry server` processes sharing one config file layout.
@@ -82,6 +84,7 @@ impl ProcCluster {
                 log: dir.path().join(format!("node{id}.log")),
                 child: None,
                 starts: 0,
+                files_limit: None,
             })
             .collect();
         let mut cluster = ProcCluster {
@@ -120,6 +123,7 @@ impl ProcCluster {
             log: self.dir.path().join(format!("node{id}.log")),
             child: None,
             starts: 0,
+            files_limit: None,
         });
         let i = self.nodes.len() - 1;
         self.spawn(i);
@@ -140,7 +144,18 @@ impl ProcCluster {
             .append(true)
             .open(&node.log)
             .expect("node log");
-        let child = Command::new(belfry_bin())
+        // prlimit sets the limit, then executes belfry in its own process.
+        let mut command = match node.files_limit {
+            Some(limit) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(belfry_bin());
+                c
+            }
+            None => Command::new(belfry_bin()),
+        };
+        let child = command
             .arg("server")
             .arg("--config")
             .arg(&self.config)
