@@ -440,42 +440,42 @@ struct FileConnections {
 impl FileConnections {
     /// The defaults overridden by the file; every value must be positive.
     fn resolve(&self) -> Result<ConnectionLimits, ConfigError> {
-        let positive = |setting: &'static str, value: Option<u64>| match value {
-            Some(0) => Err(invalid(setting, "must be positive")),
-            other => Ok(other),
-        };
-        let mut limits = ConnectionLimits::default();
-        if let Some(n) = positive(
-            "connections.max_connections",
-            self.max_connections.map(|n| n as u64),
-        )? {
-            limits.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        if let Some(n) = positive(
-            "connections.max_streams_per_connection",
-            self.max_streams_per_connection.map(u64::from),
-        )? {
-            limits.max_streams_per_connection = u32::try_from(n).unwrap_or(u32::MAX);
-        }
-        if let Some(ms) = positive(
-            "connections.handshake_timeout_ms",
-            self.handshake_timeout_ms,
-        )? {
-            limits.handshake_timeout = Duration::from_millis(ms);
-        }
-        if let Some(s) = positive(
-            "connections.keepalive_interval_secs",
-            self.keepalive_interval_secs,
-        )? {
-            limits.keepalive_interval = Duration::from_secs(s);
-        }
-        if let Some(s) = positive(
-            "connections.keepalive_timeout_secs",
-            self.keepalive_timeout_secs,
-        )? {
-            limits.keepalive_timeout = Duration::from_secs(s);
-        }
-        Ok(limits)
+        let defaults = ConnectionLimits::default();
+        Ok(ConnectionLimits {
+            max_connections: positive("connections.max_connections", self.max_connections)?
+                .unwrap_or(defaults.max_connections),
+            max_streams_per_connection: positive(
+                "connections.max_streams_per_connection",
+                self.max_streams_per_connection,
+            )?
+            .unwrap_or(defaults.max_streams_per_connection),
+            handshake_timeout: positive(
+                "connections.handshake_timeout_ms",
+                self.handshake_timeout_ms,
+            )?
+            .map_or(defaults.handshake_timeout, Duration::from_millis),
+            keepalive_interval: positive(
+                "connections.keepalive_interval_secs",
+                self.keepalive_interval_secs,
+            )?
+            .map_or(defaults.keepalive_interval, Duration::from_secs),
+            keepalive_timeout: positive(
+                "connections.keepalive_timeout_secs",
+                self.keepalive_timeout_secs,
+            )?
+            .map_or(defaults.keepalive_timeout, Duration::from_secs),
+        })
+    }
+}
+
+/// Refuses a zero: no limit or timeout here means anything at zero.
+fn positive<T: Copy + Default + PartialEq>(
+    setting: &'static str,
+    value: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    match value {
+        Some(v) if v == T::default() => Err(invalid(setting, "must be positive")),
+        other => Ok(other),
     }
 }
 

@@ -77,7 +77,12 @@ pub async fn run(
     // Everything that can be checked without the cluster is, before the data directory is
     // touched: a bad Redis or TLS setting must not leave a half-started node behind.
     let sink = RedisSink::new(&config.redis)?;
-    let tls = config.security.tls.as_ref().map(tls_configs).transpose()?;
+    let tls = config
+        .security
+        .tls
+        .as_ref()
+        .map(|files| tls_configs(files, config.connections.handshake_timeout))
+        .transpose()?;
     let storage_err = |message: String| NodeError::Storage {
         path: config.data_dir.display().to_string(),
         message,
@@ -393,6 +398,7 @@ async fn log_cluster_changes(raft: Raft) {
 /// none, and the peer service refuses callers without one.
 fn tls_configs(
     tls: &crate::config::TlsFiles,
+    handshake_timeout: std::time::Duration,
 ) -> Result<
     (
         tonic::transport::ServerTlsConfig,
@@ -406,7 +412,7 @@ fn tls_configs(
         .client_ca_root(Certificate::from_pem(&tls.ca))
         .client_auth_optional(true)
         // A client that never finishes its handshake does not hold a connection for long.
-        .timeout(std::time::Duration::from_secs(10));
+        .timeout(handshake_timeout);
     // Building a server with it parses the certificate and key: a key that does not match
     // the certificate is found now, not when the first client connects.
     tonic::transport::Server::builder()
