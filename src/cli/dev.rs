@@ -1,6 +1,7 @@
 //! `belfry dev`: a local three-node cluster as separate processes, with its own `redis-server`
 //! (installed from Debian's packages if missing) and a sample schedule. It prints dispatches as
-//! they reach Redis, kills the leader once to show a failover, and runs until Ctrl-C.
+//! they reach Redis, kills the leader once to show a failover, and runs until Ctrl-C. Its nodes
+//! authenticate each other with a random cluster secret written into its directory.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
