@@ -68,7 +68,7 @@ REQUIRED_ALERTS = {
 }
 
 # Secrets the manifests use but do not create: made with kubectl (deploy/README.md).
-EXTERNAL_SECRETS = {"belfry-tokens"}
+EXTERNAL_SECRETS = {"belfry-tokens", "belfry-cluster-secret"}
 
 # Custom resources have no schema in kubernetes-validate: their fields are checked here
 # against the CRDs' documented fields (cert-manager v1, Prometheus Operator v1).
@@ -471,6 +471,14 @@ class Checker:
         else:
             self.check(insecure and not any(values.get(v) for v in tls_vars),
                        f"{name}: without TLS, BELFRY_INSECURE_NO_TLS=true and no TLS files")
+
+        # Peer calls authenticated: by mutual TLS, or by a cluster secret from a mounted Secret
+        # (checked above like every *_FILE), never explicitly off.
+        self.check(values.get("BELFRY_INSECURE_NO_PEER_AUTH") != "true"
+                   and "BELFRY_CLUSTER_SECRET" not in values
+                   and (tls or bool(values.get("BELFRY_CLUSTER_SECRET_FILE"))),
+                   f"{name}: peers need BELFRY_CLUSTER_SECRET_FILE from a Secret (or TLS), "
+                   "not BELFRY_INSECURE_NO_PEER_AUTH or a secret in the manifest")
 
         # The preStop hook's command line is one belfry accepts.
         command = (container.get("lifecycle", {}).get("preStop", {}).get("exec", {})

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::raft::peer_auth::{ClusterSecret, PeerAuth};
 use crate::raft::NodeId;
 
 /// Why a configuration was refused.
@@ -108,6 +109,17 @@ pub struct ServerArgs {
     /// Serve and talk to peers in plain text.
     #[arg(long, env = "BELFRY_INSECURE_NO_TLS")]
     pub insecure_no_tls: bool,
+    /// A file holding the cluster secret every peer call carries (one per line: the first is
+    /// sent, any is accepted). Required without TLS.
+    #[arg(long, env = "BELFRY_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The cluster secret every peer call carries.
+    #[arg(long, env = "BELFRY_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Accept peer calls from anyone who reaches the port (neither TLS nor a cluster secret):
+    /// they can then move leadership and write schedules.
+    #[arg(long, env = "BELFRY_INSECURE_NO_PEER_AUTH")]
+    pub insecure_no_peer_auth: bool,
     /// Address of the HTTP server for `/metrics`, `/healthz` and `/readyz` (`off` disables it).
     #[arg(long, env = "BELFRY_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -121,29 +133,127 @@ pub struct TlsFiles {
     pub ca: Vec<u8>,
 }
 
-/// The API's security settings.
+/// The API's and the peers' security settings.
 #[derive(Clone, Debug, Default)]
 pub struct Security {
     /// `None`: authentication explicitly off.
     pub tokens: Option<crate::api::auth::Tokens>,
     /// `None`: TLS explicitly off.
     pub tls: Option<TlsFiles>,
+    /// Sent with and demanded of every peer call. `None` with TLS off: peer authentication
+    /// explicitly off (`--insecure-no-peer-auth`).
+    pub cluster_secret: Option<ClusterSecret>,
 }
 
-/// Reads tokens, one per line (blank lines and `#` comments ignored).
+impl Security {
+    /// What an incoming peer call must present.
+    pub fn peer_auth(&self) -> PeerAuth {
+        PeerAuth {
+            require_certificate: self.tls.is_some(),
+            secret: self.cluster_secret.clone(),
+        }
+    }
+}
+
+/// Bounds on the API/peer port's connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams (calls) per connection.
+    pub max_streams_per_connection: u32,
+    /// A connection that has not sent its first bytes by then is closed.
+    pub handshake_timeout: Duration,
+    /// HTTP/2 pings and TCP keepalive probes on quiet connections, so a vanished client's
+    /// connection is closed.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 1024,
+            max_streams_per_connection: 256,
+            handshake_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Reads tokens or secrets, one per line (blank lines and `#` comments ignored). A file that
+/// holds none is refused: it would configure nothing, or worse, an empty credential.
 fn read_tokens(setting: &'static str, path: &Path) -> Result<Vec<String>, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid(setting, format!("{}: {e}", path.display())))?;
-    Ok(text
+    let tokens: Vec<String> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
-        .collect())
+        .collect();
+    if tokens.is_empty() {
+        return Err(invalid(
+            setting,
+            format!(
+                "{} is empty (or only blank lines and comments)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(tokens)
 }
 
-fn read_pem(setting: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| invalid(setting, format!("{}: {e}", path.display())))
+/// A token given directly (flag or variable): set but blank is refused, never an empty token
+/// that `authorization: Bearer ` would match.
+fn direct_token(
+    setting: &'static str,
+    token: Option<&String>,
+) -> Result<Option<String>, ConfigError> {
+    match token.map(|t| t.trim()) {
+        Some("") => Err(invalid(
+            setting,
+            "is set but empty or only whitespace; unset it or give a token",
+        )),
+        Some(token) => Ok(Some(token.to_string())),
+        None => Ok(None),
+    }
+}
+
+/// What a PEM file must hold.
+#[derive(Clone, Copy)]
+enum Pem {
+    Certificates,
+    PrivateKey,
+}
+
+/// Reads a PEM file and checks that it holds what `kind` says, so a wrong or damaged file is
+/// named at start rather than reported as a bare "transport error" later.
+fn read_pem(setting: &'static str, path: &Path, kind: Pem) -> Result<Vec<u8>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| invalid(setting, format!("{shown}: {e}")))?;
+    match kind {
+        Pem::Certificates => {
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(setting, format!("{shown}: not a PEM certificate: {e}")))?;
+            if certs.is_empty() {
+                return Err(invalid(
+                    setting,
+                    format!("{shown} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+                ));
+            }
+        }
+        Pem::PrivateKey => {
+            PrivateKeyDer::from_pem_slice(&pem)
+                .map_err(|e| invalid(setting, format!("{shown}: no PEM private key found: {e}")))?;
+        }
+    }
+    Ok(pem)
 }
 
 /// The node id from a StatefulSet host name: `belfry-0` → 1.
@@ -174,7 +284,9 @@ fn security(args: &ServerArgs, file: &FileSecurity) -> Result<Security, ConfigEr
         {
             tokens.admin = read_tokens("admin_token_file", path)?;
         }
-        tokens.admin.extend(args.admin_token.clone());
+        tokens
+            .admin
+            .extend(direct_token("admin_token", args.admin_token.as_ref())?);
         if let Some(path) = args
             .readonly_token_file
             .as_ref()
@@ -182,7 +294,10 @@ fn security(args: &ServerArgs, file: &FileSecurity) -> Result<Security, ConfigEr
         {
             tokens.readonly = read_tokens("readonly_token_file", path)?;
         }
-        tokens.readonly.extend(args.readonly_token.clone());
+        tokens.readonly.extend(direct_token(
+            "readonly_token",
+            args.readonly_token.as_ref(),
+        )?);
         if tokens.admin.is_empty() {
             return Err(invalid(
                 "admin_token",
@@ -200,9 +315,9 @@ fn security(args: &ServerArgs, file: &FileSecurity) -> Result<Security, ConfigEr
         let ca = args.tls_client_ca.as_ref().or(file.tls_client_ca.as_ref());
         match (cert, key, ca) {
             (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
-                cert: read_pem("tls_cert", cert)?,
-                key: read_pem("tls_key", key)?,
-                ca: read_pem("tls_client_ca", ca)?,
+                cert: read_pem("tls_cert", cert, Pem::Certificates)?,
+                key: read_pem("tls_key", key, Pem::PrivateKey)?,
+                ca: read_pem("tls_client_ca", ca, Pem::Certificates)?,
             }),
             _ => {
                 return Err(invalid(
@@ -213,7 +328,63 @@ fn security(args: &ServerArgs, file: &FileSecurity) -> Result<Security, ConfigEr
             }
         }
     };
-    Ok(Security { tokens, tls })
+    let cluster_secret = cluster_secret(args, file, tls.is_some())?;
+    Ok(Security {
+        tokens,
+        tls,
+        cluster_secret,
+    })
+}
+
+/// The cluster secret: from the flag or variable, or from a file, never both. Without TLS a
+/// node needs one, or an explicit `--insecure-no-peer-auth`.
+fn cluster_secret(
+    args: &ServerArgs,
+    file: &FileSecurity,
+    tls: bool,
+) -> Result<Option<ClusterSecret>, ConfigError> {
+    let path = args
+        .cluster_secret_file
+        .as_ref()
+        .or(file.cluster_secret_file.as_ref());
+    let secret = match (&args.cluster_secret, path) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "cluster_secret",
+                "given both directly (--cluster-secret or BELFRY_CLUSTER_SECRET) and as a \
+                 file (cluster_secret_file); give one",
+            ))
+        }
+        (Some(secret), None) => Some(
+            ClusterSecret::new(std::slice::from_ref(secret))
+                .map_err(|e| invalid("cluster_secret", format!("the cluster secret {e}")))?,
+        ),
+        (None, Some(path)) => {
+            let secrets = read_tokens("cluster_secret_file", path)?;
+            Some(ClusterSecret::new(&secrets).map_err(|e| {
+                invalid(
+                    "cluster_secret_file",
+                    format!("{}: a secret in it {e}", path.display()),
+                )
+            })?)
+        }
+        (None, None) => None,
+    };
+    let no_peer_auth = args.insecure_no_peer_auth || file.insecure_no_peer_auth;
+    match (&secret, no_peer_auth) {
+        (Some(_), true) => Err(invalid(
+            "insecure_no_peer_auth",
+            "contradicts the cluster secret that is also given; drop one of them",
+        )),
+        (None, false) if !tls => Err(invalid(
+            "cluster_secret",
+            "peer calls would be unauthenticated: without TLS every node needs the same \
+             cluster secret (--cluster-secret-file, BELFRY_CLUSTER_SECRET_FILE or \
+             BELFRY_CLUSTER_SECRET); --insecure-no-peer-auth lets anyone who reaches the port \
+             move leadership and write schedules",
+        )),
+        _ => Ok(secret),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -235,6 +406,8 @@ struct FileConfig {
     raft: FileRaft,
     #[serde(default)]
     security: FileSecurity,
+    #[serde(default)]
+    connections: FileConnections,
 }
 
 #[derive(Deserialize, Default)]
@@ -249,6 +422,61 @@ struct FileSecurity {
     tls_client_ca: Option<PathBuf>,
     #[serde(default)]
     insecure_no_tls: bool,
+    cluster_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure_no_peer_auth: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConnections {
+    max_connections: Option<usize>,
+    max_streams_per_connection: Option<u32>,
+    handshake_timeout_ms: Option<u64>,
+    keepalive_interval_secs: Option<u64>,
+    keepalive_timeout_secs: Option<u64>,
+}
+
+impl FileConnections {
+    /// The defaults overridden by the file; every value must be positive.
+    fn resolve(&self) -> Result<ConnectionLimits, ConfigError> {
+        let defaults = ConnectionLimits::default();
+        Ok(ConnectionLimits {
+            max_connections: positive("connections.max_connections", self.max_connections)?
+                .unwrap_or(defaults.max_connections),
+            max_streams_per_connection: positive(
+                "connections.max_streams_per_connection",
+                self.max_streams_per_connection,
+            )?
+            .unwrap_or(defaults.max_streams_per_connection),
+            handshake_timeout: positive(
+                "connections.handshake_timeout_ms",
+                self.handshake_timeout_ms,
+            )?
+            .map_or(defaults.handshake_timeout, Duration::from_millis),
+            keepalive_interval: positive(
+                "connections.keepalive_interval_secs",
+                self.keepalive_interval_secs,
+            )?
+            .map_or(defaults.keepalive_interval, Duration::from_secs),
+            keepalive_timeout: positive(
+                "connections.keepalive_timeout_secs",
+                self.keepalive_timeout_secs,
+            )?
+            .map_or(defaults.keepalive_timeout, Duration::from_secs),
+        })
+    }
+}
+
+/// Refuses a zero: no limit or timeout here means anything at zero.
+fn positive<T: Copy + Default + PartialEq>(
+    setting: &'static str,
+    value: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    match value {
+        Some(v) if v == T::default() => Err(invalid(setting, "must be positive")),
+        other => Ok(other),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -317,13 +545,15 @@ pub struct NodeConfig {
     /// API addresses to ask for membership when this node is not an initial member.
     pub join: Vec<String>,
     pub security: Security,
+    pub connections: ConnectionLimits,
     /// `None`: no metrics server.
     pub metrics_listen: Option<String>,
 }
 
-/// Parses `1=host:port,2=host:port`.
+/// Parses `1=host:port,2=host:port`. A node id or an address listed twice is refused: two
+/// members at one address would be one node voting twice.
 pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
-    let mut peers = BTreeMap::new();
+    let mut peers: BTreeMap<NodeId, String> = BTreeMap::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (id, addr) = item
             .split_once('=')
@@ -333,6 +563,12 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> 
             .parse()
             .map_err(|_| invalid("peers", format!("{id:?} is not a node id")))?;
         check_addr("peers", addr.trim())?;
+        if let Some((other, _)) = peers.iter().find(|(_, a)| a.as_str() == addr.trim()) {
+            return Err(invalid(
+                "peers",
+                format!("nodes {other} and {id} are both listed at {}", addr.trim()),
+            ));
+        }
         if peers.insert(id, addr.trim().to_string()).is_some() {
             return Err(invalid("peers", format!("node {id} is listed twice")));
         }
@@ -345,6 +581,15 @@ pub fn check_addr(setting: &'static str, addr: &str) -> Result<(), ConfigError> 
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
         _ => Err(invalid(setting, format!("{addr:?} is not host:port"))),
     }
+}
+
+/// Parses the Redis URL the way the sink will, so a bad one is refused before anything starts.
+fn check_redis_url(url: &str) -> Result<(), ConfigError> {
+    use redis::IntoConnectionInfo;
+    url.into_connection_info()
+        .map(|_| ())
+        // The URL itself is not repeated: it may hold a password.
+        .map_err(|e| invalid("redis_url", format!("not a Redis URL: {e}")))
 }
 
 fn parse_election(text: &str) -> Result<(u64, u64), ConfigError> {
@@ -495,6 +740,7 @@ impl NodeConfig {
             .clone()
             .or(file.redis.url)
             .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
+        check_redis_url(&redis_url)?;
         let mut redis = crate::dispatch::SinkConfig::new(redis_url);
         redis.db = file.redis.db;
         redis.password = match (
@@ -554,6 +800,7 @@ impl NodeConfig {
             json_logs,
             join,
             security,
+            connections: file.connections.resolve()?,
             metrics_listen,
         })
     }
@@ -577,6 +824,7 @@ mod tests {
             data_dir: Some("/tmp/x".into()),
             insecure_no_auth: true,
             insecure_no_tls: true,
+            insecure_no_peer_auth: true,
             ..Default::default()
         }
     }
@@ -666,6 +914,7 @@ mod tests {
         let secure = ServerArgs {
             insecure_no_auth: false,
             insecure_no_tls: false,
+            insecure_no_peer_auth: false,
             ..args()
         };
         let setting = |a: &ServerArgs| match NodeConfig::resolve(a).unwrap_err() {
@@ -678,12 +927,18 @@ mod tests {
             ..secure
         };
         assert_eq!(setting(&with_token), "tls_cert");
-        let config = NodeConfig::resolve(&ServerArgs {
+        let plain = ServerArgs {
             insecure_no_tls: true,
             readonly_token: Some("r".into()),
             ..with_token
+        };
+        assert_eq!(setting(&plain), "cluster_secret");
+        let config = NodeConfig::resolve(&ServerArgs {
+            cluster_secret: Some("0123456789abcdef".into()),
+            ..plain
         })
         .unwrap();
+        assert!(config.security.cluster_secret.is_some());
         let tokens = config.security.tokens.unwrap();
         assert_eq!((tokens.admin.len(), tokens.readonly.len()), (1, 1));
         assert!(config.security.tls.is_none());
@@ -707,5 +962,242 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("node_idd"), "{err}");
+    }
+
+    /// The setting a refused configuration names, and its message.
+    fn refusal(args: &ServerArgs) -> (&'static str, String) {
+        match NodeConfig::resolve(args).unwrap_err() {
+            ConfigError::Invalid { setting, reason } => (setting, reason),
+            other => panic!("{other}"),
+        }
+    }
+
+    fn with_tokens() -> ServerArgs {
+        ServerArgs {
+            insecure_no_auth: false,
+            admin_token: Some("adm".into()),
+            ..args()
+        }
+    }
+
+    #[test]
+    fn blank_tokens_are_refused() {
+        for blank in ["", "   ", "\t"] {
+            let (setting, reason) = refusal(&ServerArgs {
+                admin_token: Some(blank.into()),
+                ..with_tokens()
+            });
+            assert_eq!(setting, "admin_token", "{blank:?}: {reason}");
+            assert!(reason.contains("empty"), "{reason}");
+            let (setting, _) = refusal(&ServerArgs {
+                readonly_token: Some(blank.into()),
+                ..with_tokens()
+            });
+            assert_eq!(setting, "readonly_token", "{blank:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("tokens");
+        std::fs::write(&empty, "# rotated out\n\n   \n").unwrap();
+        let (setting, reason) = refusal(&ServerArgs {
+            readonly_token_file: Some(empty.clone()),
+            ..with_tokens()
+        });
+        assert_eq!(setting, "readonly_token_file");
+        assert!(reason.contains(&empty.display().to_string()), "{reason}");
+        // A real token is kept without its surrounding whitespace.
+        let config = NodeConfig::resolve(&ServerArgs {
+            admin_token: Some(" adm \n".into()),
+            ..with_tokens()
+        })
+        .unwrap();
+        assert_eq!(
+            config.security.tokens.unwrap().admin,
+            vec!["adm".to_string()]
+        );
+    }
+
+    fn plain() -> ServerArgs {
+        ServerArgs {
+            insecure_no_peer_auth: false,
+            ..args()
+        }
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn without_tls_peers_need_a_secret_or_an_explicit_flag() {
+        assert_eq!(refusal(&plain()).0, "cluster_secret");
+        let with_flag = NodeConfig::resolve(&args()).unwrap();
+        assert!(with_flag.security.cluster_secret.is_none());
+        let from_value = NodeConfig::resolve(&ServerArgs {
+            cluster_secret: Some(SECRET.into()),
+            ..plain()
+        })
+        .unwrap();
+        let auth = from_value.security.peer_auth();
+        assert!(auth.secret.is_some() && !auth.require_certificate);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cluster-secret");
+        std::fs::write(&file, format!("# current\n{SECRET}\n")).unwrap();
+        let from_file = ServerArgs {
+            cluster_secret_file: Some(file.clone()),
+            ..plain()
+        };
+        assert!(NodeConfig::resolve(&from_file).is_ok());
+        assert_eq!(
+            refusal(&ServerArgs {
+                cluster_secret: Some(SECRET.into()),
+                ..from_file.clone()
+            })
+            .0,
+            "cluster_secret"
+        );
+        assert_eq!(
+            refusal(&ServerArgs {
+                insecure_no_peer_auth: true,
+                ..from_file
+            })
+            .0,
+            "insecure_no_peer_auth"
+        );
+    }
+
+    #[test]
+    fn blank_or_short_secrets_are_refused() {
+        for (bad, words) in [("", "empty"), ("  \t ", "empty"), ("short", "at least 16")] {
+            let (setting, reason) = refusal(&ServerArgs {
+                cluster_secret: Some(bad.into()),
+                ..plain()
+            });
+            assert_eq!(setting, "cluster_secret", "{bad:?}");
+            assert!(reason.contains(words), "{bad:?}: {reason}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cluster-secret");
+        std::fs::write(&file, " \n\n").unwrap();
+        let (setting, reason) = refusal(&ServerArgs {
+            cluster_secret_file: Some(file.clone()),
+            ..plain()
+        });
+        assert_eq!(setting, "cluster_secret_file");
+        assert!(reason.contains(&file.display().to_string()), "{reason}");
+        std::fs::write(&file, format!("{SECRET}\nnot long\n")).unwrap();
+        assert_eq!(
+            refusal(&ServerArgs {
+                cluster_secret_file: Some(file),
+                ..plain()
+            })
+            .0,
+            "cluster_secret_file"
+        );
+    }
+
+    #[test]
+    fn a_peer_address_listed_twice_is_refused() {
+        let err = parse_peers("1=a:7400,2=b:7400,3=a:7400").unwrap_err();
+        assert!(err.to_string().contains("a:7400"), "{err}");
+        assert!(parse_peers("1=a:7400,1=b:7400").is_err());
+        assert_eq!(parse_peers("1=a:7400, 2=a:7401").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_refused() {
+        for url in ["localhost:6379", "http://r:6379/0", "redis://r:6379/notadb"] {
+            assert_eq!(
+                refusal(&ServerArgs {
+                    redis_url: Some(url.into()),
+                    ..args()
+                })
+                .0,
+                "redis_url",
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_files_must_hold_what_they_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (cert, key, garbage, empty) = (
+            write("cert.pem", &cert.pem()),
+            write("key.pem", &key.serialize_pem()),
+            write("garbage.pem", "not a pem file\n"),
+            write("empty.pem", ""),
+        );
+        let tls = |c: &Path, k: &Path, ca: &Path| ServerArgs {
+            insecure_no_tls: false,
+            insecure_no_peer_auth: false,
+            tls_cert: Some(c.to_path_buf()),
+            tls_key: Some(k.to_path_buf()),
+            tls_client_ca: Some(ca.to_path_buf()),
+            ..args()
+        };
+        let config = NodeConfig::resolve(&tls(&cert, &key, &cert)).unwrap();
+        // Mutual TLS authenticates peers: no secret is needed.
+        let auth = config.security.peer_auth();
+        assert!(auth.require_certificate && auth.secret.is_none());
+        for (args, setting, file) in [
+            (tls(&garbage, &key, &cert), "tls_cert", &garbage),
+            (tls(&key, &key, &cert), "tls_cert", &key),
+            (tls(&cert, &garbage, &cert), "tls_key", &garbage),
+            (tls(&cert, &cert, &cert), "tls_key", &cert),
+            (tls(&cert, &key, &empty), "tls_client_ca", &empty),
+            (
+                tls(&cert, &key, &dir.path().join("missing.pem")),
+                "tls_client_ca",
+                &dir.path().join("missing.pem"),
+            ),
+        ] {
+            let (named, reason) = refusal(&args);
+            assert_eq!(named, setting, "{reason}");
+            assert!(reason.contains(&file.display().to_string()), "{reason}");
+        }
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(
+            &path,
+            "[connections]\nmax_connections = 64\nhandshake_timeout_ms = 1500\n",
+        )
+        .unwrap();
+        let config = NodeConfig::resolve(&ServerArgs {
+            config: Some(path.clone()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(config.connections.max_connections, 64);
+        assert_eq!(
+            config.connections.handshake_timeout,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(config.connections.max_streams_per_connection, 256);
+        assert_eq!(
+            NodeConfig::resolve(&args()).unwrap().connections,
+            ConnectionLimits::default()
+        );
+        std::fs::write(&path, "[connections]\nmax_streams_per_connection = 0\n").unwrap();
+        assert_eq!(
+            refusal(&ServerArgs {
+                config: Some(path),
+                ..args()
+            })
+            .0,
+            "connections.max_streams_per_connection"
+        );
     }
 }

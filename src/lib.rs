@@ -7,6 +7,7 @@ pub mod api;
 pub mod celery;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod dispatch;
 pub mod heap;
 pub mod node;

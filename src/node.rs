@@ -13,7 +13,6 @@ use chrono::Utc;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::signal::unix::Signal;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
@@ -22,6 +21,7 @@ use crate::api::client::{ApiClient, ClientConfig};
 use crate::api::{pb, Control};
 use crate::celery::{Encoder, KombuLayout};
 use crate::config::NodeConfig;
+use crate::connections::Guarded;
 use crate::dispatch::leader::{watch_leadership, DispatchContext};
 use crate::dispatch::planner::PlanConfig;
 use crate::dispatch::RedisSink;
@@ -74,6 +74,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     hangup: Signal,
 ) -> Result<(), NodeError> {
+    // Everything that can be checked without the cluster is, before the data directory is
+    // touched: a bad Redis or TLS setting must not leave a half-started node behind.
+    let sink = RedisSink::new(&config.redis)?;
+    let tls = config
+        .security
+        .tls
+        .as_ref()
+        .map(|files| tls_configs(files, config.connections.handshake_timeout))
+        .transpose()?;
     let storage_err = |message: String| NodeError::Storage {
         path: config.data_dir.display().to_string(),
         message,
@@ -87,12 +96,11 @@ pub async fn run(
     let changes = state_machine.changes();
 
     let mut network = PeerNetwork::new(config.cluster_name.clone());
-    if let Some(tls) = &config.security.tls {
-        network = network.with_tls(
-            tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca))
-                .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key)),
-        );
+    if let Some((_, client_tls)) = &tls {
+        network = network.with_tls(client_tls.clone());
+    }
+    if let Some(secret) = &config.security.cluster_secret {
+        network = network.with_secret(secret.clone());
     }
     if let Some(term) = log_store
         .forget_own_leadership(config.node_id)
@@ -141,17 +149,16 @@ pub async fn run(
         })?;
     info!(node = config.node_id, listen = %config.listen, advertise = %config.advertise, "belfry node started");
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &config.security.tls {
+    let limits = &config.connections;
+    let mut builder = tonic::transport::Server::builder()
+        // Pings on quiet connections: one whose client vanished is closed, freeing its slot.
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(Some(limits.max_streams_per_connection));
+    if let Some((server_tls, _)) = tls {
         builder = builder
-            .tls_config(
-                tonic::transport::ServerTlsConfig::new()
-                    .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key))
-                    .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca))
-                    // API clients need no certificate; the peer service demands one.
-                    .client_auth_optional(true),
-            )
-            .map_err(|e| NodeError::Tls(e.to_string()))?;
+            .tls_config(server_tls)
+            .map_err(|e| NodeError::Tls(error_chain(&e)))?;
     }
     let (schedules_api, cluster_api) = crate::api::services(
         control.clone(),
@@ -177,13 +184,13 @@ pub async fn run(
                 config.node_id,
                 config.cluster_name.clone(),
                 Some(crate::api::forward_handler(control.clone())),
-                config.security.tls.is_some(),
+                config.security.peer_auth(),
             ))
             .add_service(schedules_api)
             .add_service(cluster_api)
             .add_service(health)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(without_nagle(listener), async {
+            .serve_with_incoming_shutdown(Guarded::new(listener, limits), async {
                 let _ = serving_stopped.await;
             }),
     );
@@ -191,7 +198,6 @@ pub async fn run(
     bootstrap(&raft, &config, &control).await?;
     let joining = join_if_new(&raft, &config).await?;
 
-    let sink = RedisSink::new(&config.redis)?;
     let dispatch_health = crate::dispatch::DispatchHealth::default();
     let health_follower = tokio::spawn(health_follows_readiness(
         health_reporter,
@@ -391,27 +397,62 @@ async fn log_cluster_changes(raft: Raft) {
     }
 }
 
-/// Accepted connections with Nagle's algorithm off: replies are small and latency-bound, and
-/// Nagle plus delayed acknowledgements would hold some back for tens of milliseconds.
-fn without_nagle(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            if let Err(err) = stream.set_nodelay(true) {
-                warn!(%err, "cannot disable Nagle's algorithm on a connection");
-            }
-        })
-    })
+/// The server's and the peer client's TLS settings, built (and so checked) before anything
+/// starts. The server asks for a client certificate without demanding one: API clients have
+/// none, and the peer service refuses callers without one.
+fn tls_configs(
+    tls: &crate::config::TlsFiles,
+    handshake_timeout: std::time::Duration,
+) -> Result<
+    (
+        tonic::transport::ServerTlsConfig,
+        tonic::transport::ClientTlsConfig,
+    ),
+    NodeError,
+> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+    let server = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&tls.cert, &tls.key))
+        .client_ca_root(Certificate::from_pem(&tls.ca))
+        .client_auth_optional(true)
+        // A client that never finishes its handshake does not hold a connection for long.
+        .timeout(handshake_timeout);
+    // Building a server with it parses the certificate and key: a key that does not match
+    // the certificate is found now, not when the first client connects.
+    tonic::transport::Server::builder()
+        .tls_config(server.clone())
+        .map_err(|e| {
+            NodeError::Tls(format!(
+                "tls_cert / tls_key / tls_client_ca: {}",
+                error_chain(&e)
+            ))
+        })?;
+    let client = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&tls.ca))
+        .identity(Identity::from_pem(&tls.cert, &tls.key));
+    Ok((server, client))
+}
+
+/// An error with its sources: tonic's own message is only "transport error".
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn warn_if_insecure(config: &NodeConfig) {
     if config.security.tokens.is_none() {
         warn!("API authentication is OFF (--insecure-no-auth): anyone who reaches the port can change schedules");
     }
-    if config.security.tls.is_none() {
-        warn!("TLS is OFF (--insecure-no-tls): API and peer traffic travel in plain text and peers are not authenticated");
+    match (&config.security.tls, &config.security.cluster_secret) {
+        (Some(_), _) => {}
+        (None, Some(_)) => warn!("TLS is OFF (--insecure-no-tls): API and peer traffic travel in plain text; peers are authenticated by the cluster secret only"),
+        (None, None) => warn!("TLS is OFF (--insecure-no-tls) and peer authentication is OFF (--insecure-no-peer-auth): anyone who reaches the port can move leadership and write schedules"),
     }
 }
 

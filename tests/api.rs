@@ -580,7 +580,7 @@ async fn a_forwarded_write_that_arrives_after_its_deadline_is_not_started() {
         ..spec("held-up", "2h")
     })
     .expect("a valid definition");
-    let network = belfry::raft::network::PeerNetwork::new("belfry");
+    let network = support::procs::peer_network();
     let (id, addr) = (cluster.nodes[leader].id, cluster.nodes[leader].addr.clone());
     let send = |not_after: chrono::DateTime<chrono::Utc>| {
         let forwarded = Forwarded {

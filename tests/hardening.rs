@@ -230,8 +230,8 @@ async fn no_request_stops_the_cluster() {
     }
 }
 
-/// Sends a create for `name` to node `leader`'s peer service as a follower would forward it,
-/// without the API's validation in between.
+/// Sends a create for `name` to node `leader`'s peer service as a follower would forward it
+/// (with the cluster's secret), without the API's validation in between.
 async fn forward_unchecked_create(
     cluster: &ProcCluster,
     leader: usize,
@@ -245,7 +245,7 @@ async fn forward_unchecked_create(
         incarnation: uuid::Uuid::new_v4(),
     })));
     let payload = serde_json::to_vec(&forwarded).expect("encode");
-    let network = belfry::raft::network::PeerNetwork::new("belfry");
+    let network = support::procs::peer_network();
     let node = &cluster.nodes[leader];
     let reply = network
         .forward(node.id, &node.addr, payload, Duration::from_secs(10))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
-use support::procs::ProcCluster;
+use support::procs::{with_cluster_secret, ProcCluster};
 use support::RedisServer;
 
 #[tokio::test]
@@ -19,10 +19,13 @@ async fn wrong_target_cluster_or_payload_is_refused() {
     let mut client = PeerClient::connect(addr)
         .await
         .expect("connect to the node");
-    let call = |target: u64, cluster: &str, payload: &[u8]| PeerRequest {
-        target,
-        cluster: cluster.to_string(),
-        payload: payload.to_vec(),
+    // Authenticated as a member: what is checked here comes after the cluster secret.
+    let call = |target: u64, cluster: &str, payload: &[u8]| {
+        with_cluster_secret(tonic::Request::new(PeerRequest {
+            target,
+            cluster: cluster.to_string(),
+            payload: payload.to_vec(),
+        }))
     };
 
     let wrong_node = client.vote(call(7, "belfry", b"{}")).await.unwrap_err();

@@ -14,6 +14,7 @@ use belfry::raft::log_store::LogStore;
 use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
 use belfry::raft::network::{peer_server, PeerNetwork};
+use belfry::raft::peer_auth::PeerAuth;
 use belfry::raft::{NodeId, Raft};
 use belfry::schedule::SpecInput;
 use belfry::state::{
@@ -105,7 +106,13 @@ impl TestNode {
         let (stop_serving, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(peer_server(raft.clone(), id, CLUSTER, None, false))
+                .add_service(peer_server(
+                    raft.clone(),
+                    id,
+                    CLUSTER,
+                    None,
+                    PeerAuth::default(),
+                ))
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                     let _ = stopped.await;
                 }),

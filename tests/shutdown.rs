@@ -77,6 +77,7 @@ fn a_node_signalled_while_still_starting_keeps_the_signals_and_exits_cleanly() {
             "--insecure-no-tls",
             "--insecure-no-auth",
         ])
+        .env("BELFRY_CLUSTER_SECRET", support::procs::CLUSTER_SECRET)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(log)

@@ -1,6 +1,7 @@
 //! TLS on the API and mutual TLS between peers, with a real three-node cluster and certificates
 //! made for the test: the cluster forms over mTLS, clients that trust the CA use the API, and
-//! the peer protocol refuses callers without a certificate from the cluster CA.
+//! the peer protocol refuses callers without a certificate from the cluster CA, before reading
+//! what they send.
 
 mod support;
 
@@ -10,6 +11,7 @@ use belfry::api::client::{ApiClient, ClientConfig};
 use belfry::api::pb;
 use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
+use belfry::raft::network::MAX_MESSAGE_BYTES;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use support::procs::{ProcCluster, ADMIN_TOKEN};
 use support::RedisServer;
@@ -110,6 +112,7 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
         .connect()
         .await
         .expect("TLS connection without a client certificate");
+    let anonymous_channel = anonymous.clone();
     let refused = PeerClient::new(anonymous)
         .vote(PeerRequest {
             target: cluster.nodes[1].id,
@@ -119,6 +122,22 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    // Refused before its body is read: a message larger than any the node accepts gets the
+    // same answer, not a complaint about its size.
+    let oversized = PeerClient::new(anonymous_channel.clone())
+        .max_encoding_message_size(usize::MAX)
+        .forward(PeerRequest {
+            target: cluster.nodes[1].id,
+            cluster: "belfry".into(),
+            payload: vec![b' '; MAX_MESSAGE_BYTES + 1],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        oversized.code(),
+        tonic::Code::PermissionDenied,
+        "{oversized:?}"
+    );
 
     // A certificate from another CA does not get through the handshake.
     let rogue = pki("rogue");
@@ -146,4 +165,89 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
     );
     let logs = cluster.log_text();
     assert!(!logs.contains("TLS is OFF"), "{logs}");
+}
+
+/// With mutual TLS and a cluster secret both configured, a peer call needs both: the cluster's
+/// certificate without the secret is refused, and so is the secret without a certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_cluster_secret_as_well_peers_need_both() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster_pki = pki("belfry");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write a file");
+        path.display().to_string()
+    };
+    let secret = "tls-and-a-cluster-secret-0123456789";
+    let (ca, cert, key, secret_file) = (
+        write("ca.pem", &cluster_pki.ca_pem),
+        write("node.pem", &cluster_pki.cert_pem),
+        write("node.key", &cluster_pki.key_pem),
+        write("cluster-secret", &format!("{secret}\n")),
+    );
+    let config = format!(
+        "[security]\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\ntls_client_ca = \"{ca}\"\n\
+         cluster_secret_file = \"{secret_file}\"\n"
+    );
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(1, &redis.url(0), "", &config);
+    cluster.wait_for_leader(Duration::from_secs(30));
+    let addr = cluster.nodes[0].addr.clone();
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&cluster_pki.ca_pem));
+    let member = https(&addr)
+        .tls_config(tls.clone().identity(Identity::from_pem(
+            &cluster_pki.cert_pem,
+            &cluster_pki.key_pem,
+        )))
+        .expect("tls")
+        .connect()
+        .await
+        .expect("TLS connection with the cluster's certificate");
+    let anonymous = https(&addr)
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("TLS connection without a certificate");
+    let stale_vote = serde_json::json!({"vote": {"leader_id": {"term": 0, "node_id": 9}, "committed": false}, "last_log_id": null});
+    let call = |with_secret: bool| {
+        let mut request = tonic::Request::new(PeerRequest {
+            target: cluster.nodes[0].id,
+            cluster: "belfry".into(),
+            payload: stale_vote.to_string().into_bytes(),
+        });
+        if with_secret {
+            request.metadata_mut().insert(
+                "x-belfry-cluster-secret",
+                secret.parse().expect("ASCII secret"),
+            );
+        }
+        request
+    };
+
+    let no_secret = PeerClient::new(member.clone())
+        .vote(call(false))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        no_secret.code(),
+        tonic::Code::Unauthenticated,
+        "{no_secret:?}"
+    );
+    let no_certificate = PeerClient::new(anonymous)
+        .vote(call(true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        no_certificate.code(),
+        tonic::Code::PermissionDenied,
+        "{no_certificate:?}"
+    );
+    let reply = PeerClient::new(member)
+        .vote(call(true))
+        .await
+        .expect("a member with both is answered");
+    let result: serde_json::Value =
+        serde_json::from_slice(&reply.into_inner().payload).expect("JSON reply");
+    assert_eq!(result["Ok"]["vote_granted"], false, "{result}");
 }

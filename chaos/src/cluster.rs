@@ -15,6 +15,10 @@ use belfry::api::client::{ApiClient, ClientConfig};
 
 use crate::net::{Network, NODE_PORT};
 
+/// The secret the harness's nodes authenticate peer calls with: they run without TLS, on
+/// loopback or in network namespaces of their own.
+const CLUSTER_SECRET: &str = "belfry-chaos-cluster-secret-0123456789";
+
 /// Why a node operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -192,6 +196,8 @@ impl Cluster {
                 "--metrics-listen",
                 "off",
             ])
+            // Peers authenticate with a shared secret (the harness runs them without TLS).
+            .env("BELFRY_CLUSTER_SECRET", CLUSTER_SECRET)
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
             .stderr(log);

@@ -49,11 +49,7 @@ impl Tokens {
 
 /// Constant-time comparison of two tokens (their lengths are not secret).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
-            == 0
+    crate::raft::peer_auth::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 /// The interceptor: `None` means authentication is off (every caller is an admin).

@@ -1,6 +1,7 @@
 //! `belfry dev`: a local three-node cluster as separate processes, with its own `redis-server`
 //! (installed from Debian's packages if missing) and a sample schedule. It prints dispatches as
-//! they reach Redis, kills the leader once to show a failover, and runs until Ctrl-C.
+//! they reach Redis, kills the leader once to show a failover, and runs until Ctrl-C. Its nodes
+//! authenticate each other with a random cluster secret written into its directory.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,30 @@ task = "reports.digest"
 crontab = "*/15 9-17 * * mon-fri"
 tz = "Europe/Paris"
 "#;
+
+/// The file in the data directory holding the nodes' cluster secret.
+const SECRET_FILE: &str = "cluster-secret";
+
+/// Writes a fresh random cluster secret, readable by the owner only.
+fn write_cluster_secret(dir: &Path) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Two version-4 UUIDs: 244 bits from the operating system's random source.
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let path = dir.join(SECRET_FILE);
+    let _ = std::fs::remove_file(&path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(format!("{secret}\n").as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
 
 struct Procs {
     children: Vec<Option<Child>>,
@@ -126,6 +151,10 @@ fn start_node(
         .args(["--redis-url", redis_url, "--log-format", "json"])
         .arg("--schedules")
         .arg(dir.join("schedules.toml"))
+        // Even on loopback, other local users must not steer the cluster: its peers share a
+        // secret made for this run.
+        .arg("--cluster-secret-file")
+        .arg(dir.join(SECRET_FILE))
         // A throwaway cluster on loopback: no tokens, no certificates.
         .args([
             "--insecure-no-auth",
@@ -181,6 +210,7 @@ fn run_dev(args: DevArgs) -> Result<(), String> {
     let temp = tempfile_dir(args.dir)?;
     let dir = temp.path.clone();
     std::fs::write(dir.join("schedules.toml"), SAMPLE).map_err(|e| e.to_string())?;
+    write_cluster_secret(&dir)?;
     let bin = std::env::current_exe().map_err(|e| e.to_string())?;
     let redis_port = loopback_port().map_err(|e| e.to_string())?;
     let redis_url = format!("redis://127.0.0.1:{redis_port}/0");

@@ -1,6 +1,7 @@
 //! The gRPC transport between peers, both sides: `PeerNetwork` sends openraft's RPCs to other
 //! nodes over one cached channel per peer, `PeerService` receives them and hands them to the
-//! local Raft after checking they are addressed to this node of this cluster.
+//! local Raft after checking they are addressed to this node of this cluster. Every call sent
+//! carries the cluster secret (when there is one); every call received passes `PeerAuth` first.
 //!
 //! Owns connections and encoding only; it must not interpret Raft messages.
 
@@ -20,9 +21,11 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
+use super::peer_auth::{ClusterSecret, PeerAuth};
 use super::{NodeId, Raft, TypeConfig};
 
 /// The generated gRPC code of `proto/belfry/raft/v1/raft.proto`.
@@ -49,6 +52,8 @@ pub struct PeerNetwork {
     channels: Arc<Mutex<HashMap<(NodeId, String), Channel>>>,
     /// Mutual TLS: the cluster CA and this node's certificate.
     tls: Option<ClientTlsConfig>,
+    /// Sent with every call.
+    secret: Option<ClusterSecret>,
 }
 
 impl PeerNetwork {
@@ -59,7 +64,27 @@ impl PeerNetwork {
             cluster: cluster.into(),
             channels: Arc::default(),
             tls: None,
+            secret: None,
         }
+    }
+
+    /// Sends the cluster secret with every call.
+    pub fn with_secret(mut self, secret: ClusterSecret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// A peer call to `target`, with the cluster secret.
+    fn request(&self, target: NodeId, payload: Vec<u8>) -> Request<PeerRequest> {
+        let mut request = Request::new(PeerRequest {
+            target,
+            cluster: self.cluster.clone(),
+            payload,
+        });
+        if let Some(secret) = &self.secret {
+            secret.stamp(&mut request);
+        }
+        request
     }
 
     /// Talks to peers over TLS, presenting this node's certificate.
@@ -116,11 +141,7 @@ impl PeerNetwork {
         let mut client = PeerClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let mut request = Request::new(PeerRequest {
-            target,
-            cluster: self.cluster.clone(),
-            payload,
-        });
+        let mut request = self.request(target, payload);
         request.set_timeout(timeout);
         Ok(client.forward(request).await?.into_inner().payload)
     }
@@ -142,7 +163,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
         });
         PeerConnection {
             target,
-            cluster: self.cluster.clone(),
+            network: self.clone(),
             client,
         }
     }
@@ -151,7 +172,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 /// A client for one peer.
 pub struct PeerConnection {
     target: NodeId,
-    cluster: String,
+    /// Makes its requests (cluster name, secret).
+    network: PeerNetwork,
     client: Result<PeerClient<Channel>, String>,
 }
 
@@ -184,11 +206,7 @@ impl PeerConnection {
         };
         let payload =
             serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut grpc_request = Request::new(PeerRequest {
-            target: self.target,
-            cluster: self.cluster.clone(),
-            payload,
-        });
+        let mut grpc_request = self.network.request(self.target, payload);
         // openraft's deadline for this RPC, enforced by the client and sent to the server.
         grpc_request.set_timeout(option.hard_ttl());
         let sent = match rpc {
@@ -274,27 +292,26 @@ pub struct PeerService {
     node_id: NodeId,
     cluster: String,
     forward: Option<ForwardHandler>,
-    /// Refuse callers that presented no certificate signed by the cluster CA.
-    mutual_tls: bool,
 }
 
-/// The peer service, ready to add to a tonic router.
+/// The peer service, ready to add to a tonic router. `auth` is checked on every call before
+/// its body is read: an unauthenticated caller never makes the node buffer or decode a message.
 pub fn peer_server(
     raft: Raft,
     node_id: NodeId,
     cluster: impl Into<String>,
     forward: Option<ForwardHandler>,
-    mutual_tls: bool,
-) -> PeerServer<PeerService> {
-    PeerServer::new(PeerService {
+    auth: PeerAuth,
+) -> InterceptedService<PeerServer<PeerService>, PeerAuth> {
+    let server = PeerServer::new(PeerService {
         raft,
         node_id,
         cluster: cluster.into(),
         forward,
-        mutual_tls,
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    InterceptedService::new(server, auth)
 }
 
 impl PeerService {
@@ -307,13 +324,6 @@ impl PeerService {
 
     /// Checks the addressee and returns the payload.
     fn check(&self, request: Request<PeerRequest>) -> Result<Vec<u8>, Status> {
-        // The TLS layer verified any certificate against the cluster CA; API clients connect
-        // without one, and must not reach the peer protocol.
-        if self.mutual_tls && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
-            return Err(Status::permission_denied(
-                "peer calls need a certificate signed by the cluster CA",
-            ));
-        }
         let request = request.into_inner();
         if request.target != self.node_id {
             return Err(Status::failed_precondition(format!(

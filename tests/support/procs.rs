@@ -19,6 +19,8 @@ pub struct NodeProc {
     child: Option<Child>,
     /// How many times it was started (each start appends to the same log).
     pub starts: u32,
+    /// The open-files limit (`ulimit -n`) it is started with, if not the test's own.
+    pub files_limit: Option<u64>,
 }
 
 /// A cluster of `belfry server` processes sharing one config file layout.
@@ -29,14 +31,37 @@ pub struct ProcCluster {
     pub config: PathBuf,
     /// The first `initial` nodes are the static initial members; later ones join.
     initial: usize,
-    /// The config file sets up TLS; otherwise nodes run with `--insecure-no-tls`.
+    /// The config file sets up TLS; otherwise nodes run with `--insecure-no-tls`, and peers
+    /// authenticate with `CLUSTER_SECRET`.
     tls: bool,
+    /// The config file names a cluster secret of its own.
+    own_secret: bool,
     dir: tempfile::TempDir,
 }
 
 /// The tokens every test cluster accepts.
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 pub const READONLY_TOKEN: &str = "readonly-token-for-tests";
+/// The cluster secret of every test cluster without TLS.
+pub const CLUSTER_SECRET: &str = "cluster-secret-for-tests-0123456789";
+
+/// Adds the test clusters' secret to a peer call made by hand.
+#[allow(dead_code)]
+pub fn with_cluster_secret<T>(mut request: tonic::Request<T>) -> tonic::Request<T> {
+    request.metadata_mut().insert(
+        belfry::raft::peer_auth::SECRET_METADATA,
+        CLUSTER_SECRET.parse().expect("an ASCII secret"),
+    );
+    request
+}
+
+/// A peer network that sends the test clusters' secret.
+#[allow(dead_code)]
+pub fn peer_network() -> belfry::raft::network::PeerNetwork {
+    belfry::raft::network::PeerNetwork::new("belfry").with_secret(
+        belfry::raft::peer_auth::ClusterSecret::new(&[CLUSTER_SECRET]).expect("a valid secret"),
+    )
+}
 
 pub fn belfry_bin() -> &'static str {
     env!("CARGO_BIN_EXE_belfry")
@@ -59,6 +84,7 @@ impl ProcCluster {
                 log: dir.path().join(format!("node{id}.log")),
                 child: None,
                 starts: 0,
+                files_limit: None,
             })
             .collect();
         let mut cluster = ProcCluster {
@@ -68,6 +94,7 @@ impl ProcCluster {
             config,
             initial: n as usize,
             tls: extra_config.contains("tls_cert"),
+            own_secret: extra_config.contains("cluster_secret"),
             dir,
         };
         for i in 0..cluster.nodes.len() {
@@ -96,6 +123,7 @@ impl ProcCluster {
             log: self.dir.path().join(format!("node{id}.log")),
             child: None,
             starts: 0,
+            files_limit: None,
         });
         let i = self.nodes.len() - 1;
         self.spawn(i);
@@ -116,7 +144,18 @@ impl ProcCluster {
             .append(true)
             .open(&node.log)
             .expect("node log");
-        let child = Command::new(belfry_bin())
+        // prlimit sets the limit, then executes belfry in its own process.
+        let mut command = match node.files_limit {
+            Some(limit) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(belfry_bin());
+                c
+            }
+            None => Command::new(belfry_bin()),
+        };
+        let child = command
             .arg("server")
             .arg("--config")
             .arg(&self.config)
@@ -140,6 +179,10 @@ impl ProcCluster {
                 &["--insecure-no-tls"][..]
             })
             .args(&join)
+            .envs(
+                (!self.tls && !self.own_secret)
+                    .then_some(("BELFRY_CLUSTER_SECRET", CLUSTER_SECRET)),
+            )
             .env("BELFRY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("BELFRY_READONLY_TOKEN", READONLY_TOKEN)
             .env("RUST_LOG", "info,openraft=warn")
