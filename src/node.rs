@@ -9,12 +9,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use chrono::Utc;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::signal::unix::Signal;
 use tracing::{error, info, warn};
-use uuid::Uuid;
 
 use crate::api::auth::Authenticator;
 use crate::api::client::{ApiClient, ClientConfig};
@@ -29,7 +27,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{peer_server, PeerNetwork};
 use crate::raft::Raft;
 use crate::schedules_file;
-use crate::state::{Command, CommandResult, StateHandle, StateMachineStore};
+use crate::state::StateMachineStore;
 
 /// Why a node could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -246,13 +244,12 @@ pub async fn run(
     let heap_release = tokio::spawn(crate::heap::release_freed_forever());
     let cluster_log = tokio::spawn(log_cluster_changes(raft.clone()));
     let schedules = match config.schedules.clone() {
-        Some(path) => tokio::spawn(keep_schedules_reconciled(
-            raft.clone(),
-            state.clone(),
+        Some(path) => tokio::spawn(schedules_file::keep_reconciled(
+            control.clone(),
             path,
             hangup,
         )),
-        None => tokio::spawn(ignore_hangups(hangup)),
+        None => tokio::spawn(schedules_file::ignore_hangups(hangup)),
     };
 
     shutdown.await;
@@ -535,124 +532,4 @@ async fn join_if_new(
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
     })))
-}
-
-/// Reconciles the schedules file whenever this node becomes leader and on SIGHUP.
-async fn keep_schedules_reconciled(
-    raft: Raft,
-    state: StateHandle,
-    path: std::path::PathBuf,
-    mut hangup: Signal,
-) {
-    let mut metrics = raft.metrics();
-    let mut reconciled_term = None;
-    loop {
-        let (leading, term) = {
-            let m = metrics.borrow_and_update();
-            (m.state == ServerState::Leader, m.current_term)
-        };
-        if leading && reconciled_term != Some(term) {
-            // Wait until this term's leadership is established before writing.
-            if raft.ensure_linearizable().await.is_ok() {
-                reconcile_once(&raft, &state, &path).await;
-                reconciled_term = Some(term);
-            }
-        }
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
-            _ = hangup.recv() => {
-                info!(path = %path.display(), "SIGHUP: reloading the schedules file");
-                if raft.metrics().borrow().state == ServerState::Leader {
-                    reconcile_once(&raft, &state, &path).await;
-                } else if let Err(err) = schedules_file::load(&path, Utc::now()) {
-                    error!(%err, "the schedules file is invalid");
-                }
-            }
-        }
-    }
-}
-
-/// Without a schedules file a SIGHUP has nothing to reload; it must not end the process.
-async fn ignore_hangups(mut hangup: Signal) {
-    while hangup.recv().await.is_some() {
-        info!("SIGHUP: no schedules file is configured; nothing to reload");
-    }
-}
-
-async fn reconcile_once(raft: &Raft, state: &StateHandle, path: &std::path::Path) {
-    let now = Utc::now();
-    let (declared, commands) = match plan_file_changes(state.clone(), path.to_path_buf(), now).await
-    {
-        Ok(planned) => planned,
-        Err(err) => {
-            error!(%err, "the schedules file is invalid; running schedules are left as they are");
-            return;
-        }
-    };
-    let total = commands.len();
-    // Large files go through Raft in batches, not one entry per schedule.
-    for batch in Command::batches(commands) {
-        match raft.client_write(batch).await {
-            Ok(response) => {
-                if let CommandResult::Batch(results) = response.data {
-                    for result in results {
-                        if let CommandResult::Rejected(rejection) = result {
-                            warn!(%rejection, "a schedules file change was refused");
-                        }
-                    }
-                }
-            }
-            Err(err) => {
-                warn!(%err, "stopped reconciling the schedules file: no longer leader");
-                return;
-            }
-        }
-    }
-    crate::heap::release_freed_now().await;
-    info!(path = %path.display(), declared, changes = total, "schedules file reconciled");
-}
-
-/// Reads the schedules file and works out the commands that bring the state in line with it,
-/// on a thread of its own. Why its own: glibc gives each new thread its own heap arena, so the
-/// parse's garbage (the TOML document, the declared definitions, the commands) is allocated
-/// and freed there, not interleaved with the schedule records the state keeps; a large file
-/// otherwise left the state's heap full of small holes that could not be given back.
-async fn plan_file_changes(
-    state: StateHandle,
-    path: std::path::PathBuf,
-    now: chrono::DateTime<Utc>,
-) -> Result<(usize, Vec<Command>), schedules_file::FileError> {
-    let shown = path.display().to_string();
-    let (reply, planned) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("schedules-file".into())
-        .spawn(move || {
-            let planned = schedules_file::load(&path, now).map(|declared| {
-                let applied = state.blocking_read();
-                let mut commands =
-                    schedules_file::reconcile(&applied.data, &declared, now, Uuid::new_v4);
-                // Never propose what no node could read back (it would stop every Raft core).
-                commands.retain(|command| match crate::raft::check_round_trip(command) {
-                    Ok(()) => true,
-                    Err(err) => {
-                        error!(%err, ?command, "a schedules file change was refused");
-                        false
-                    }
-                });
-                (declared.len(), commands)
-            });
-            let _ = reply.send(planned);
-        });
-    if let Err(source) = spawned {
-        return Err(schedules_file::FileError::Read {
-            path: shown,
-            source,
-        });
-    }
-    planned.await.unwrap_or_else(|_| {
-        Err(schedules_file::FileError::Read {
-            path: shown,
-            source: std::io::Error::other("the thread reading it stopped"),
-        })
-    })
 }

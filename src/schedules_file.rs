@@ -1,7 +1,7 @@
 //! Schedules declared in a TOML file (`[[schedule]]` entries), and reconciling them into the
-//! replicated state.
+//! replicated state (`reload`).
 //!
-//! Owns the file format and the diff against the state. An invalid file is refused whole, with
+//! Owns the file format; the diff against the state is `state::diff`'s. An invalid file is refused whole, with
 //! the entry and field named, and changes nothing. Schedules the file manages carry the label
 //! `belfry.io/source = "file"`; one removed from the file is deleted, others are never touched.
 
@@ -15,10 +15,13 @@ use serde_json::{Map, Value};
 use crate::celery::TaskOptions;
 use crate::schedule::{parse_every, SpecInput};
 use crate::state::validate::validate_def;
-use crate::state::{CatchupPolicy, CatchupRule, Command, Labels, ScheduleDef, StateData};
+use crate::state::{CatchupPolicy, CatchupRule, Labels, ScheduleDef};
 
 /// The label marking schedules this file manages.
 pub const SOURCE_LABEL: &str = "belfry.io/source";
+
+mod reload;
+pub use reload::{file_selector, ignore_hangups, keep_reconciled};
 const SOURCE_FILE: &str = "file";
 
 /// Why a schedules file was refused.
@@ -164,46 +167,6 @@ pub fn parse_with_source(
         defs.push(def);
     }
     Ok(defs)
-}
-
-/// The commands that bring `state` in line with the file: puts for new or changed entries,
-/// deletes for file-managed schedules no longer declared. `new_incarnation` supplies ids for
-/// creates.
-pub fn reconcile(
-    state: &StateData,
-    declared: &[ScheduleDef],
-    now: DateTime<Utc>,
-    mut new_incarnation: impl FnMut() -> uuid::Uuid,
-) -> Vec<Command> {
-    let mut commands = Vec::new();
-    let names: BTreeSet<&str> = declared.iter().map(|d| &*d.name).collect();
-    for def in declared {
-        let current = state.schedules.get(&*def.name);
-        if current.is_some_and(|record| record.def.as_ref() == def) {
-            continue;
-        }
-        commands.push(Command::Put {
-            def: def.clone(),
-            expected_revision: current.map(|record| record.revision),
-            incarnation: new_incarnation(),
-            at: now,
-        });
-    }
-    for (name, record) in &state.schedules {
-        let managed = record
-            .def
-            .labels
-            .get(SOURCE_LABEL)
-            .is_some_and(|v| v == SOURCE_FILE);
-        if managed && !names.contains(&name[..]) {
-            commands.push(Command::Delete {
-                name: name.to_string(),
-                expected_revision: Some(record.revision),
-                at: now,
-            });
-        }
-    }
-    commands
 }
 
 #[cfg(test)]

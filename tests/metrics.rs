@@ -22,8 +22,10 @@ async fn key_series_follow_dispatches_leadership_and_redis() {
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
 
     for i in 0..3 {
-        let health = http_get(&cluster.nodes[i].metrics_addr, "/healthz");
-        assert_eq!(health.map(|(s, _)| s), Some(200), "node {i} /healthz");
+        // A follower may still be starting its metrics port when the leader is known.
+        wait_for("every node healthy", Duration::from_secs(20), || {
+            http_get(&cluster.nodes[i].metrics_addr, "/healthz").filter(|(s, _)| *s == 200)
+        });
         wait_for("every node ready", Duration::from_secs(20), || {
             http_get(&cluster.nodes[i].metrics_addr, "/readyz").filter(|(s, _)| *s == 200)
         });

@@ -65,17 +65,24 @@ fn a_bad_entry_refuses_the_file_and_names_it() {
 }
 
 #[test]
-fn reconcile_puts_changes_and_deletes_only_file_managed_schedules() {
+fn the_diff_puts_changes_and_deletes_only_file_managed_schedules() {
+    use crate::state::diff::diff;
+    use crate::state::{Command, StateData};
+    let reconcile = |state: &StateData, defs: &[ScheduleDef]| {
+        diff(state, defs, Some(&file_selector()), now(), |i| {
+            uuid::Uuid::from_u128(i as u128 + 1)
+        })
+        .commands
+    };
     let mut state = StateData::default();
     let defs = parse("s.toml", GOOD, now()).unwrap();
-    let mut ids = (1..).map(uuid::Uuid::from_u128);
-    let commands = reconcile(&state, &defs, now(), || ids.next().unwrap());
+    let commands = reconcile(&state, &defs);
     assert_eq!(commands.len(), 2);
     for command in &commands {
         state.apply(command);
     }
     // Unchanged: nothing to do.
-    assert!(reconcile(&state, &defs, now(), || ids.next().unwrap()).is_empty());
+    assert!(reconcile(&state, &defs).is_empty());
     // A schedule created through the API is not the file's to delete.
     let mut api_def = defs[0].clone();
     api_def.name = "from-api".into();
@@ -89,7 +96,7 @@ fn reconcile_puts_changes_and_deletes_only_file_managed_schedules() {
     // The file drops the heartbeat and changes the report.
     let mut changed = defs[1].clone();
     changed.spec.cron = Some("45 2 * * *".into());
-    let commands = reconcile(&state, &[changed], now(), || ids.next().unwrap());
+    let commands = reconcile(&state, &[changed]);
     assert_eq!(commands.len(), 2);
     assert!(matches!(
         &commands[0],

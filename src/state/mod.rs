@@ -6,6 +6,7 @@
 
 mod command;
 mod data;
+pub mod diff;
 mod labels;
 mod store;
 pub mod validate;

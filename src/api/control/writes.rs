@@ -276,58 +276,19 @@ impl Control {
         incarnations: Vec<Uuid>,
         now: DateTime<Utc>,
     ) -> Result<Written, ApiError> {
-        let (mut created, mut updated, mut unchanged, mut deleted) = (0u32, 0u32, 0u32, 0u32);
-        let mut commands = Vec::new();
-        {
+        let changes = {
             let applied = self.state.read().await;
-            let schedules = &applied.data.schedules;
-            for (def, incarnation) in defs.iter().zip(incarnations) {
-                match schedules.get(&*def.name) {
-                    Some(record) if record.def.as_ref() == def => unchanged += 1,
-                    Some(record) => {
-                        updated += 1;
-                        commands.push(Command::Put {
-                            def: def.clone(),
-                            expected_revision: Some(record.revision),
-                            incarnation,
-                            at: now,
-                        });
-                    }
-                    None => {
-                        created += 1;
-                        commands.push(Command::Put {
-                            def: def.clone(),
-                            expected_revision: Some(0),
-                            incarnation,
-                            at: now,
-                        });
-                    }
-                }
-            }
-            if prune {
-                let keep: std::collections::BTreeSet<&str> =
-                    defs.iter().map(|d| &*d.name).collect();
-                for (name, record) in schedules {
-                    let selected = selector
-                        .iter()
-                        .all(|(k, v)| record.def.labels.get(k) == Some(v));
-                    if selected && !keep.contains(&name[..]) {
-                        deleted += 1;
-                        commands.push(Command::Delete {
-                            name: name.to_string(),
-                            expected_revision: Some(record.revision),
-                            at: now,
-                        });
-                    }
-                }
-            }
-        }
-        let outcome = WriteOutcome::Applied {
-            created,
-            updated,
-            unchanged,
-            deleted,
+            crate::state::diff::diff(&applied.data, &defs, prune.then_some(selector), now, |i| {
+                incarnations.get(i).copied().unwrap_or_else(Uuid::new_v4)
+            })
         };
+        let outcome = WriteOutcome::Applied {
+            created: changes.created,
+            updated: changes.updated,
+            unchanged: changes.unchanged,
+            deleted: changes.deleted,
+        };
+        let commands = changes.commands;
         if commands.is_empty() {
             let (read, _) = self
                 .raft
@@ -339,23 +300,7 @@ impl Control {
                 outcome,
             });
         }
-        // In entries of bounded size; a failure part-way leaves the earlier entries applied,
-        // and applying the same set again completes it (unchanged schedules are left alone).
-        let mut log_index = 0;
-        let mut refused: Vec<String> = Vec::new();
-        for batch in Command::batches(commands) {
-            let (index, result) = self.commit(batch).await?;
-            log_index = index;
-            match result {
-                CommandResult::Batch(results) => {
-                    refused.extend(results.into_iter().filter_map(|r| match r {
-                        CommandResult::Rejected(rejection) => Some(rejection.to_string()),
-                        _ => None,
-                    }))
-                }
-                other => return Err(rejected(other)),
-            }
-        }
+        let (log_index, refused) = self.commit_in_batches(commands).await?;
         if let Some(first) = refused.first() {
             return Err(ApiError::FailedPrecondition(format!(
                 "{} of the changes were refused (the schedules changed meanwhile; apply again): {first}",
@@ -363,6 +308,34 @@ impl Control {
             )));
         }
         Ok(Written { log_index, outcome })
+    }
+}
+
+impl Control {
+    /// Commits `commands` in order, in entries of at most `MAX_COMMANDS_PER_ENTRY`: the last
+    /// entry's log index, and the reason of each command that was refused. A failure part-way
+    /// leaves the earlier entries applied; diffing and committing again completes the change
+    /// (unchanged schedules are left alone).
+    pub async fn commit_in_batches(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<(u64, Vec<Rejection>), ApiError> {
+        let mut log_index = 0;
+        let mut refused = Vec::new();
+        for batch in Command::batches(commands) {
+            let (index, result) = self.commit(batch).await?;
+            log_index = index;
+            match result {
+                CommandResult::Batch(results) => {
+                    refused.extend(results.into_iter().filter_map(|r| match r {
+                        CommandResult::Rejected(rejection) => Some(rejection),
+                        _ => None,
+                    }))
+                }
+                other => return Err(rejected(other)),
+            }
+        }
+        Ok((log_index, refused))
     }
 }
 
