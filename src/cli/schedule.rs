@@ -73,6 +73,8 @@ pub enum ScheduleCommand {
     Runs { name: String },
 }
 
+type Api = pb::schedules_client::SchedulesClient<crate::api::client::Intercepted>;
+
 pub async fn run(args: ScheduleArgs) -> Result<(), Failure> {
     let mut client = args.connection.client()?;
     let output = args.connection.output;
@@ -82,161 +84,188 @@ pub async fn run(args: ScheduleArgs) -> Result<(), Failure> {
             file,
             prune,
             selector,
-        } => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
-            let shown = file.display().to_string();
-            let defs = parse_with_source(&shown, &text, Utc::now(), SOURCE_APPLY)
-                .map_err(Failure::usage)?;
-            let selector: HashMap<String, String> = if selector.is_empty() {
-                [(SOURCE_LABEL.to_string(), SOURCE_APPLY.to_string())].into()
-            } else {
-                selector.into_iter().collect()
-            };
-            let request = pb::ApplySchedulesRequest {
-                schedules: defs.iter().map(crate::api::convert_def).collect(),
-                prune,
-                prune_selector: selector,
-            };
-            let r = api.apply_schedules(request).await?.into_inner();
-            match output {
-                Output::Json => print_json(&json!({
-                    "created": r.created, "updated": r.updated,
-                    "unchanged": r.unchanged, "deleted": r.deleted,
-                })),
-                Output::Table => println!(
-                    "{} created, {} updated, {} unchanged, {} deleted",
-                    r.created, r.updated, r.unchanged, r.deleted
-                ),
-            }
-        }
+        } => apply(api, output, &file, prune, selector).await,
         ScheduleCommand::List {
             prefix,
             label,
             limit,
-        } => {
-            let mut schedules = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = api
-                    .list_schedules(pb::ListSchedulesRequest {
-                        page_size: crate::api::MAX_PAGE_SIZE,
-                        page_token: page_token.clone(),
-                        name_prefix: prefix.clone(),
-                        labels: label.iter().cloned().collect(),
-                    })
-                    .await?
-                    .into_inner();
-                schedules.extend(page.schedules);
-                if let Some(limit) = limit {
-                    if schedules.len() >= limit {
-                        schedules.truncate(limit);
-                        break;
-                    }
-                }
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
-            match output {
-                Output::Json => print_json(&json!(schedules
-                    .iter()
-                    .map(render::schedule_json)
-                    .collect::<Vec<_>>())),
-                Output::Table => {
-                    table(&render::SCHEDULE_HEADER, &render::schedule_rows(&schedules))
-                }
-            }
-        }
+        } => list(api, output, prefix, label, limit).await,
         ScheduleCommand::Get { name } => {
-            let s = api
-                .get_schedule(pb::GetScheduleRequest { name })
-                .await?
-                .into_inner();
-            show_schedule(&s, output);
+            let s = api.get_schedule(pb::GetScheduleRequest { name }).await?;
+            show_schedule(&s.into_inner(), output);
+            Ok(())
         }
-        ScheduleCommand::Delete { name, revision } => {
-            let r = api
-                .delete_schedule(pb::DeleteScheduleRequest {
-                    name: name.clone(),
-                    expected_revision: revision,
-                })
-                .await?
-                .into_inner();
-            match output {
-                Output::Json => print_json(&json!({"deleted": name, "revision": r.revision})),
-                Output::Table => println!("deleted {name} (revision {})", r.revision),
-            }
-        }
+        ScheduleCommand::Delete { name, revision } => delete(api, output, name, revision).await,
         ScheduleCommand::Pause { name } => {
-            let s = api
-                .pause_schedule(pb::ScheduleName { name })
-                .await?
-                .into_inner();
-            show_schedule(&s, output);
+            let s = api.pause_schedule(pb::ScheduleName { name }).await?;
+            show_schedule(&s.into_inner(), output);
+            Ok(())
         }
         ScheduleCommand::Resume { name } => {
-            let s = api
-                .resume_schedule(pb::ScheduleName { name })
-                .await?
-                .into_inner();
-            show_schedule(&s, output);
+            let s = api.resume_schedule(pb::ScheduleName { name }).await?;
+            show_schedule(&s.into_inner(), output);
+            Ok(())
         }
-        ScheduleCommand::Trigger { name } => {
-            let r = api
-                .trigger_schedule(pb::ScheduleName { name: name.clone() })
-                .await?
-                .into_inner();
-            let at = render::instant(&r.scheduled_at).unwrap_or_default();
-            match output {
-                Output::Json => print_json(&json!({"task_id": r.task_id, "scheduled_at": at})),
-                Output::Table => println!("triggered {name}: task id {} at {at}", r.task_id),
+        ScheduleCommand::Trigger { name } => trigger(api, output, name).await,
+        ScheduleCommand::Next { name, count } => next(api, output, name, count).await,
+        ScheduleCommand::Runs { name } => runs(api, output, name).await,
+    }
+}
+
+async fn apply(
+    api: &mut Api,
+    output: Output,
+    file: &std::path::Path,
+    prune: bool,
+    selector: Vec<(String, String)>,
+) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
+    let shown = file.display().to_string();
+    let defs =
+        parse_with_source(&shown, &text, Utc::now(), SOURCE_APPLY).map_err(Failure::usage)?;
+    let selector: HashMap<String, String> = if selector.is_empty() {
+        [(SOURCE_LABEL.to_string(), SOURCE_APPLY.to_string())].into()
+    } else {
+        selector.into_iter().collect()
+    };
+    let request = pb::ApplySchedulesRequest {
+        schedules: defs.iter().map(crate::api::convert_def).collect(),
+        prune,
+        prune_selector: selector,
+    };
+    let r = api.apply_schedules(request).await?.into_inner();
+    match output {
+        Output::Json => print_json(&json!({
+            "created": r.created, "updated": r.updated,
+            "unchanged": r.unchanged, "deleted": r.deleted,
+        })),
+        Output::Table => println!(
+            "{} created, {} updated, {} unchanged, {} deleted",
+            r.created, r.updated, r.unchanged, r.deleted
+        ),
+    }
+    Ok(())
+}
+
+/// Every schedule matching, fetched a page at a time, up to `limit`.
+async fn list(
+    api: &mut Api,
+    output: Output,
+    prefix: String,
+    label: Vec<(String, String)>,
+    limit: Option<usize>,
+) -> Result<(), Failure> {
+    let mut schedules = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = api
+            .list_schedules(pb::ListSchedulesRequest {
+                page_size: crate::api::MAX_PAGE_SIZE,
+                page_token: page_token.clone(),
+                name_prefix: prefix.clone(),
+                labels: label.iter().cloned().collect(),
+            })
+            .await?
+            .into_inner();
+        schedules.extend(page.schedules);
+        if let Some(limit) = limit {
+            if schedules.len() >= limit {
+                schedules.truncate(limit);
+                break;
             }
         }
-        ScheduleCommand::Next { name, count } => {
-            let r = api
-                .preview_schedule(pb::PreviewScheduleRequest {
-                    target: Some(pb::preview_schedule_request::Target::Name(name)),
-                    count,
-                    after: String::new(),
-                })
-                .await?
-                .into_inner();
-            let instants: Vec<String> = r
-                .occurrences
-                .iter()
-                .filter_map(|t| render::instant(&Some(*t)))
-                .collect();
-            match output {
-                Output::Json => print_json(&json!(instants)),
-                Output::Table => instants.iter().for_each(|i| println!("{i}")),
-            }
+        if page.next_page_token.is_empty() {
+            break;
         }
-        ScheduleCommand::Runs { name } => {
-            let r = api
-                .list_runs(pb::ListRunsRequest { name })
-                .await?
-                .into_inner();
-            match output {
-                Output::Json => print_json(&json!(r
-                    .runs
-                    .iter()
-                    .map(render::run_json)
-                    .collect::<Vec<_>>())),
-                Output::Table => table(
-                    &[
-                        "SCHEDULED",
-                        "DISPATCHED",
-                        "OUTCOME",
-                        "SKIP REASON",
-                        "TASK ID",
-                        "",
-                    ],
-                    &render::run_rows(&r.runs),
-                ),
-            }
-        }
+        page_token = page.next_page_token;
+    }
+    match output {
+        Output::Json => print_json(&json!(schedules
+            .iter()
+            .map(render::schedule_json)
+            .collect::<Vec<_>>())),
+        Output::Table => table(&render::SCHEDULE_HEADER, &render::schedule_rows(&schedules)),
+    }
+    Ok(())
+}
+
+async fn delete(
+    api: &mut Api,
+    output: Output,
+    name: String,
+    revision: Option<u64>,
+) -> Result<(), Failure> {
+    let r = api
+        .delete_schedule(pb::DeleteScheduleRequest {
+            name: name.clone(),
+            expected_revision: revision,
+        })
+        .await?
+        .into_inner();
+    match output {
+        Output::Json => print_json(&json!({"deleted": name, "revision": r.revision})),
+        Output::Table => println!("deleted {name} (revision {})", r.revision),
+    }
+    Ok(())
+}
+
+async fn trigger(api: &mut Api, output: Output, name: String) -> Result<(), Failure> {
+    let r = api
+        .trigger_schedule(pb::ScheduleName { name: name.clone() })
+        .await?
+        .into_inner();
+    let at = render::instant(&r.scheduled_at).unwrap_or_default();
+    match output {
+        Output::Json => print_json(&json!({"task_id": r.task_id, "scheduled_at": at})),
+        Output::Table => println!("triggered {name}: task id {} at {at}", r.task_id),
+    }
+    Ok(())
+}
+
+async fn next(api: &mut Api, output: Output, name: String, count: u32) -> Result<(), Failure> {
+    let r = api
+        .preview_schedule(pb::PreviewScheduleRequest {
+            target: Some(pb::preview_schedule_request::Target::Name(name)),
+            count,
+            after: String::new(),
+        })
+        .await?
+        .into_inner();
+    let instants: Vec<String> = r
+        .occurrences
+        .iter()
+        .filter_map(|t| render::instant(&Some(*t)))
+        .collect();
+    match output {
+        Output::Json => print_json(&json!(instants)),
+        Output::Table => instants.iter().for_each(|i| println!("{i}")),
+    }
+    Ok(())
+}
+
+async fn runs(api: &mut Api, output: Output, name: String) -> Result<(), Failure> {
+    let r = api
+        .list_runs(pb::ListRunsRequest { name })
+        .await?
+        .into_inner();
+    match output {
+        Output::Json => print_json(&json!(r
+            .runs
+            .iter()
+            .map(render::run_json)
+            .collect::<Vec<_>>())),
+        Output::Table => table(
+            &[
+                "SCHEDULED",
+                "DISPATCHED",
+                "OUTCOME",
+                "SKIP REASON",
+                "TASK ID",
+                "",
+            ],
+            &render::run_rows(&r.runs),
+        ),
     }
     Ok(())
 }
