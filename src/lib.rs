@@ -8,6 +8,7 @@ pub mod celery;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod formats;
 pub mod heap;
 pub mod node;
 

@@ -25,7 +25,7 @@ use crate::config::NodeConfig;
 use crate::dispatch::leader::{watch_leadership, DispatchContext};
 use crate::dispatch::planner::PlanConfig;
 use crate::dispatch::RedisSink;
-use crate::raft::log_store::LogStore;
+use crate::raft::log_store::{LogIdentity, LogStore};
 use crate::raft::network::{peer_server, PeerNetwork};
 use crate::raft::Raft;
 use crate::schedules_file;
@@ -68,6 +68,36 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, NodeError> {
     raft.validate().map_err(|e| NodeError::Raft(e.to_string()))
 }
 
+/// The Raft log's file in a data directory.
+pub const LOG_FILE: &str = "raft-log.redb";
+/// The state machine's directory (its snapshot) in a data directory.
+pub const STATE_DIR: &str = "state";
+
+/// Opens a node's storage in `data_dir`. A new node is one whose data directory holds neither a
+/// log nor a snapshot (a missing or emptied directory): its log is created, with `identity`. A
+/// log is opened only if it is intact and `identity`'s (see `LogStore::open`), and a snapshot
+/// without a log is refused: the log holds the vote and membership, and starting over without
+/// them would let this node vote twice in a term.
+pub fn open_storage(
+    data_dir: &std::path::Path,
+    identity: &LogIdentity,
+) -> Result<(LogStore, StateMachineStore), String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
+    let log = data_dir.join(LOG_FILE);
+    let state = data_dir.join(STATE_DIR);
+    let snapshot = crate::state::snapshot_path(&state);
+    if !log.exists() && snapshot.exists() {
+        return Err(format!(
+            "{} is missing while {} exists: the log (vote, membership) was lost; refusing to start this node as a new one. Move the whole data directory away to start it empty",
+            log.display(),
+            snapshot.display()
+        ));
+    }
+    let log_store = LogStore::open(&log, identity).map_err(|e| e.to_string())?;
+    let state_machine = StateMachineStore::open(&state).map_err(|e| e.to_string())?;
+    Ok((log_store, state_machine))
+}
+
 /// Runs a node until `shutdown` completes; each `hangup` reloads the schedules file.
 pub async fn run(
     config: NodeConfig,
@@ -78,11 +108,12 @@ pub async fn run(
         path: config.data_dir.display().to_string(),
         message,
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| storage_err(e.to_string()))?;
-    let log_store = LogStore::open(&config.data_dir.join("raft-log.redb"))
-        .map_err(|e| storage_err(e.to_string()))?;
-    let state_machine = StateMachineStore::open(&config.data_dir.join("state"))
-        .map_err(|e| storage_err(e.to_string()))?;
+    let identity = LogIdentity {
+        cluster: config.cluster_name.clone(),
+        node_id: config.node_id,
+    };
+    let (log_store, state_machine) =
+        open_storage(&config.data_dir, &identity).map_err(storage_err)?;
     let state = state_machine.handle();
     let changes = state_machine.changes();
 

@@ -552,7 +552,14 @@ async fn write_stores(dir: &Path) {
 
     let log_path = work.path().join("raft-log.redb");
     {
-        let mut log = LogStore::open(&log_path).expect("log");
+        let mut log = LogStore::open(
+            &log_path,
+            &belfry::raft::log_store::LogIdentity {
+                cluster: "belfry-fixtures".into(),
+                node_id: 1,
+            },
+        )
+        .expect("log");
         use openraft::storage::RaftLogStorageExt;
         log.blocking_append(entries().into_iter().map(|(_, e)| e))
             .await

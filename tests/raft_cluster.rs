@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use belfry::raft::log_store::LogStore;
+use belfry::raft::log_store::{LogIdentity, LogStore};
 use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
 use belfry::raft::network::{peer_server, PeerNetwork};
@@ -89,7 +89,14 @@ impl TestNode {
         config: Arc<openraft::Config>,
     ) -> TestNode {
         std::fs::create_dir_all(dir).expect("node data dir");
-        let log_store = LogStore::open(&dir.join("raft-log.redb")).expect("open the log store");
+        let log_store = LogStore::open(
+            &dir.join("raft-log.redb"),
+            &LogIdentity {
+                cluster: CLUSTER.into(),
+                node_id: id,
+            },
+        )
+        .expect("open the log store");
         let state_machine =
             StateMachineStore::open(&dir.join("state")).expect("open the state machine");
         let state = state_machine.handle();

@@ -16,4 +16,6 @@ pub use command::{
 };
 pub use data::{OutboxEntry, RunOutcome, RunRecord, ScheduleRecord, StateData, HISTORY_LEN};
 pub use labels::Labels;
-pub use store::{Applied, SnapshotBuilder, StateHandle, StateMachineStore, StoreError};
+pub use store::{
+    snapshot_path, Applied, SnapshotBuilder, StateHandle, StateMachineStore, StoreError,
+};

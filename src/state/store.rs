@@ -77,6 +77,11 @@ impl SnapshotFile {
     }
 }
 
+/// Where the snapshot of the state directory `dir` is kept.
+pub fn snapshot_path(dir: &Path) -> PathBuf {
+    dir.join(SNAPSHOT_FILE)
+}
+
 /// The openraft state machine.
 pub struct StateMachineStore {
     state: StateHandle,
