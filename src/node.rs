@@ -25,7 +25,7 @@ use crate::config::NodeConfig;
 use crate::dispatch::leader::{watch_leadership, DispatchContext};
 use crate::dispatch::planner::PlanConfig;
 use crate::dispatch::RedisSink;
-use crate::raft::log_store::{LogIdentity, LogStore};
+use crate::raft::log_store::{EntryError, LogIdentity, LogStore};
 use crate::raft::network::{peer_server, PeerNetwork};
 use crate::raft::Raft;
 use crate::schedules_file;
@@ -52,6 +52,8 @@ pub enum NodeError {
     Tls(String),
     #[error(transparent)]
     Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("the Raft log cannot be read: {0}")]
+    Faulted(crate::raft::log_store::EntryError),
 }
 
 fn raft_config(config: &NodeConfig) -> Result<openraft::Config, NodeError> {
@@ -134,6 +136,9 @@ pub async fn run(
             term,
             "was leader when it stopped: stands for election in a new term"
         );
+    }
+    if let Err(entry) = check_log(&log_store).await {
+        return stay_up_faulted(&config, entry, shutdown).await;
     }
     let committed_index = log_store.committed_index();
     let raft = Raft::new(
@@ -313,6 +318,49 @@ pub async fn run(
         ),
     }
     Ok(())
+}
+
+/// Decodes every entry of the log on a blocking thread (see `LogStore::check_entries`).
+async fn check_log(log_store: &LogStore) -> Result<(), EntryError> {
+    let log = log_store.clone();
+    let started = std::time::Instant::now();
+    let checked = tokio::task::spawn_blocking(move || log.check_entries())
+        .await
+        .map_err(|e| EntryError {
+            index: 0,
+            reason: format!("the check stopped: {e}"),
+        })?;
+    let entries = checked?;
+    info!(
+        entries,
+        ms = started.elapsed().as_millis() as u64,
+        "every log entry decodes"
+    );
+    Ok(())
+}
+
+/// A node whose log holds an entry it cannot decode takes no part in the cluster (its Raft
+/// core would stop at that entry) but stays up, reporting the entry and why on `/readyz`, until
+/// it is stopped: exiting would only have it restarted onto the same entry, again and again,
+/// and an operator needs it reachable to diagnose it. The other members keep their quorum.
+async fn stay_up_faulted(
+    config: &NodeConfig,
+    entry: EntryError,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    error!(index = entry.index, reason = %entry.reason, "this node cannot read its Raft log: it takes no part in the cluster and stays up, not ready, until stopped");
+    let http = match &config.metrics_listen {
+        Some(addr) => {
+            let handle = crate::telemetry::install()?;
+            Some(crate::telemetry::serve_faulted(addr, handle, entry.to_string()).await?)
+        }
+        None => None,
+    };
+    shutdown.await;
+    if let Some(http) = http {
+        http.abort();
+    }
+    Err(NodeError::Faulted(entry))
 }
 
 /// How long each step of a shutdown may take. A stuck step (an open call stream, a storage

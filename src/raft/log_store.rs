@@ -293,6 +293,34 @@ impl LogStore {
         })
     }
 
+    /// Decodes every stored entry, in index order, and returns how many there are, or the
+    /// first that cannot be decoded (also recorded as the store's fault). Run before Raft
+    /// starts: a Raft core that meets such an entry stops, and a node that restarts to try
+    /// again would stop the same way, over and over.
+    pub fn check_entries(&self) -> Result<u64, EntryError> {
+        let failed = |reason: String| EntryError { index: 0, reason };
+        let txn = self.db.begin_read().map_err(|e| failed(e.to_string()))?;
+        let table = txn.open_table(LOGS).map_err(|e| failed(e.to_string()))?;
+        let mut count = 0;
+        for item in table.iter().map_err(|e| failed(e.to_string()))? {
+            let (index, value) = item.map_err(|e| failed(e.to_string()))?;
+            if let Err(e) = decode_entry(index.value(), value.value()) {
+                self.record_fault(&e);
+                return Err(e);
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn record_fault(&self, e: &EntryError) {
+        let mut fault = self.fault.lock().unwrap_or_else(|p| p.into_inner());
+        if fault.is_none() {
+            tracing::error!(index = e.index, reason = %e.reason, "a log entry cannot be decoded");
+            *fault = Some(e.clone());
+        }
+    }
+
     /// Where this store records the first undecodable entry it meets.
     pub fn fault(&self) -> Fault {
         self.fault.clone()
@@ -301,12 +329,12 @@ impl LogStore {
     /// `decode_entry`, remembering a failure for the node's health reports.
     fn decode(&self, index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
         decode_entry(index, bytes).map_err(|e| {
-            let mut fault = self.fault.lock().unwrap_or_else(|p| p.into_inner());
-            if fault.is_none() {
-                tracing::error!(index = e.index, reason = %e.reason, "a log entry cannot be decoded");
-                *fault = Some(e.clone());
-            }
-            storage_error(ErrorSubject::Log(LogId::new(Default::default(), index)), ErrorVerb::Read, e)
+            self.record_fault(&e);
+            storage_error(
+                ErrorSubject::Log(LogId::new(Default::default(), index)),
+                ErrorVerb::Read,
+                e,
+            )
         })
     }
 
