@@ -430,6 +430,7 @@ fn forwarded() -> Vec<(&'static str, Forwarded)> {
             (
                 name,
                 Forwarded {
+                    format: belfry::formats::FORWARDED,
                     request,
                     not_after: at(10),
                 },
@@ -453,7 +454,7 @@ async fn write_fixtures() {
     let dir = PathBuf::from(std::env::var("BELFRY_FIXTURE_DIR").expect("BELFRY_FIXTURE_DIR"));
     std::fs::create_dir_all(&dir).expect("fixture dir");
     for (name, entry) in entries() {
-        let bytes = serde_json::to_vec(&entry).expect("entry");
+        let bytes = belfry::raft::log_store::encode_entry(&entry).expect("entry");
         write(&dir, &format!("{name}.json"), &bytes);
     }
     // Numeric `expires`, kept apart from the log and snapshot fixtures: see
@@ -474,12 +475,15 @@ async fn write_fixtures() {
     write(
         &dir,
         "entry-put-expires-seconds.json",
-        &serde_json::to_vec(&entry).expect("entry"),
+        &belfry::raft::log_store::encode_entry(&entry).expect("entry"),
     );
     write(
         &dir,
         "vote.json",
-        &serde_json::to_vec(&Vote::<u64>::new_committed(2, 1)).expect("vote"),
+        &belfry::formats::label(
+            belfry::formats::VOTE,
+            &serde_json::to_vec(&Vote::<u64>::new_committed(2, 1)).expect("vote"),
+        ),
     );
     for (name, request) in forwarded() {
         write(
@@ -532,6 +536,8 @@ fn write_peer_fixtures(dir: &Path) {
             target: 2,
             cluster: "belfry-fixtures".into(),
             payload,
+            format: belfry::formats::PEER,
+            highest_format: belfry::formats::HIGHEST,
         };
         write(dir, &format!("{name}.pb"), &request.encode_to_vec());
     }
@@ -584,8 +590,193 @@ fn read(version: u32, name: &str) -> Vec<u8> {
 fn v1_log_entries_decode_to_what_was_written() {
     for (name, expected) in entries() {
         let bytes = read(1, &format!("{name}.json"));
-        let decoded: Entry =
-            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let decoded = belfry::raft::log_store::decode_entry(expected.log_id.index, &bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(decoded, expected, "{name}");
+    }
+}
+
+#[test]
+#[ignore = "a numeric expires does not decode yet (serde_json's arbitrary_precision and the untagged Expires)"]
+fn a_numeric_expires_decodes() {
+    let decoded =
+        belfry::raft::log_store::decode_entry(12, &read(1, "entry-put-expires-seconds.json"))
+            .expect("decode");
+    let EntryPayload::Normal(Command::Put { def, .. }) = decoded.payload else {
+        panic!("not a put: {decoded:?}");
+    };
+    assert_eq!(def.options.expires, Some(Expires::AfterSeconds(3600.0)));
+}
+
+#[test]
+fn v1_vote_decodes() {
+    let bytes = read(1, "vote.json");
+    assert_eq!(
+        belfry::formats::check_label(&bytes, belfry::formats::VOTE, String::new),
+        Ok(1)
+    );
+    let vote: Vote<u64> = serde_json::from_slice(&bytes).expect("vote");
+    assert_eq!(vote, Vote::new_committed(2, 1));
+}
+
+#[tokio::test]
+async fn v1_log_file_reads_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("raft-log.redb");
+    std::fs::copy(fixture_dir(1).join("raft-log.redb"), &path).expect("copy");
+    let identity = belfry::raft::log_store::LogIdentity {
+        cluster: "belfry-fixtures".into(),
+        node_id: 1,
+    };
+    let mut log = LogStore::open(&path, &identity).expect("open");
+    use openraft::storage::RaftLogReader;
+    assert_eq!(
+        log.read_vote().await.expect("vote"),
+        Some(Vote::new_committed(2, 1))
+    );
+    assert_eq!(
+        log.read_committed().await.expect("committed"),
+        Some(log_id(2, 11))
+    );
+    let state = log.get_log_state().await.expect("state");
+    assert_eq!(state.last_purged_log_id, Some(log_id(2, 1)));
+    assert_eq!(state.last_log_id, Some(log_id(2, 11)));
+    let stored = log.try_get_log_entries(0..100).await.expect("entries");
+    let expected: Vec<Entry> = entries().into_iter().skip(1).map(|(_, e)| e).collect();
+    assert_eq!(stored, expected);
+    assert_eq!(log.check_entries(), Ok(10));
+}
+
+#[test]
+fn v1_snapshot_decodes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("snapshot");
+    std::fs::copy(fixture_dir(1).join("snapshot"), &path).expect("copy");
+    let applied = belfry::state::read_snapshot(&path).expect("snapshot");
+    assert_eq!(applied.last_applied, Some(log_id(2, 5)));
+    assert_eq!(
+        applied
+            .membership
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let full = &applied.data.schedules["reports.nightly"];
+    assert_eq!(*full.def, full_def());
+    assert_eq!(full.incarnation, uuid(1));
+    assert_eq!((full.revision, full.created_at), (1, at(1)));
+    let cron = &applied.data.schedules["cron.weekdays"];
+    assert_eq!(*cron.def, cron_def());
+    assert_eq!(
+        (cron.fired, cron.skipped, cron.delivered, cron.last_fire),
+        (2, 2, 1, Some(at(7200)))
+    );
+    assert_eq!(cron.history.len(), 3);
+    assert_eq!(applied.data.outbox.len(), 1);
+    let pending = &applied.data.outbox[&uuid(31)];
+    assert_eq!((pending.seq, pending.scheduled_at), (2, at(7200)));
+    assert_eq!(*pending.def, cron_def());
+    // The derived indexes are rebuilt: the enabled schedule is due, the paused one is not.
+    assert_eq!(applied.data.due.len(), 1);
+    assert_eq!(applied.data.paused_count(), 1);
+}
+
+#[test]
+fn v1_forwarded_requests_decode() {
+    for (name, expected) in forwarded() {
+        let decoded = Forwarded::decode(&read(1, &format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(decoded.format, 1, "{name}");
+        assert_eq!(decoded.not_after, expected.not_after, "{name}");
+        // The request types have no equality of their own: their debug forms list every field.
+        assert_eq!(
+            format!("{:?}", decoded.request),
+            format!("{:?}", expected.request),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn v1_peer_messages_decode() {
+    use belfry::raft::network::proto::PeerRequest;
+    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+    use prost::Message;
+    for name in ["peer-append-entries", "peer-vote", "peer-install-snapshot"] {
+        let request = PeerRequest::decode(read(1, &format!("{name}.pb")).as_slice())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            (request.target, request.cluster.as_str()),
+            (2, "belfry-fixtures")
+        );
+        assert_eq!(request.format, 0, "format 1 predates the field");
+        assert_eq!(request.payload, read(1, &format!("{name}.json")), "{name}");
+    }
+    let append: AppendEntriesRequest<TypeConfig> =
+        serde_json::from_slice(&read(1, "peer-append-entries.json")).expect("append");
+    let expected: Vec<Entry> = entries().into_iter().skip(1).map(|(_, e)| e).collect();
+    assert_eq!(append.entries, expected);
+    assert_eq!(
+        (append.vote, append.leader_commit),
+        (Vote::new_committed(2, 1), Some(log_id(2, 2)))
+    );
+    let vote: VoteRequest<u64> = serde_json::from_slice(&read(1, "peer-vote.json")).expect("vote");
+    assert_eq!(
+        vote,
+        VoteRequest {
+            vote: Vote::new(3, 2),
+            last_log_id: Some(log_id(2, 11))
+        }
+    );
+    let snapshot: InstallSnapshotRequest<TypeConfig> =
+        serde_json::from_slice(&read(1, "peer-install-snapshot.json")).expect("snapshot");
+    assert_eq!(snapshot.meta.snapshot_id, "2-1-11-1");
+    assert_eq!(snapshot.meta.last_log_id, Some(log_id(2, 11)));
+    assert_eq!(snapshot.data, b"{\"chunk\":1}");
+    assert!(!snapshot.done);
+}
+
+/// What this build writes, a build of format 1 reads (it ignores the label): a node can be
+/// rolled back to the previous release.
+#[test]
+fn current_encodings_are_read_by_format_1_readers() {
+    for (name, entry) in entries() {
+        let bytes = belfry::raft::log_store::encode_entry(&entry).expect("encode");
+        assert!(bytes.starts_with(b"{\"format\":1,"), "{name}");
+        let plain: Entry = serde_json::from_slice(&bytes).expect("a format-1 reader");
+        assert_eq!(plain, entry, "{name}");
+    }
+    let forwarded = Forwarded::now(LeaderRequest::Status);
+    let bytes = serde_json::to_vec(&forwarded).expect("encode");
+    assert!(bytes.starts_with(b"{\"format\":1,"));
+}
+
+#[test]
+fn newer_formats_are_refused_not_guessed_at() {
+    let mut entry = read(1, "entry-put-full.json");
+    entry = belfry::formats::label(2, &entry);
+    let err = belfry::raft::log_store::decode_entry(3, &entry).expect_err("a format-2 entry");
+    assert!(
+        err.to_string().contains("log entry 3") && err.to_string().contains("format 2"),
+        "{err}"
+    );
+    let forwarded = belfry::formats::label(2, &read(1, "forwarded-status.json"));
+    let err = Forwarded::decode(&forwarded).expect_err("a format-2 request");
+    assert!(err.to_string().contains("format 2"), "{err}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("snapshot");
+    let snapshot = read(1, "snapshot");
+    std::fs::write(&path, belfry::formats::label(2, &snapshot)).expect("write");
+    let err = belfry::state::read_snapshot(&path).expect_err("a format-2 snapshot");
+    assert!(err.to_string().contains("format 2"), "{err}");
+}
+
+#[test]
+fn every_command_of_today_is_format_1() {
+    for (name, command) in commands() {
+        assert_eq!(command.format(), 1, "{name}");
     }
 }

@@ -23,6 +23,7 @@ async fn wrong_target_cluster_or_payload_is_refused() {
         target,
         cluster: cluster.to_string(),
         payload: payload.to_vec(),
+        ..Default::default()
     };
 
     let wrong_node = client.vote(call(7, "belfry", b"{}")).await.unwrap_err();

@@ -444,6 +444,7 @@ async fn misaddressed_or_garbled_peer_calls_are_refused() {
         target,
         cluster: cluster.to_string(),
         payload,
+        ..Default::default()
     };
 
     // Another node id, on every RPC: refused before the payload is even looked at.

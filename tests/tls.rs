@@ -115,6 +115,7 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
             target: cluster.nodes[1].id,
             cluster: "belfry".into(),
             payload: b"{}".to_vec(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -133,6 +134,7 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
                     target: cluster.nodes[1].id,
                     cluster: "belfry".into(),
                     payload: b"{}".to_vec(),
+                    ..Default::default()
                 })
                 .await
                 .map(|_| ()),

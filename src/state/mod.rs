@@ -17,5 +17,6 @@ pub use command::{
 pub use data::{OutboxEntry, RunOutcome, RunRecord, ScheduleRecord, StateData, HISTORY_LEN};
 pub use labels::Labels;
 pub use store::{
-    snapshot_path, Applied, SnapshotBuilder, StateHandle, StateMachineStore, StoreError,
+    read_snapshot, snapshot_path, Applied, SnapshotBuilder, StateHandle, StateMachineStore,
+    StoreError,
 };
