@@ -83,21 +83,40 @@ pub const STATE_DIR: &str = "state";
 pub fn open_storage(
     data_dir: &std::path::Path,
     identity: &LogIdentity,
-) -> Result<(LogStore, StateMachineStore), String> {
-    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
+) -> Result<(LogStore, StateMachineStore), StorageOpenError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StorageOpenError::Dir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
     let log = data_dir.join(LOG_FILE);
     let state = data_dir.join(STATE_DIR);
     let snapshot = crate::state::snapshot_path(&state);
     if !log.exists() && snapshot.exists() {
-        return Err(format!(
-            "{} is missing while {} exists: the log (vote, membership) was lost; refusing to start this node as a new one. Move the whole data directory away to start it empty",
-            log.display(),
-            snapshot.display()
-        ));
+        return Err(StorageOpenError::SnapshotWithoutLog { log, snapshot });
     }
-    let log_store = LogStore::open(&log, identity).map_err(|e| e.to_string())?;
-    let state_machine = StateMachineStore::open(&state).map_err(|e| e.to_string())?;
+    let log_store = LogStore::open(&log, identity)?;
+    let state_machine = StateMachineStore::open(&state)?;
     Ok((log_store, state_machine))
+}
+
+/// Why a node's storage could not be opened; each case names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageOpenError {
+    #[error("{path}: {source}")]
+    Dir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{log} is missing while {snapshot} exists: the log (vote, membership) was lost; refusing to start this node as a new one. Move the whole data directory away to start it empty")]
+    SnapshotWithoutLog {
+        log: std::path::PathBuf,
+        snapshot: std::path::PathBuf,
+    },
+    #[error(transparent)]
+    Log(#[from] crate::raft::log_store::LogOpenError),
+    #[error(transparent)]
+    State(#[from] crate::state::StoreError),
 }
 
 /// Runs a node until `shutdown` completes; each `hangup` reloads the schedules file.
@@ -115,7 +134,7 @@ pub async fn run(
         node_id: config.node_id,
     };
     let (log_store, state_machine) =
-        open_storage(&config.data_dir, &identity).map_err(storage_err)?;
+        open_storage(&config.data_dir, &identity).map_err(|e| storage_err(e.to_string()))?;
     let state = state_machine.handle();
     let changes = state_machine.changes();
 

@@ -223,7 +223,7 @@ fn a_snapshot_without_its_log_is_not_a_new_node() {
     std::fs::copy(fixture("snapshot"), belfry::state::snapshot_path(&state)).expect("copy");
     let err = match belfry::node::open_storage(dir.path(), &identity("c", 1)) {
         Ok(_) => panic!("opened"),
-        Err(err) => err,
+        Err(err) => err.to_string(),
     };
     assert!(err.contains(belfry::node::LOG_FILE), "{err}");
     assert!(!dir.path().join(belfry::node::LOG_FILE).exists());
@@ -237,7 +237,7 @@ fn an_empty_data_directory_is_a_new_node_and_reopens_as_the_same_node() {
     drop(belfry::node::open_storage(&data, &identity("c", 1)).expect("the same node"));
     let err = match belfry::node::open_storage(&data, &identity("c", 2)) {
         Ok(_) => panic!("opened as another node"),
-        Err(err) => err,
+        Err(err) => err.to_string(),
     };
     assert!(err.contains("node 1"), "{err}");
 }
