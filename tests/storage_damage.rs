@@ -127,6 +127,20 @@ async fn random_bytes_inside_a_log_are_an_error_not_a_panic() {
     }
 }
 
+#[tokio::test]
+async fn a_truncated_log_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("raft-log.redb");
+    let id = identity("c", 1);
+    written_log(&path, &id).await;
+    let good = std::fs::read(&path).expect("read");
+    for keep in [5, 512, 4096, good.len() / 2, good.len() - 1] {
+        std::fs::write(&path, &good[..keep]).expect("write");
+        let err = open_err(&path, &id);
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    }
+}
+
 #[test]
 fn a_redb_file_of_another_program_is_not_a_log() {
     let dir = tempfile::tempdir().expect("temp dir");
