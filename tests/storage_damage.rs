@@ -137,7 +137,10 @@ async fn a_truncated_log_is_an_error_not_a_panic() {
     for keep in [5, 512, 4096, good.len() / 2, good.len() - 1] {
         std::fs::write(&path, &good[..keep]).expect("write");
         let err = open_err(&path, &id);
-        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
 }
 

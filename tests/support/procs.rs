@@ -38,8 +38,13 @@ pub struct ProcCluster {
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 pub const READONLY_TOKEN: &str = "readonly-token-for-tests";
 
+/// The `belfry` binary the process tests run: this build's, or the one `BELFRY_TEST_BIN` names
+/// (an earlier release's, to see a regression test fail there).
 pub fn belfry_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_belfry")
+    static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::env::var("BELFRY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_belfry").into())
+    });
+    &BIN
 }
 
 impl ProcCluster {
