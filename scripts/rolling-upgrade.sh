@@ -171,7 +171,7 @@ for i in 1 2 3; do ready "$i" >/dev/null || fail "node $i not ready at the end";
 for i in 1 2 3; do stop_node "$i"; done
 
 for i in 1 2 3; do
-    grep -q 'recorded this node.s identity' "$WORK/node$i.log" \
+    grep -q 'recorded this node.s identity in the log' "$WORK/node$i.log" \
         || fail "node $i did not adopt its format-1 log"
     # openraft logs an unreachable peer (one being restarted) as an error: only belfry's count.
     errors=$(grep '"level":"ERROR"' "$WORK/node$i.log" | grep '"target":"belfry' || true)

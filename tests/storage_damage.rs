@@ -343,3 +343,43 @@ fn a_server_refuses_a_log_of_another_cluster() {
         "another-cluster",
     );
 }
+
+/// Restoring one node's backup into another node's data directory (every node holds the same
+/// log) takes an explicit `belfry data adopt`; until then the node refuses the log.
+#[tokio::test]
+async fn another_nodes_log_is_opened_only_after_an_explicit_adopt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(belfry::node::LOG_FILE);
+    written_log(&path, &identity("belfry", 2)).await;
+    let err = open_err(&path, &identity("belfry", 1));
+    assert!(matches!(err, LogOpenError::OtherOwner { .. }), "{err}");
+
+    let adopt = |node: &str| {
+        std::process::Command::new(support::procs::belfry_bin())
+            .args(["data", "adopt", "--node-id", node, "--data-dir"])
+            .arg(dir.path())
+            .env_remove("BELFRY_CLUSTER_NAME")
+            .output()
+            .expect("run belfry data adopt")
+    };
+    let adopted = adopt("1");
+    let said = String::from_utf8_lossy(&adopted.stdout);
+    assert!(adopted.status.success(), "{adopted:?}");
+    assert!(
+        said.contains("now node 1") && said.contains("it was node 2"),
+        "{said}"
+    );
+
+    let mut store = LogStore::open(&path, &identity("belfry", 1)).expect("adopted");
+    assert_eq!(
+        store.get_log_state().await.expect("state").last_log_id,
+        Some(log_id(1, 50))
+    );
+    // Not while the log is open: the node must be stopped.
+    let refused = adopt("3");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("in use"),
+        "{refused:?}"
+    );
+}

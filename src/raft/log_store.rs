@@ -702,52 +702,9 @@ fn check_signature(path: &Path) -> Result<(), LogOpenError> {
 /// Checks that `db` holds belfry's tables and belongs to `identity`; a format-1 file from
 /// before identities existed is stamped with it.
 fn check_identity(db: &Database, path: &Path, identity: &LogIdentity) -> Result<(), LogOpenError> {
-    let foreign = |reason: String| LogOpenError::Foreign {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let corrupt = |e: redb::Error| LogOpenError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let stored = {
-        let txn = db.begin_read().map_err(|e| corrupt(e.into()))?;
-        let tables: Vec<String> = txn
-            .list_tables()
-            .map_err(|e| corrupt(e.into()))?
-            .map(|t| t.name().to_string())
-            .collect();
-        for needed in [LOGS.name(), META.name()] {
-            if !tables.iter().any(|t| t == needed) {
-                return Err(foreign(format!(
-                    "a redb database without the table {needed:?}; its tables: {tables:?}"
-                )));
-            }
-        }
-        let meta = txn
-            .open_table(META)
-            .map_err(|e| foreign(format!("the table \"meta\" is not belfry's: {e}")))?;
-        txn.open_table(LOGS)
-            .map_err(|e| foreign(format!("the table \"logs\" is not belfry's: {e}")))?;
-        let stored = meta
-            .get(IDENTITY)
-            .map_err(|e| corrupt(e.into()))?
-            .map(|v| v.value().to_vec());
-        stored
-    };
-    let Some(bytes) = stored else {
+    let Some(found) = read_identity(db, path)? else {
         return stamp(db, path, identity);
     };
-    formats::check_label(&bytes, formats::LOG_FILE, || "the log file".into()).map_err(
-        |source| LogOpenError::Format {
-            path: path.to_path_buf(),
-            source,
-        },
-    )?;
-    let found: LogIdentity = serde_json::from_slice(&bytes).map_err(|e| LogOpenError::Corrupt {
-        path: path.to_path_buf(),
-        reason: format!("its identity record is unreadable: {e}"),
-    })?;
     if found != *identity {
         return Err(LogOpenError::OtherOwner {
             path: path.to_path_buf(),
@@ -760,7 +717,66 @@ fn check_identity(db: &Database, path: &Path, identity: &LogIdentity) -> Result<
     Ok(())
 }
 
-/// Records `identity` in a format-1 log written before identity records existed.
+/// The identity recorded in `db` (none in a format-1 file from before identity records),
+/// after checking that it holds belfry's tables in a format this build reads.
+fn read_identity(db: &Database, path: &Path) -> Result<Option<LogIdentity>, LogOpenError> {
+    let foreign = |reason: String| LogOpenError::Foreign {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let corrupt = |e: redb::Error| LogOpenError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let txn = db.begin_read().map_err(|e| corrupt(e.into()))?;
+    let tables: Vec<String> = txn
+        .list_tables()
+        .map_err(|e| corrupt(e.into()))?
+        .map(|t| t.name().to_string())
+        .collect();
+    for needed in [LOGS.name(), META.name()] {
+        if !tables.iter().any(|t| t == needed) {
+            return Err(foreign(format!(
+                "a redb database without the table {needed:?}; its tables: {tables:?}"
+            )));
+        }
+    }
+    let meta = txn
+        .open_table(META)
+        .map_err(|e| foreign(format!("the table \"meta\" is not belfry's: {e}")))?;
+    txn.open_table(LOGS)
+        .map_err(|e| foreign(format!("the table \"logs\" is not belfry's: {e}")))?;
+    let Some(bytes) = meta.get(IDENTITY).map_err(|e| corrupt(e.into()))? else {
+        return Ok(None);
+    };
+    let bytes = bytes.value();
+    formats::check_label(bytes, formats::LOG_FILE, || "the log file".into()).map_err(|source| {
+        LogOpenError::Format {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| LogOpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("its identity record is unreadable: {e}"),
+        })
+}
+
+/// Makes the existing log at `path` (checked as `LogStore::open` checks it) belong to
+/// `identity`, and returns whom it belonged to before. For restoring one node's backup into
+/// another node's data directory: every node holds the same replicated log, but a node opens
+/// only its own, so the change of owner is an explicit act of the operator.
+pub fn adopt(path: &Path, identity: &LogIdentity) -> Result<Option<LogIdentity>, LogOpenError> {
+    let db = open_existing(path)?;
+    let before = read_identity(&db, path)?;
+    stamp(&db, path, identity)?;
+    Ok(before)
+}
+
+/// Records `identity` as the log's owner (a format-1 log written before identity records, or
+/// an adopted one).
 fn stamp(db: &Database, path: &Path, identity: &LogIdentity) -> Result<(), LogOpenError> {
     let corrupt = |e: redb::Error| LogOpenError::Corrupt {
         path: path.to_path_buf(),
@@ -775,6 +791,6 @@ fn stamp(db: &Database, path: &Path, identity: &LogIdentity) -> Result<(), LogOp
         .insert(IDENTITY, bytes.as_slice())
         .map_err(|e| corrupt(e.into()))?;
     txn.commit().map_err(|e| corrupt(e.into()))?;
-    tracing::info!(path = %path.display(), cluster = %identity.cluster, node = identity.node_id, "recorded this node's identity in a log written before identity records");
+    tracing::info!(path = %path.display(), cluster = %identity.cluster, node = identity.node_id, "recorded this node's identity in the log");
     Ok(())
 }
