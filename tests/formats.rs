@@ -493,7 +493,137 @@ async fn write_fixtures() {
         );
     }
     write_peer_fixtures(&dir);
+    for (name, bytes) in replies() {
+        write(&dir, &format!("{name}.json"), &bytes);
+    }
     write_stores(&dir).await;
+}
+
+/// The replies a leader sends back to a forwarded request, and a peer to a Raft RPC, by
+/// fixture name, as JSON.
+fn replies() -> Vec<(&'static str, Vec<u8>)> {
+    use belfry::api::control::{
+        LeaderReply, MemberView, Role, StatusView, TransferView, WriteOutcome, Written,
+    };
+    use belfry::api::ApiError;
+    use openraft::error::{Fatal, InstallSnapshotError, RaftError};
+    use openraft::raft::{AppendEntriesResponse, InstallSnapshotResponse, VoteResponse};
+    type Reply = Result<LeaderReply, ApiError>;
+    let written = |outcome| {
+        Reply::Ok(LeaderReply::Written(Written {
+            log_index: 42,
+            outcome,
+        }))
+    };
+    let status = StatusView {
+        cluster_name: "belfry-fixtures".into(),
+        leader_id: 1,
+        term: 2,
+        commit_index: 40,
+        applied_index: 39,
+        last_log_index: 41,
+        members: vec![
+            MemberView {
+                id: 1,
+                address: "10.0.0.1:7070".into(),
+                role: Role::Leader,
+                matched_index: 41,
+                lag: 0,
+            },
+            MemberView {
+                id: 4,
+                address: "10.0.0.4:7070".into(),
+                role: Role::Learner,
+                matched_index: 30,
+                lag: 11,
+            },
+        ],
+        outbox_depth: 3,
+        schedules: 2,
+    };
+    let forwarded: Vec<(&str, Reply)> = vec![
+        ("reply-written-revision", written(WriteOutcome::Revision(3))),
+        (
+            "reply-written-triggered",
+            written(WriteOutcome::Triggered {
+                task_id: uuid(20),
+                scheduled_at: at(9),
+            }),
+        ),
+        (
+            "reply-written-applied",
+            written(WriteOutcome::Applied {
+                created: 1,
+                updated: 2,
+                unchanged: 3,
+                deleted: 4,
+            }),
+        ),
+        ("reply-read-index", Ok(LeaderReply::ReadIndex(41))),
+        ("reply-status", Ok(LeaderReply::Status(status))),
+        (
+            "reply-transferred",
+            Ok(LeaderReply::Transferred(TransferView {
+                previous_leader: 1,
+                new_leader: 2,
+                transferred: true,
+            })),
+        ),
+        ("reply-done", Ok(LeaderReply::Done)),
+        ("reply-has-state", Ok(LeaderReply::HasState(true))),
+        (
+            "reply-invalid-argument",
+            Err(ApiError::invalid("schedule.every", "must be at least 1s")),
+        ),
+        (
+            "reply-unavailable",
+            Err(ApiError::Unavailable("node 2 is not the leader".into())),
+        ),
+    ];
+    let mut replies: Vec<(&'static str, Vec<u8>)> = forwarded
+        .into_iter()
+        .map(|(name, reply)| (name, serde_json::to_vec(&reply).expect("reply")))
+        .collect();
+    let append: Vec<(&str, Result<AppendEntriesResponse<u64>, RaftError<u64>>)> = vec![
+        (
+            "peer-reply-append-success",
+            Ok(AppendEntriesResponse::Success),
+        ),
+        (
+            "peer-reply-append-partial",
+            Ok(AppendEntriesResponse::PartialSuccess(Some(log_id(2, 5)))),
+        ),
+        (
+            "peer-reply-append-conflict",
+            Ok(AppendEntriesResponse::Conflict),
+        ),
+        (
+            "peer-reply-append-higher-vote",
+            Ok(AppendEntriesResponse::HigherVote(Vote::new(3, 2))),
+        ),
+        (
+            "peer-reply-append-stopped",
+            Err(RaftError::Fatal(Fatal::Stopped)),
+        ),
+    ];
+    for (name, reply) in append {
+        replies.push((name, serde_json::to_vec(&reply).expect("reply")));
+    }
+    let vote: Result<VoteResponse<u64>, RaftError<u64>> = Ok(VoteResponse {
+        vote: Vote::new(3, 2),
+        vote_granted: true,
+        last_log_id: Some(log_id(2, 11)),
+    });
+    replies.push(("peer-reply-vote", serde_json::to_vec(&vote).expect("reply")));
+    let snapshot: Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> =
+        Ok(InstallSnapshotResponse {
+            vote: Vote::new_committed(2, 1),
+        });
+    replies.push((
+        "peer-reply-install-snapshot",
+        serde_json::to_vec(&snapshot).expect("reply"),
+    ));
+    replies
 }
 
 fn write_peer_fixtures(dir: &Path) {
@@ -779,4 +909,75 @@ fn every_command_of_today_is_format_1() {
     for (name, command) in commands() {
         assert_eq!(command.format(), 1, "{name}");
     }
+}
+
+/// Replies cross versions too: a follower of one build forwards to a leader of another.
+#[test]
+fn v1_replies_decode() {
+    use belfry::api::control::LeaderReply;
+    use belfry::api::ApiError;
+    use openraft::error::{InstallSnapshotError, RaftError};
+    use openraft::raft::{AppendEntriesResponse, InstallSnapshotResponse, VoteResponse};
+    for (name, expected) in replies() {
+        let bytes = read(1, &format!("{name}.json"));
+        // Each reply type by its name; the debug form of what was decoded, re-encoded, must
+        // be that of what was written.
+        let (decoded, written) = if name.starts_with("reply-") {
+            let decoded: Result<LeaderReply, ApiError> =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let written: Result<LeaderReply, ApiError> =
+                serde_json::from_slice(&expected).expect("expected");
+            (format!("{decoded:?}"), format!("{written:?}"))
+        } else if name.starts_with("peer-reply-append") {
+            let decoded: Result<AppendEntriesResponse<u64>, RaftError<u64>> =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let written: Result<AppendEntriesResponse<u64>, RaftError<u64>> =
+                serde_json::from_slice(&expected).expect("expected");
+            (format!("{decoded:?}"), format!("{written:?}"))
+        } else if name == "peer-reply-vote" {
+            let decoded: Result<VoteResponse<u64>, RaftError<u64>> =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                decoded
+                    .as_ref()
+                    .ok()
+                    .map(|v| (v.vote, v.vote_granted, v.last_log_id)),
+                Some((Vote::new(3, 2), true, Some(log_id(2, 11))))
+            );
+            (format!("{decoded:?}"), format!("{decoded:?}"))
+        } else {
+            let decoded: Result<
+                InstallSnapshotResponse<u64>,
+                RaftError<u64, InstallSnapshotError>,
+            > = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                decoded.as_ref().ok().map(|r| r.vote),
+                Some(Vote::new_committed(2, 1))
+            );
+            (format!("{decoded:?}"), format!("{decoded:?}"))
+        };
+        assert_eq!(decoded, written, "{name}");
+    }
+    // And the values themselves, for one of each kind.
+    let status: Result<LeaderReply, ApiError> =
+        serde_json::from_slice(&read(1, "reply-status.json")).expect("status");
+    match status {
+        Ok(LeaderReply::Status(view)) => {
+            assert_eq!((view.leader_id, view.term, view.outbox_depth), (1, 2, 3));
+            assert_eq!(view.members.len(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    let invalid: Result<LeaderReply, ApiError> =
+        serde_json::from_slice(&read(1, "reply-invalid-argument.json")).expect("error");
+    assert_eq!(
+        invalid.err(),
+        Some(ApiError::invalid("schedule.every", "must be at least 1s"))
+    );
+    let partial: Result<AppendEntriesResponse<u64>, RaftError<u64>> =
+        serde_json::from_slice(&read(1, "peer-reply-append-partial.json")).expect("partial");
+    assert_eq!(
+        partial.ok(),
+        Some(AppendEntriesResponse::PartialSuccess(Some(log_id(2, 5))))
+    );
 }
