@@ -5,6 +5,9 @@
 //! later build must read it. `write_fixtures` (ignored; run with `BELFRY_FIXTURE_DIR` set)
 //! writes the current build's encodings into a new directory when a format gains a version.
 
+// openraft's results carry its large error types; these tests only decode them.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -584,7 +587,8 @@ fn replies() -> Vec<(&'static str, Vec<u8>)> {
         .into_iter()
         .map(|(name, reply)| (name, serde_json::to_vec(&reply).expect("reply")))
         .collect();
-    let append: Vec<(&str, Result<AppendEntriesResponse<u64>, RaftError<u64>>)> = vec![
+    type AppendReply = Result<AppendEntriesResponse<u64>, RaftError<u64>>;
+    let append: Vec<(&str, AppendReply)> = vec![
         (
             "peer-reply-append-success",
             Ok(AppendEntriesResponse::Success),
