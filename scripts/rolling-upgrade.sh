@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Rolling upgrade under load: a 3-node cluster runs the binary of the last release (BASELINE),
-# dispatching three 1-second schedules to a real redis-server; each node in turn (followers
-# first, the leader last) is stopped with SIGTERM and started again from the same data directory
-# with this checkout's binary. Afterwards every message in Redis is checked: every task id
+# dispatching 1-second schedules to a real redis-server; each node in turn (followers first, the
+# leader last) is stopped with SIGTERM and started again from the same data directory with this
+# checkout's binary. Half-way, a schedule is created through an upgraded follower, so the write
+# is forwarded to the leader still on the old binary. Afterwards every message in Redis is checked: every task id
 # exactly once, and every schedule's occurrences without a gap from its first to its last, which
 # must come after the last node was upgraded.
 #
@@ -154,7 +155,24 @@ for i in 1 2 3; do if leading "$i"; then leader=$i; fi; done
 order=()
 for i in 1 2 3; do [ "$i" = "$leader" ] || order+=("$i"); done
 order+=("$leader")
+cat >"$WORK/api-schedule.toml" <<EOF
+[[schedule]]
+name = "upgrade-d"
+task = "tests.d"
+every = "1s"
+options = { queue = "$QUEUE" }
+EOF
 for i in "${order[@]}"; do
+    if [ "$i" = "${order[1]}" ]; then
+        # A write through an upgraded follower, forwarded to the leader still on $FROM.
+        if leading "$leader"; then
+            log "creating a schedule through node ${order[0]} (upgraded), forwarded to node $leader ($FROM)"
+        else
+            log "WARNING: node $leader no longer leads: the write below does not cross versions"
+        fi
+        "$NEW_BIN" schedule --endpoint "127.0.0.1:${PORTS[${order[0]}]}" apply --file "$WORK/api-schedule.toml" >&2 \
+            || fail "the forwarded write was refused"
+    fi
     before=$(dispatched)
     log "upgrading node $i$([ "$i" = "$leader" ] && echo ' (the leader)')"
     stop_node "$i"
@@ -235,8 +253,8 @@ for name, instants in sorted(by_schedule.items()):
     if instants[-1].timestamp() < upgraded_at:
         problems.append(f"{name}: nothing dispatched after the upgrade")
     print(f"{name}: {len(instants)} occurrences, {instants[0]:%H:%M:%S} to {instants[-1]:%H:%M:%S}, each once, no gap")
-if len(by_schedule) != 3:
-    problems.append(f"messages of {sorted(by_schedule)}, expected three schedules")
+if len(by_schedule) != 4:
+    problems.append(f"messages of {sorted(by_schedule)}, expected four schedules")
 markers = command("EVAL", "return #redis.call('KEYS', 'belfry:sent:*')", "0")
 if markers != len(messages):
     problems.append(f"{markers} markers for {len(messages)} messages")
