@@ -25,7 +25,7 @@ use crate::config::NodeConfig;
 use crate::dispatch::leader::{watch_leadership, DispatchContext};
 use crate::dispatch::planner::PlanConfig;
 use crate::dispatch::RedisSink;
-use crate::raft::log_store::{EntryError, LogIdentity, LogStore};
+use crate::raft::log_store::{CheckError, EntryError, LogIdentity, LogStore};
 use crate::raft::network::{peer_server, PeerNetwork};
 use crate::raft::Raft;
 use crate::schedules_file;
@@ -156,8 +156,12 @@ pub async fn run(
             "was leader when it stopped: stands for election in a new term"
         );
     }
-    if let Err(entry) = check_log(&log_store).await {
-        return stay_up_faulted(&config, entry, shutdown).await;
+    match check_log(&log_store).await {
+        Ok(()) => {}
+        Err(CheckError::Undecodable(entry)) => {
+            return stay_up_faulted(&config, entry, shutdown).await
+        }
+        Err(err) => return Err(storage_err(err.to_string())),
     }
     let committed_index = log_store.committed_index();
     let raft = Raft::new(
@@ -340,15 +344,12 @@ pub async fn run(
 }
 
 /// Decodes every entry of the log on a blocking thread (see `LogStore::check_entries`).
-async fn check_log(log_store: &LogStore) -> Result<(), EntryError> {
+async fn check_log(log_store: &LogStore) -> Result<(), CheckError> {
     let log = log_store.clone();
     let started = std::time::Instant::now();
     let checked = tokio::task::spawn_blocking(move || log.check_entries())
         .await
-        .map_err(|e| EntryError {
-            index: 0,
-            reason: format!("the check stopped: {e}"),
-        })?;
+        .map_err(|e| CheckError::Read(format!("the check stopped: {e}")))?;
     let entries = checked?;
     info!(
         entries,

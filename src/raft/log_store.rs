@@ -103,6 +103,15 @@ pub struct EntryError {
     pub reason: String,
 }
 
+/// Why `LogStore::check_entries` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Undecodable(EntryError),
+    #[error("reading the log: {0}")]
+    Read(String),
+}
+
 /// The first undecodable entry this store met, shared with whatever reports the node's health.
 pub type Fault = Arc<Mutex<Option<EntryError>>>;
 
@@ -297,16 +306,16 @@ impl LogStore {
     /// first that cannot be decoded (also recorded as the store's fault). Run before Raft
     /// starts: a Raft core that meets such an entry stops, and a node that restarts to try
     /// again would stop the same way, over and over.
-    pub fn check_entries(&self) -> Result<u64, EntryError> {
-        let failed = |reason: String| EntryError { index: 0, reason };
-        let txn = self.db.begin_read().map_err(|e| failed(e.to_string()))?;
-        let table = txn.open_table(LOGS).map_err(|e| failed(e.to_string()))?;
+    pub fn check_entries(&self) -> Result<u64, CheckError> {
+        let failed = |e: redb::Error| CheckError::Read(e.to_string());
+        let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
+        let table = txn.open_table(LOGS).map_err(|e| failed(e.into()))?;
         let mut count = 0;
-        for item in table.iter().map_err(|e| failed(e.to_string()))? {
-            let (index, value) = item.map_err(|e| failed(e.to_string()))?;
+        for item in table.iter().map_err(|e| failed(e.into()))? {
+            let (index, value) = item.map_err(|e| failed(e.into()))?;
             if let Err(e) = decode_entry(index.value(), value.value()) {
                 self.record_fault(&e);
-                return Err(e);
+                return Err(CheckError::Undecodable(e));
             }
             count += 1;
         }
