@@ -71,7 +71,7 @@ pub enum LogOpenError {
     Foreign { path: PathBuf, reason: String },
     #[error("{path}: the Raft log is damaged: {reason}")]
     Corrupt { path: PathBuf, reason: String },
-    #[error("{path}: the Raft log belongs to node {found_node} of cluster {found_cluster:?}, not node {node} of cluster {cluster:?}")]
+    #[error("{path}: the Raft log belongs to node {found_node} of cluster {found_cluster:?}, not node {node} of cluster {cluster:?} (a backup of another node is made this node's with `belfry data adopt`)")]
     OtherOwner {
         path: PathBuf,
         found_cluster: String,
