@@ -376,11 +376,57 @@ async fn stay_up_faulted(
         }
         None => None,
     };
+    let (stop_serving, grpc) = serve_health_only(config).await?;
     shutdown.await;
     if let Some(http) = http {
         http.abort();
     }
+    let _ = stop_serving.send(());
+    let _ = tokio::time::timeout(SHUTDOWN_STEP_LIMIT, grpc).await;
     Err(NodeError::Faulted(entry))
+}
+
+/// The API port of a node that takes no part in its cluster: only the gRPC health service,
+/// with the process SERVING (liveness probes use it, and a restart would not help) and
+/// `belfry.v1.Schedules` NOT_SERVING (readiness), as `/healthz` and `/readyz` say.
+async fn serve_health_only(
+    config: &NodeConfig,
+) -> Result<
+    (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    ),
+    NodeError,
+> {
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_not_serving::<pb::schedules_server::SchedulesServer<crate::api::SchedulesApi>>()
+        .await;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.security.tls {
+        builder = builder
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key))
+                    .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca))
+                    .client_auth_optional(true),
+            )
+            .map_err(|e| NodeError::Tls(e.to_string()))?;
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(builder.add_service(health).serve_with_incoming_shutdown(
+        without_nagle(listener),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Ok((stop, server))
 }
 
 /// How long each step of a shutdown may take. A stuck step (an open call stream, a storage

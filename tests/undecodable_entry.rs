@@ -77,6 +77,30 @@ async fn a_node_with_an_undecodable_entry_stays_up_not_ready_and_the_others_go_o
     assert_eq!(status, 200, "{health}");
     assert!(health.contains(&expected), "{health}");
 
+    // The gRPC health on the API port says the same (Kubernetes probes it): the process is
+    // alive, the API is not serving.
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.nodes[2].addr))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("the API port answers");
+    for (service, expected) in [
+        ("", ServingStatus::Serving),
+        ("belfry.v1.Schedules", ServingStatus::NotServing),
+    ] {
+        let reply = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("a health reply");
+        assert_eq!(reply.into_inner().status, expected as i32, "{service:?}");
+    }
+
     // The other two keep a quorum: a write through them commits.
     wait_for(
         "a write with one node faulted",
