@@ -115,12 +115,14 @@ pub enum CheckError {
 /// The first undecodable entry this store met, shared with whatever reports the node's health.
 pub type Fault = Arc<Mutex<Option<EntryError>>>;
 
-/// An entry as stored: its JSON, labelled with the entry format.
+/// An entry as stored: its JSON, labelled with the lowest entry format that carries it (its
+/// command's), so that what an earlier build can read stays readable by it.
 pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, serde_json::Error> {
-    Ok(formats::label(
-        formats::LOG_ENTRY,
-        &serde_json::to_vec(entry)?,
-    ))
+    let format = match &entry.payload {
+        openraft::EntryPayload::Normal(command) => command.format(),
+        openraft::EntryPayload::Blank | openraft::EntryPayload::Membership(_) => 1,
+    };
+    Ok(formats::label(format, &serde_json::to_vec(entry)?))
 }
 
 /// The entry stored at `index`, refused if its format is newer than this build reads or if it
