@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod dispatch;
+pub mod formats;
 pub mod heap;
 pub mod node;
 

@@ -584,6 +584,7 @@ async fn a_forwarded_write_that_arrives_after_its_deadline_is_not_started() {
     let (id, addr) = (cluster.nodes[leader].id, cluster.nodes[leader].addr.clone());
     let send = |not_after: chrono::DateTime<chrono::Utc>| {
         let forwarded = Forwarded {
+            format: 1,
             request: LeaderRequest::Write(Box::new(WriteOp::Update {
                 def: def.clone(),
                 keep_enabled: true,

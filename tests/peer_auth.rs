@@ -32,6 +32,7 @@ fn peer_request(target: u64, payload: Vec<u8>) -> Request<PeerRequest> {
         target,
         cluster: "belfry".into(),
         payload,
+        ..Default::default()
     })
 }
 

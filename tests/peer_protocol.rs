@@ -25,6 +25,7 @@ async fn wrong_target_cluster_or_payload_is_refused() {
             target,
             cluster: cluster.to_string(),
             payload: payload.to_vec(),
+            ..Default::default()
         }))
     };
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use belfry::raft::log_store::LogStore;
+use belfry::raft::log_store::{LogIdentity, LogStore};
 use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
 use belfry::raft::network::{peer_server, PeerNetwork};
@@ -90,7 +90,14 @@ impl TestNode {
         config: Arc<openraft::Config>,
     ) -> TestNode {
         std::fs::create_dir_all(dir).expect("node data dir");
-        let log_store = LogStore::open(&dir.join("raft-log.redb")).expect("open the log store");
+        let log_store = LogStore::open(
+            &dir.join("raft-log.redb"),
+            &LogIdentity {
+                cluster: CLUSTER.into(),
+                node_id: id,
+            },
+        )
+        .expect("open the log store");
         let state_machine =
             StateMachineStore::open(&dir.join("state")).expect("open the state machine");
         let state = state_machine.handle();
@@ -444,6 +451,7 @@ async fn misaddressed_or_garbled_peer_calls_are_refused() {
         target,
         cluster: cluster.to_string(),
         payload,
+        ..Default::default()
     };
 
     // Another node id, on every RPC: refused before the payload is even looked at.

@@ -1,7 +1,7 @@
 //! openraft's storage test suite against the durable log store and the state machine, and a
 //! reopen of the same files after writes (what a restarted node sees).
 
-use belfry::raft::log_store::LogStore;
+use belfry::raft::log_store::{LogIdentity, LogStore};
 use belfry::raft::{storage_error, StorageError, TypeConfig};
 use belfry::state::StateMachineStore;
 use openraft::storage::{RaftLogReader, RaftLogStorage};
@@ -10,13 +10,21 @@ use openraft::{CommittedLeaderId, ErrorSubject, ErrorVerb, LogId, Vote};
 
 struct Builder;
 
+fn identity() -> LogIdentity {
+    LogIdentity {
+        cluster: "storage-tests".into(),
+        node_id: 1,
+    }
+}
+
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
     async fn build(
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir()
             .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        let log = LogStore::open(&dir.path().join("raft-log.redb"))?;
+        let log = LogStore::open(&dir.path().join("raft-log.redb"), &identity())
+            .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
         let sm = StateMachineStore::open(&dir.path().join("sm"))
             .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
         Ok((dir, log, sm))
@@ -52,14 +60,14 @@ async fn everything_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("raft-log.redb");
     {
-        let mut store = LogStore::open(&path).unwrap();
+        let mut store = LogStore::open(&path, &identity()).unwrap();
         append(&mut store, (1..=10).map(|i| blank(1, i)).collect()).await;
         store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
         store.save_committed(Some(log_id(1, 8))).await.unwrap();
         store.purge(log_id(1, 3)).await.unwrap();
         store.truncate(log_id(1, 9)).await.unwrap();
     }
-    let mut store = LogStore::open(&path).unwrap();
+    let mut store = LogStore::open(&path, &identity()).unwrap();
     assert_eq!(
         store.read_vote().await.unwrap(),
         Some(Vote::new_committed(1, 1))
@@ -80,7 +88,7 @@ async fn everything_survives_a_reopen() {
 #[tokio::test]
 async fn purging_everything_keeps_the_last_log_id() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = LogStore::open(&dir.path().join("raft-log.redb")).unwrap();
+    let mut store = LogStore::open(&dir.path().join("raft-log.redb"), &identity()).unwrap();
     append(&mut store, (1..=5).map(|i| blank(2, i)).collect()).await;
     store.purge(log_id(2, 5)).await.unwrap();
     let state = store.get_log_state().await.unwrap();
@@ -92,7 +100,7 @@ async fn purging_everything_keeps_the_last_log_id() {
 async fn a_restarted_leader_gives_up_its_term_and_no_one_elses() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("raft-log.redb");
-    let mut store = LogStore::open(&path).expect("open");
+    let mut store = LogStore::open(&path, &identity()).expect("open");
 
     // Its own committed vote: kept as an uncommitted vote of the same term.
     store
@@ -108,7 +116,7 @@ async fn a_restarted_leader_gives_up_its_term_and_no_one_elses() {
         Some(Vote::new(7, 1))
     );
     drop(store);
-    let mut reopened = LogStore::open(&path).expect("reopen");
+    let mut reopened = LogStore::open(&path, &identity()).expect("reopen");
     assert_eq!(
         reopened.read_vote().await.expect("read vote"),
         Some(Vote::new(7, 1)),

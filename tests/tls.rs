@@ -118,6 +118,7 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
             target: cluster.nodes[1].id,
             cluster: "belfry".into(),
             payload: b"{}".to_vec(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -130,6 +131,7 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
             target: cluster.nodes[1].id,
             cluster: "belfry".into(),
             payload: vec![b' '; MAX_MESSAGE_BYTES + 1],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -152,6 +154,7 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
                     target: cluster.nodes[1].id,
                     cluster: "belfry".into(),
                     payload: b"{}".to_vec(),
+                    ..Default::default()
                 })
                 .await
                 .map(|_| ()),
@@ -215,6 +218,7 @@ async fn with_a_cluster_secret_as_well_peers_need_both() {
             target: cluster.nodes[0].id,
             cluster: "belfry".into(),
             payload: stale_vote.to_string().into_bytes(),
+            ..Default::default()
         });
         if with_secret {
             request.metadata_mut().insert(

@@ -67,8 +67,13 @@ pub enum LeaderRequest {
 /// packets, TCP delivers them when it heals), after the caller gave up, retried elsewhere
 /// and went on: a write started then could undo a newer one. The leader refuses to start a
 /// write whose deadline, allowing for clock differences between nodes, has passed.
+///
+/// `format` is its first field, so it is serialized as the format label (see `formats`); a
+/// request from a build that predates it is format 1.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Forwarded {
+    #[serde(default = "format_1")]
+    pub format: u32,
     pub request: LeaderRequest,
     /// Wall-clock time on the forwarding node after which the request must not start.
     pub not_after: DateTime<Utc>,
@@ -78,13 +83,30 @@ pub struct Forwarded {
 /// are refused as late.
 pub const FORWARD_CLOCK_ALLOWANCE: Duration = Duration::from_secs(2);
 
+fn format_1() -> u32 {
+    1
+}
+
 impl Forwarded {
     /// `request`, to be started within `LEADER_WAIT` from now.
     pub fn now(request: LeaderRequest) -> Forwarded {
         Forwarded {
+            format: crate::formats::FORWARDED,
             request,
             not_after: Utc::now() + LEADER_WAIT,
         }
+    }
+
+    /// Reads a forwarded request, refusing one in a format this node does not read before
+    /// looking at its contents (which could mean something else in that format).
+    pub fn decode(bytes: &[u8]) -> Result<Forwarded, ApiError> {
+        crate::formats::check_label(bytes, crate::formats::FORWARDED, || {
+            "the forwarded request".into()
+        })
+        .map_err(|e| ApiError::FailedPrecondition(e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::invalid("request", format!("undecodable forwarded request: {e}"))
+        })
     }
 
     /// Refuses a write that arrives after its deadline; reads and cluster calls have no lasting

@@ -62,7 +62,7 @@ pub fn forward_handler(control: Arc<Control>) -> crate::raft::network::ForwardHa
     Arc::new(move |payload: Vec<u8>| {
         let control = control.clone();
         Box::pin(async move {
-            let outcome = match serde_json::from_slice::<control::Forwarded>(&payload) {
+            let outcome = match control::Forwarded::decode(&payload) {
                 Ok(forwarded) => match forwarded.check_deadline(chrono::Utc::now()) {
                     Ok(()) => control.serve_forwarded(forwarded.request).await,
                     Err(late) => {
@@ -70,9 +70,7 @@ pub fn forward_handler(control: Arc<Control>) -> crate::raft::network::ForwardHa
                         Err(late)
                     }
                 },
-                Err(e) => Err(ApiError::Internal(format!(
-                    "undecodable forwarded request: {e}"
-                ))),
+                Err(e) => Err(e),
             };
             serde_json::to_vec(&outcome).unwrap_or_default()
         })

@@ -3,6 +3,7 @@
 //! Owns what the user types and sees; it must not hold scheduling logic of its own.
 
 mod cluster;
+mod data;
 mod dev;
 pub mod ports;
 mod preview;
@@ -42,6 +43,8 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// Cluster status, membership and leadership through the API.
     Cluster(cluster::ClusterArgs),
+    /// Offline work on a stopped node's data directory.
+    Data(data::DataArgs),
 }
 
 /// Parses the command line, runs the subcommand and turns its outcome into an exit code.
@@ -56,6 +59,7 @@ pub fn run() -> ExitCode {
         Command::Preview(args) => preview::run(args),
         Command::Schedule(args) => remote::run_remote(schedule::run(args)),
         Command::Cluster(args) => remote::run_remote(cluster::run(args)),
+        Command::Data(args) => data::run(args),
     }
 }
 

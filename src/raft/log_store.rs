@@ -6,6 +6,13 @@
 //! transaction, so many appends share one fsync, and an append returns at once: the Raft core
 //! keeps replicating and applying while the disk works, and hears of the flush through
 //! openraft's callback. Entries appended but not yet on disk are served to readers from memory.
+//!
+//! A log file is never taken for a new node's: it is created (under a temporary name, renamed
+//! into place once complete) with an identity record naming its format, cluster and node, and
+//! every open checks the file's signature, the integrity of every page, and that identity. A
+//! missing file is the only sign of a new node; an empty, foreign, damaged or other node's file
+//! is an error naming the file. An entry that cannot be decoded is an error naming its index,
+//! and is remembered (`fault`) so that the node can report it while it stays up for diagnosis.
 
 // openraft's storage traits return its `StorageError`, a large type; the helpers here return
 // what those traits need.
@@ -13,24 +20,30 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::io::Read;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{storage_error, Entry, NodeId, StorageError, TypeConfig};
+use crate::formats;
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
+/// Who the file belongs to (`LogIdentity`), written in the transaction that creates the tables.
+const IDENTITY: &str = "identity";
+/// The first bytes of every redb file (its header's signature): anything else is not a log.
+const REDB_SIGNATURE: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 /// redb's page cache: the log is read back mostly for replication of recent entries, which
 /// are still cached after their write (and an entry not yet on disk is served from memory); a
 /// larger cache only keeps old entries resident. 4 MiB holds seconds of log at 20,000 fires/s;
@@ -39,6 +52,94 @@ const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The most jobs the writer folds into one transaction.
 const MAX_JOBS_PER_COMMIT: usize = 1024;
+
+/// The node a log file belongs to: recorded when the file is created, checked on every open,
+/// so a data directory moved to another node or cluster is refused rather than joined.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogIdentity {
+    pub cluster: String,
+    pub node_id: NodeId,
+}
+
+/// Why a log file could not be opened. Every case names the file; none is ever taken for a
+/// new node.
+#[derive(Debug, thiserror::Error)]
+pub enum LogOpenError {
+    #[error("{path}: the file is empty (0 bytes). A log is never empty once created, so this is a damaged log, not a new node; if this node's data is really lost, move the data directory away to start it empty")]
+    Empty { path: PathBuf },
+    #[error("{path}: not a belfry Raft log ({reason})")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("{path}: the Raft log is damaged: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: the Raft log belongs to node {found_node} of cluster {found_cluster:?}, not node {node} of cluster {cluster:?} (a backup of another node is made this node's with `belfry data adopt`)")]
+    OtherOwner {
+        path: PathBuf,
+        found_cluster: String,
+        found_node: NodeId,
+        cluster: String,
+        node: NodeId,
+    },
+    #[error("{path}: {source}")]
+    Format {
+        path: PathBuf,
+        #[source]
+        source: formats::FormatError,
+    },
+    #[error("{path}: the Raft log is in use by another process")]
+    InUse { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An entry that could not be decoded: where it is and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("log entry {index} cannot be decoded: {reason}")]
+pub struct EntryError {
+    pub index: u64,
+    pub reason: String,
+}
+
+/// Why `LogStore::check_entries` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Undecodable(EntryError),
+    #[error("reading the log: {0}")]
+    Read(String),
+}
+
+/// The first undecodable entry this store met, shared with whatever reports the node's health.
+pub type Fault = Arc<Mutex<Option<EntryError>>>;
+
+/// An entry as stored: its JSON, labelled with the lowest entry format that carries it (its
+/// command's), so that what an earlier build can read stays readable by it.
+pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, serde_json::Error> {
+    let format = match &entry.payload {
+        openraft::EntryPayload::Normal(command) => command.format(),
+        openraft::EntryPayload::Blank | openraft::EntryPayload::Membership(_) => 1,
+    };
+    Ok(formats::label(format, &serde_json::to_vec(entry)?))
+}
+
+/// The entry stored at `index`, refused if its format is newer than this build reads or if it
+/// is not the entry of that index.
+pub fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, EntryError> {
+    let failed = |reason: String| EntryError { index, reason };
+    formats::check_label(bytes, formats::LOG_ENTRY, || format!("log entry {index}"))
+        .map_err(|e| failed(e.to_string()))?;
+    let entry: Entry = serde_json::from_slice(bytes).map_err(|e| failed(e.to_string()))?;
+    if entry.log_id.index != index {
+        return Err(failed(format!(
+            "it is stored at {index} but names index {}",
+            entry.log_id.index
+        )));
+    }
+    Ok(entry)
+}
 
 /// Entries handed to the writer and not yet committed, by index.
 type Pending = Arc<Mutex<BTreeMap<u64, Entry>>>;
@@ -92,6 +193,7 @@ pub struct LogStore {
     db: Arc<Database>,
     pending: Pending,
     committed: Arc<AtomicU64>,
+    fault: Fault,
 }
 
 /// The writer thread: one transaction (and at most one fsync) per batch of queued jobs.
@@ -168,27 +270,28 @@ fn err(subject: ErrorSubject<NodeId>, verb: ErrorVerb) -> impl Fn(String) -> Sto
 }
 
 impl LogStore {
-    /// Opens or creates the log database at `path`.
-    pub fn open(path: &Path) -> Result<LogStore, StorageError> {
-        let fail = err(ErrorSubject::Store, ErrorVerb::Read);
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-        let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
-        {
-            txn.open_table(LOGS).map_err(|e| fail(e.to_string()))?;
-            txn.open_table(META).map_err(|e| fail(e.to_string()))?;
+    /// Opens the log at `path` for `identity`, creating it if (and only if) there is no file
+    /// at all. A file written before identities existed (format 1, with belfry's tables) is
+    /// stamped with `identity`.
+    pub fn open(path: &Path, identity: &LogIdentity) -> Result<LogStore, LogOpenError> {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path, identity)?,
+            Err(source) => return Err(io_failed(path)(source)),
+            Ok(_) => {}
         }
-        txn.commit().map_err(|e| fail(e.to_string()))?;
+        let db = open_existing(path)?;
+        check_identity(&db, path, identity)?;
+        Self::start(db).map_err(io_failed(path))
+    }
+
+    fn start(db: Database) -> std::io::Result<LogStore> {
         let db = Arc::new(db);
         let pending: Pending = Arc::default();
         let (queue, jobs) = mpsc::channel();
         let (thread_db, thread_pending) = (db.clone(), pending.clone());
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || run_writer(thread_db, jobs, thread_pending))
-            .map_err(|e| fail(format!("starting the log writer: {e}")))?;
+            .spawn(move || run_writer(thread_db, jobs, thread_pending))?;
         Ok(LogStore {
             writer: Arc::new(Writer {
                 queue: Some(queue),
@@ -197,6 +300,52 @@ impl LogStore {
             db,
             pending,
             committed: Arc::default(),
+            fault: Arc::default(),
+        })
+    }
+
+    /// Decodes every stored entry, in index order, and returns how many there are, or the
+    /// first that cannot be decoded (also recorded as the store's fault). Run before Raft
+    /// starts: a Raft core that meets such an entry stops, and a node that restarts to try
+    /// again would stop the same way, over and over.
+    pub fn check_entries(&self) -> Result<u64, CheckError> {
+        let failed = |e: redb::Error| CheckError::Read(e.to_string());
+        let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
+        let table = txn.open_table(LOGS).map_err(|e| failed(e.into()))?;
+        let mut count = 0;
+        for item in table.iter().map_err(|e| failed(e.into()))? {
+            let (index, value) = item.map_err(|e| failed(e.into()))?;
+            if let Err(e) = decode_entry(index.value(), value.value()) {
+                self.record_fault(&e);
+                return Err(CheckError::Undecodable(e));
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn record_fault(&self, e: &EntryError) {
+        let mut fault = self.fault.lock().unwrap_or_else(|p| p.into_inner());
+        if fault.is_none() {
+            tracing::error!(index = e.index, reason = %e.reason, "a log entry cannot be decoded");
+            *fault = Some(e.clone());
+        }
+    }
+
+    /// Where this store records the first undecodable entry it meets.
+    pub fn fault(&self) -> Fault {
+        self.fault.clone()
+    }
+
+    /// `decode_entry`, remembering a failure for the node's health reports.
+    fn decode(&self, index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
+        decode_entry(index, bytes).map_err(|e| {
+            self.record_fault(&e);
+            storage_error(
+                ErrorSubject::Log(LogId::new(Default::default(), index)),
+                ErrorVerb::Read,
+                e,
+            )
         })
     }
 
@@ -237,6 +386,13 @@ impl LogStore {
         let Some(value) = table.get(key).map_err(|e| fail(e.to_string()))? else {
             return Ok(None);
         };
+        let known = if key == VOTE {
+            formats::VOTE
+        } else {
+            formats::LOG_FILE
+        };
+        formats::check_label(value.value(), known, || format!("the stored {key}"))
+            .map_err(|e| fail(e.to_string()))?;
         serde_json::from_slice(value.value())
             .map(Some)
             .map_err(|e| fail(format!("{key}: {e}")))
@@ -255,11 +411,10 @@ impl LogStore {
         let fail = err(ErrorSubject::Logs, ErrorVerb::Read);
         let txn = self.db.begin_read().map_err(|e| fail(e.to_string()))?;
         let table = txn.open_table(LOGS).map_err(|e| fail(e.to_string()))?;
-        let Some((_, value)) = table.last().map_err(|e| fail(e.to_string()))? else {
+        let Some((index, value)) = table.last().map_err(|e| fail(e.to_string()))? else {
             return Ok(None);
         };
-        let entry: Entry =
-            serde_json::from_slice(value.value()).map_err(|e| fail(e.to_string()))?;
+        let entry = self.decode(index.value(), value.value())?;
         Ok(Some(*entry.get_log_id()))
     }
 
@@ -287,8 +442,11 @@ impl LogStore {
         key: &'static str,
         value: &T,
     ) -> Result<impl FnOnce(&redb::WriteTransaction) -> Result<(), String>, StorageError> {
-        let bytes = serde_json::to_vec(value)
+        let mut bytes = serde_json::to_vec(value)
             .map_err(|e| err(ErrorSubject::Store, ErrorVerb::Write)(e.to_string()))?;
+        if key == VOTE {
+            bytes = formats::label(formats::VOTE, &bytes);
+        }
         Ok(move |txn: &redb::WriteTransaction| {
             let mut table = txn.open_table(META).map_err(|e| e.to_string())?;
             table
@@ -331,9 +489,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         {
             let (index, value) = item.map_err(|e| fail(e.to_string()))?;
             if let std::collections::btree_map::Entry::Vacant(slot) = entries.entry(index.value()) {
-                slot.insert(
-                    serde_json::from_slice(value.value()).map_err(|e| fail(e.to_string()))?,
-                );
+                slot.insert(self.decode(index.value(), value.value())?);
             }
         }
         Ok(entries.into_values().collect())
@@ -398,7 +554,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut rows = Vec::new();
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(|e| fail(e.to_string()))?;
+            let bytes = encode_entry(&entry).map_err(|e| fail(e.to_string()))?;
             rows.push((entry.log_id, bytes));
             pending.insert(entry.log_id.index, entry);
         }
@@ -447,4 +603,205 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
     }
+}
+
+fn io_failed(path: &Path) -> impl Fn(std::io::Error) -> LogOpenError + '_ {
+    move |source| LogOpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates a log at `path` with its tables and identity, under a temporary name first: a
+/// crash part-way leaves no file at `path`, and so cannot leave a damaged file that a restart
+/// would have to refuse.
+fn create(path: &Path, identity: &LogIdentity) -> Result<(), LogOpenError> {
+    let failed = io_failed(path);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".creating");
+    let creating = path.with_file_name(name);
+    match std::fs::remove_file(&creating) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
+        _ => {}
+    }
+    let identity = serde_json::to_vec(identity)
+        .map(|json| formats::label(formats::LOG_FILE, &json))
+        .map_err(|e| failed(std::io::Error::other(e)))?;
+    let redb = |e: redb::Error| failed(std::io::Error::other(e));
+    {
+        let db = Database::builder()
+            .create(&creating)
+            .map_err(|e| redb(e.into()))?;
+        let txn = db.begin_write().map_err(|e| redb(e.into()))?;
+        txn.open_table(LOGS).map_err(|e| redb(e.into()))?;
+        txn.open_table(META)
+            .map_err(|e| redb(e.into()))?
+            .insert(IDENTITY, identity.as_slice())
+            .map_err(|e| redb(e.into()))?;
+        txn.commit().map_err(|e| redb(e.into()))?;
+    }
+    std::fs::rename(&creating, path).map_err(&failed)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))
+        .and_then(|d| d.sync_all())
+        .map_err(failed)
+}
+
+/// Opens an existing file after checking that it is a redb database at all, with redb's
+/// integrity check (every page's checksum). redb may panic on a damaged file it trusts; the
+/// check is meant to prevent that, and a panic that still happens is caught and reported as
+/// damage.
+fn open_existing(path: &Path) -> Result<Database, LogOpenError> {
+    check_signature(path)?;
+    let opened = std::panic::catch_unwind(|| {
+        Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .set_check_integrity_on_open(true)
+            .open(path)
+    });
+    let corrupt = |reason: String| LogOpenError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(LogOpenError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(source)))) => {
+            Err(io_failed(path)(source))
+        }
+        Ok(Err(e)) => Err(corrupt(e.to_string())),
+        Err(panic) => Err(corrupt(format!(
+            "reading it failed inside the storage library: {}",
+            panic_message(panic.as_ref())
+        ))),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// A file too short for redb's signature, or with another, is not a log.
+fn check_signature(path: &Path) -> Result<(), LogOpenError> {
+    let failed = io_failed(path);
+    let mut head = Vec::with_capacity(REDB_SIGNATURE.len());
+    std::fs::File::open(path)
+        .map_err(&failed)?
+        .take(REDB_SIGNATURE.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(&failed)?;
+    if head.is_empty() {
+        return Err(LogOpenError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    if head != REDB_SIGNATURE {
+        return Err(LogOpenError::Foreign {
+            path: path.to_path_buf(),
+            reason: "it is not a redb database".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `db` holds belfry's tables and belongs to `identity`; a format-1 file from
+/// before identities existed is stamped with it.
+fn check_identity(db: &Database, path: &Path, identity: &LogIdentity) -> Result<(), LogOpenError> {
+    let Some(found) = read_identity(db, path)? else {
+        return stamp(db, path, identity);
+    };
+    if found != *identity {
+        return Err(LogOpenError::OtherOwner {
+            path: path.to_path_buf(),
+            found_cluster: found.cluster,
+            found_node: found.node_id,
+            cluster: identity.cluster.clone(),
+            node: identity.node_id,
+        });
+    }
+    Ok(())
+}
+
+/// The identity recorded in `db` (none in a format-1 file from before identity records),
+/// after checking that it holds belfry's tables in a format this build reads.
+fn read_identity(db: &Database, path: &Path) -> Result<Option<LogIdentity>, LogOpenError> {
+    let foreign = |reason: String| LogOpenError::Foreign {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let corrupt = |e: redb::Error| LogOpenError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let txn = db.begin_read().map_err(|e| corrupt(e.into()))?;
+    let tables: Vec<String> = txn
+        .list_tables()
+        .map_err(|e| corrupt(e.into()))?
+        .map(|t| t.name().to_string())
+        .collect();
+    for needed in [LOGS.name(), META.name()] {
+        if !tables.iter().any(|t| t == needed) {
+            return Err(foreign(format!(
+                "a redb database without the table {needed:?}; its tables: {tables:?}"
+            )));
+        }
+    }
+    let meta = txn
+        .open_table(META)
+        .map_err(|e| foreign(format!("the table \"meta\" is not belfry's: {e}")))?;
+    txn.open_table(LOGS)
+        .map_err(|e| foreign(format!("the table \"logs\" is not belfry's: {e}")))?;
+    let Some(bytes) = meta.get(IDENTITY).map_err(|e| corrupt(e.into()))? else {
+        return Ok(None);
+    };
+    let bytes = bytes.value();
+    formats::check_label(bytes, formats::LOG_FILE, || "the log file".into()).map_err(|source| {
+        LogOpenError::Format {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| LogOpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("its identity record is unreadable: {e}"),
+        })
+}
+
+/// Makes the existing log at `path` (checked as `LogStore::open` checks it) belong to
+/// `identity`, and returns whom it belonged to before. For restoring one node's backup into
+/// another node's data directory: every node holds the same replicated log, but a node opens
+/// only its own, so the change of owner is an explicit act of the operator.
+pub fn adopt(path: &Path, identity: &LogIdentity) -> Result<Option<LogIdentity>, LogOpenError> {
+    let db = open_existing(path)?;
+    let before = read_identity(&db, path)?;
+    stamp(&db, path, identity)?;
+    Ok(before)
+}
+
+/// Records `identity` as the log's owner (a format-1 log written before identity records, or
+/// an adopted one).
+fn stamp(db: &Database, path: &Path, identity: &LogIdentity) -> Result<(), LogOpenError> {
+    let corrupt = |e: redb::Error| LogOpenError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let bytes = serde_json::to_vec(identity)
+        .map(|json| formats::label(formats::LOG_FILE, &json))
+        .map_err(|e| io_failed(path)(std::io::Error::other(e)))?;
+    let txn = db.begin_write().map_err(|e| corrupt(e.into()))?;
+    txn.open_table(META)
+        .map_err(|e| corrupt(e.into()))?
+        .insert(IDENTITY, bytes.as_slice())
+        .map_err(|e| corrupt(e.into()))?;
+    txn.commit().map_err(|e| corrupt(e.into()))?;
+    tracing::info!(path = %path.display(), cluster = %identity.cluster, node = identity.node_id, "recorded this node's identity in the log");
+    Ok(())
 }

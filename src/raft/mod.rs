@@ -42,16 +42,18 @@ pub fn storage_error(
 pub enum RoundTripError {
     #[error("cannot be encoded: {0}")]
     Encode(serde_json::Error),
-    #[error("would not decode from the log or on a peer: {0}")]
+    #[error("would not decode on a peer: {0}")]
     Decode(serde_json::Error),
+    #[error("would not read back from the log: {0}")]
+    Stored(String),
     #[error("reads back changed: a node would apply something else than what was proposed")]
     Changed,
 }
 
-/// Checks that `command` survives the deepest encoding it travels in: inside a `Batch`, inside
-/// a log entry, inside an AppendEntries request to a peer (the log store keeps the entry itself,
-/// a shallower wrapping of the same bytes). The leader proposes nothing that fails this: an
-/// entry that no node can read back would stop every node's Raft core.
+/// Checks that `command` survives the encodings it travels in: inside a `Batch`, inside a log
+/// entry as the log store writes it, and inside an AppendEntries request to a peer. The leader
+/// proposes nothing that fails this: an entry that no node can read back would stop every
+/// node's Raft core.
 pub fn check_round_trip(command: &crate::state::Command) -> Result<(), RoundTripError> {
     use crate::state::Command;
     use openraft::raft::AppendEntriesRequest;
@@ -65,6 +67,12 @@ pub fn check_round_trip(command: &crate::state::Command) -> Result<(), RoundTrip
         }],
         leader_commit: None,
     };
+    let stored = log_store::encode_entry(&request.entries[0]).map_err(RoundTripError::Encode)?;
+    let read_back =
+        log_store::decode_entry(0, &stored).map_err(|e| RoundTripError::Stored(e.to_string()))?;
+    if read_back.payload != request.entries[0].payload {
+        return Err(RoundTripError::Changed);
+    }
     let bytes = serde_json::to_vec(&request).map_err(RoundTripError::Encode)?;
     let back: AppendEntriesRequest<TypeConfig> =
         serde_json::from_slice(&bytes).map_err(RoundTripError::Decode)?;

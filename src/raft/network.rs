@@ -45,11 +45,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The highest format each peer advertised in its latest reply.
+type Advertised = Arc<Mutex<HashMap<NodeId, u32>>>;
+
+/// A format as sent on the wire: 0 (a sender that predates the field) is format 1.
+fn wire_format(format: u32) -> u32 {
+    format.max(1)
+}
+
+/// A peer request from this node: `payload` in the current peer format.
+fn peer_request(target: NodeId, cluster: &str, payload: Vec<u8>) -> PeerRequest {
+    PeerRequest {
+        target,
+        cluster: cluster.to_string(),
+        payload,
+        format: crate::formats::PEER,
+        highest_format: crate::formats::HIGHEST,
+    }
+}
+
 /// Creates clients for peers, reusing one channel per (node, address).
 #[derive(Clone)]
 pub struct PeerNetwork {
     cluster: String,
     channels: Arc<Mutex<HashMap<(NodeId, String), Channel>>>,
+    advertised: Advertised,
     /// Mutual TLS: the cluster CA and this node's certificate.
     tls: Option<ClientTlsConfig>,
     /// Sent with every call.
@@ -63,6 +83,7 @@ impl PeerNetwork {
         PeerNetwork {
             cluster: cluster.into(),
             channels: Arc::default(),
+            advertised: Arc::default(),
             tls: None,
             secret: None,
         }
@@ -76,15 +97,19 @@ impl PeerNetwork {
 
     /// A peer call to `target`, with the cluster secret.
     fn request(&self, target: NodeId, payload: Vec<u8>) -> Request<PeerRequest> {
-        let mut request = Request::new(PeerRequest {
-            target,
-            cluster: self.cluster.clone(),
-            payload,
-        });
+        let mut request = Request::new(peer_request(target, &self.cluster, payload));
         if let Some(secret) = &self.secret {
             secret.stamp(&mut request);
         }
         request
+    }
+
+    /// The highest format each peer advertised in its latest reply to this node.
+    pub fn advertised_formats(&self) -> HashMap<NodeId, u32> {
+        self.advertised
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     /// Talks to peers over TLS, presenting this node's certificate.
@@ -143,7 +168,9 @@ impl PeerNetwork {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let mut request = self.request(target, payload);
         request.set_timeout(timeout);
-        Ok(client.forward(request).await?.into_inner().payload)
+        let reply = client.forward(request).await?.into_inner();
+        record_advertised(&self.advertised, target, &reply);
+        Ok(reply.payload)
     }
 
     /// How many peer channels are cached.
@@ -165,7 +192,14 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             network: self.clone(),
             client,
+            advertised: self.advertised.clone(),
         }
+    }
+}
+
+fn record_advertised(advertised: &Advertised, peer: NodeId, reply: &PeerReply) {
+    if let Ok(mut advertised) = advertised.lock() {
+        advertised.insert(peer, wire_format(reply.highest_format));
     }
 }
 
@@ -175,6 +209,7 @@ pub struct PeerConnection {
     /// Makes its requests (cluster name, secret).
     network: PeerNetwork,
     client: Result<PeerClient<Channel>, String>,
+    advertised: Advertised,
 }
 
 #[derive(Clone, Copy)]
@@ -225,7 +260,9 @@ impl PeerConnection {
             // the exchange broke mid-way: retried at openraft's normal pace.
             _ => RPCError::Network(NetworkError::new(&status)),
         })?;
-        let result: Result<Resp, E> = serde_json::from_slice(&reply.into_inner().payload)
+        let reply = reply.into_inner();
+        record_advertised(&self.advertised, self.target, &reply);
+        let result: Result<Resp, E> = serde_json::from_slice(&reply.payload)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
@@ -325,6 +362,7 @@ impl PeerService {
     /// Checks the addressee and returns the payload.
     fn check(&self, request: Request<PeerRequest>) -> Result<Vec<u8>, Status> {
         let request = request.into_inner();
+        check_format(&request)?;
         if request.target != self.node_id {
             return Err(Status::failed_precondition(format!(
                 "this is node {}, not node {}",
@@ -341,10 +379,21 @@ impl PeerService {
     }
 }
 
+/// Refuses a payload in a format this node does not read: it is never guessed at.
+fn check_format(request: &PeerRequest) -> Result<(), Status> {
+    crate::formats::check(wire_format(request.format), crate::formats::PEER, || {
+        format!("the peer message from a member of {:?}", request.cluster)
+    })
+    .map_err(|e| Status::failed_precondition(e.to_string()))
+}
+
 fn reply<T: Serialize>(result: &T) -> Result<Response<PeerReply>, Status> {
     let payload = serde_json::to_vec(result)
         .map_err(|e| Status::internal(format!("encoding the reply: {e}")))?;
-    Ok(Response::new(PeerReply { payload }))
+    Ok(Response::new(PeerReply {
+        payload,
+        highest_format: crate::formats::HIGHEST,
+    }))
 }
 
 #[tonic::async_trait]
@@ -378,6 +427,7 @@ impl Peer for PeerService {
             .ok_or_else(|| Status::unimplemented("this node serves no API"))?;
         Ok(Response::new(PeerReply {
             payload: handler(payload).await,
+            highest_format: crate::formats::HIGHEST,
         }))
     }
 }

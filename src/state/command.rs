@@ -201,6 +201,21 @@ pub enum Command {
 pub const MAX_COMMANDS_PER_ENTRY: usize = 1_000;
 
 impl Command {
+    /// The lowest log entry format (`formats::LOG_ENTRY`) that carries this command: a
+    /// variant, or a field with a meaning, added later names the format it arrived in. A
+    /// leader proposes a command only when every member reads its format (ARCHITECTURE.md,
+    /// "Formats"); every command of today is format 1.
+    pub fn format(&self) -> u32 {
+        match self {
+            Command::Batch(commands) => commands.iter().map(Command::format).max().unwrap_or(1),
+            Command::Put { .. }
+            | Command::Delete { .. }
+            | Command::SetEnabled { .. }
+            | Command::Fire { .. }
+            | Command::Ack { .. } => 1,
+        }
+    }
+
     /// How many commands this adds to an entry.
     pub fn weight(&self) -> usize {
         match self {

@@ -17,4 +17,7 @@ pub use command::{
 };
 pub use data::{OutboxEntry, RunOutcome, RunRecord, ScheduleRecord, StateData, HISTORY_LEN};
 pub use labels::Labels;
-pub use store::{Applied, SnapshotBuilder, StateHandle, StateMachineStore, StoreError};
+pub use store::{
+    read_snapshot, snapshot_path, Applied, SnapshotBuilder, StateHandle, StateMachineStore,
+    StoreError,
+};

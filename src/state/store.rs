@@ -39,6 +39,12 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("snapshot {path}: {source}")]
+    Format {
+        path: PathBuf,
+        #[source]
+        source: crate::formats::FormatError,
+    },
 }
 
 /// The applied state and where it stands in the log.
@@ -52,29 +58,76 @@ pub struct Applied {
 /// Shared, read-mostly access to the applied state.
 pub type StateHandle = Arc<RwLock<Applied>>;
 
-/// A snapshot on disk: one line of JSON metadata, then the serialized `Applied` as is.
+/// A snapshot on disk: one line of JSON metadata labelled with the snapshot format (see
+/// `formats`), then the serialized `Applied` as is. An unlabelled first line is format 1.
 struct SnapshotFile {
     meta: SnapshotMeta<NodeId, openraft::BasicNode>,
     data: Vec<u8>,
 }
 
+/// Why a snapshot file could not be read.
+#[derive(Debug, thiserror::Error)]
+enum SnapshotFileError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Format(#[from] crate::formats::FormatError),
+}
+
 impl SnapshotFile {
     fn to_bytes(&self) -> std::io::Result<Vec<u8>> {
-        let mut bytes = serde_json::to_vec(&self.meta).map_err(std::io::Error::other)?;
+        let meta = serde_json::to_vec(&self.meta).map_err(std::io::Error::other)?;
+        let mut bytes = crate::formats::label(crate::formats::SNAPSHOT, &meta);
         bytes.push(b'\n');
         bytes.extend_from_slice(&self.data);
         Ok(bytes)
     }
 
-    fn from_bytes(bytes: &[u8]) -> Result<SnapshotFile, serde_json::Error> {
+    fn from_bytes(bytes: &[u8]) -> Result<SnapshotFile, SnapshotFileError> {
         let split = bytes
             .iter()
             .position(|b| *b == b'\n')
             .unwrap_or(bytes.len());
+        crate::formats::check_label(&bytes[..split], crate::formats::SNAPSHOT, || {
+            "the snapshot".into()
+        })?;
         let meta = serde_json::from_slice(&bytes[..split])?;
         let data = bytes.get(split + 1..).unwrap_or_default().to_vec();
         Ok(SnapshotFile { meta, data })
     }
+}
+
+impl SnapshotFileError {
+    fn at(self, path: &Path) -> StoreError {
+        match self {
+            SnapshotFileError::Json(source) => StoreError::Corrupt {
+                path: path.to_path_buf(),
+                source,
+            },
+            SnapshotFileError::Format(source) => StoreError::Format {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+}
+
+/// The state a snapshot file holds, with its indexes rebuilt.
+pub fn read_snapshot(path: &Path) -> Result<Applied, StoreError> {
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    let file = SnapshotFile::from_bytes(&bytes).map_err(|e| e.at(path))?;
+    let mut applied: Applied =
+        serde_json::from_slice(&file.data).map_err(|source| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    applied.data.rebuild_indexes();
+    Ok(applied)
+}
+
+/// Where the snapshot of the state directory `dir` is kept.
+pub fn snapshot_path(dir: &Path) -> PathBuf {
+    dir.join(SNAPSHOT_FILE)
 }
 
 /// The openraft state machine.
@@ -97,21 +150,8 @@ impl StateMachineStore {
     pub fn open(dir: &Path) -> Result<StateMachineStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let path = dir.join(SNAPSHOT_FILE);
-        let applied = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let file =
-                    SnapshotFile::from_bytes(&bytes).map_err(|source| StoreError::Corrupt {
-                        path: path.clone(),
-                        source,
-                    })?;
-                let mut applied: Applied =
-                    serde_json::from_slice(&file.data).map_err(|source| StoreError::Corrupt {
-                        path: path.clone(),
-                        source,
-                    })?;
-                applied.data.rebuild_indexes();
-                applied
-            }
+        let applied = match std::fs::symlink_metadata(&path) {
+            Ok(_) => read_snapshot(&path)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Applied::default(),
             Err(e) => return Err(io_error(&path, e)),
         };
@@ -298,8 +338,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let path = self.dir.join(SNAPSHOT_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let file = SnapshotFile::from_bytes(&bytes)
-                    .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+                let file = SnapshotFile::from_bytes(&bytes).map_err(|e| {
+                    storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e.at(&path))
+                })?;
                 Ok(Some(Snapshot {
                     meta: file.meta,
                     snapshot: Box::new(Cursor::new(file.data)),

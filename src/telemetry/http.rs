@@ -61,6 +61,45 @@ pub async fn serve(
     }))
 }
 
+/// Serves the metrics port of a node that cannot take part in its cluster (its log holds an
+/// entry it cannot decode): `/healthz` answers 200, since the process is alive and a restart
+/// would meet the same entry, and `/readyz` answers 503 with `reason`, until the task is aborted.
+pub async fn serve_faulted(
+    addr: &str,
+    handle: PrometheusHandle,
+    reason: String,
+) -> Result<tokio::task::JoinHandle<()>, TelemetryError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| TelemetryError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let reason = Arc::new(reason);
+    let (health, ready) = (reason.clone(), reason);
+    let app = Router::new()
+        .route("/metrics", get(move || async move { handle.render() }))
+        .route(
+            "/healthz",
+            get(move || async move {
+                (
+                    StatusCode::OK,
+                    format!("alive, but taking no part in the cluster: {health}\n"),
+                )
+            }),
+        )
+        .route(
+            "/readyz",
+            get(move || async move { (StatusCode::SERVICE_UNAVAILABLE, format!("{ready}\n")) }),
+        );
+    info!(listen = %addr, "serving metrics, /healthz and /readyz (not ready: faulted)");
+    Ok(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            warn!(%err, "the metrics server stopped");
+        }
+    }))
+}
+
 async fn metrics(State(endpoints): State<Arc<Endpoints>>) -> String {
     endpoints.handle.render()
 }

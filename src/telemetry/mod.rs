@@ -12,6 +12,6 @@ mod recorder;
 mod sampler;
 
 pub use api_layer::ApiMetricsLayer;
-pub use http::{not_ready_because, serve, Readiness};
+pub use http::{not_ready_because, serve, serve_faulted, Readiness};
 pub use recorder::{install, TelemetryError};
 pub use sampler::sample_forever;

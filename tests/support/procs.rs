@@ -63,13 +63,33 @@ pub fn peer_network() -> belfry::raft::network::PeerNetwork {
     )
 }
 
+/// The `belfry` binary the process tests run: this build's, or the one `BELFRY_TEST_BIN` names
+/// (an earlier release's, to see a regression test fail there).
 pub fn belfry_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_belfry")
+    static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::env::var("BELFRY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_belfry").into())
+    });
+    &BIN
 }
 
 impl ProcCluster {
     /// Writes `schedules_toml` and a config, then starts `n` nodes.
     pub fn start(n: u64, redis_url: &str, schedules_toml: &str, extra_config: &str) -> ProcCluster {
+        let mut cluster = ProcCluster::prepare(n, redis_url, schedules_toml, extra_config);
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    /// Writes the files `start` writes but starts no node, so that a test can prepare data
+    /// directories first and then start nodes with `spawn`.
+    pub fn prepare(
+        n: u64,
+        redis_url: &str,
+        schedules_toml: &str,
+        extra_config: &str,
+    ) -> ProcCluster {
         let dir = tempfile::tempdir().expect("cluster temp dir");
         let schedules = dir.path().join("schedules.toml");
         std::fs::write(&schedules, schedules_toml).expect("write schedules");
@@ -87,7 +107,7 @@ impl ProcCluster {
                 files_limit: None,
             })
             .collect();
-        let mut cluster = ProcCluster {
+        ProcCluster {
             nodes,
             redis_url: redis_url.to_string(),
             schedules,
@@ -96,11 +116,25 @@ impl ProcCluster {
             tls: extra_config.contains("tls_cert"),
             own_secret: extra_config.contains("cluster_secret"),
             dir,
-        };
-        for i in 0..cluster.nodes.len() {
-            cluster.spawn(i);
         }
-        cluster
+    }
+
+    /// Waits up to `timeout` for node `i` to exit by itself: its exit status, or `None` if it
+    /// is still running (it is left running).
+    #[allow(dead_code)]
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let child = self.nodes[i].child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.nodes[i].child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn peers(&self) -> String {
