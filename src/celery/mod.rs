@@ -1,7 +1,7 @@
 //! Celery message protocol v2 (JSON serializer) on kombu's Redis transport.
 //!
 //! Owns the exact bytes a Celery worker receives: the envelope, headers, properties, body and
-//! the list key a message goes to (`../shared/celery-wire.md`). It must not do I/O; pushing is
+//! the list key a message goes to (`docs/celery-wire.md`). It must not do I/O; pushing is
 //! the `dispatch` module's job.
 
 mod encode;

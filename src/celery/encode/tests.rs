@@ -1,4 +1,4 @@
-//! The envelope checked field by field against `../shared/celery-wire.md`.
+//! The envelope checked field by field against `docs/celery-wire.md`.
 
 use super::*;
 use serde_json::json;
