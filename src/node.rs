@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::signal::unix::Signal;
 use tracing::{error, info, warn};
@@ -295,7 +295,7 @@ pub async fn run(
         plan: PlanConfig::default(),
         push_batch: 1_000,
         quorum_timeout: config.raft.election_max,
-        handing_over: control.handing_over.subscribe(),
+        handing_over: control.handover_watch(),
         quorum_contact: crate::dispatch::lease::QuorumContact::track(&raft),
         health: dispatch_health,
     });
@@ -602,13 +602,13 @@ fn warn_if_insecure(config: &NodeConfig) {
 /// A leader being stopped hands its leadership over first, so dispatch resumes on another
 /// node as soon as the followers' leases allow rather than after a failure is detected.
 async fn hand_over_if_leading(control: &Control) {
-    if control.raft.metrics().borrow().state != ServerState::Leader {
+    if !control.claims_leadership() {
         return;
     }
     info!("leader stopping: handing leadership over");
     let request = crate::api::control::LeaderRequest::TransferLeader {
         to: None,
-        only_if_leader: Some(control.node_id),
+        only_if_leader: Some(control.node_id()),
     };
     match control.serve_forwarded(request).await {
         Ok(_) => {}

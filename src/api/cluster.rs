@@ -46,7 +46,7 @@ impl ClusterApi {
                 .collect(),
             outbox_depth: view.outbox_depth,
             schedules: view.schedules,
-            node_id: self.control.node_id,
+            node_id: self.control.node_id(),
         }
     }
 

@@ -9,6 +9,7 @@
 mod admit;
 mod group_commit;
 mod membership;
+mod reads;
 mod writes;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::raft::{NodeId, Raft};
 use crate::state::StateHandle;
 
 pub use membership::{MemberView, Role, StatusView, TransferView};
+pub use reads::PageQuery;
 pub use writes::{WriteOp, WriteOutcome, Written, MAX_APPLY};
 
 /// How long a request keeps retrying while there is no leader or leadership moves.
@@ -138,15 +140,15 @@ pub enum LeaderReply {
 
 /// Shared by the API services, the peer service (forwarded requests) and shutdown.
 pub struct Control {
-    pub raft: Raft,
-    pub state: StateHandle,
-    pub node_id: NodeId,
-    pub cluster_name: String,
-    pub network: PeerNetwork,
-    pub encoder: Encoder,
+    raft: Raft,
+    state: StateHandle,
+    node_id: NodeId,
+    cluster_name: String,
+    network: PeerNetwork,
+    encoder: Encoder,
     /// True while this node hands its leadership over: dispatch and writes stop.
-    pub handing_over: watch::Sender<bool>,
-    pub election_timeout_max: Duration,
+    handing_over: watch::Sender<bool>,
+    election_timeout_max: Duration,
     /// Writes on their way into Raft, grouped into shared entries.
     writes: tokio::sync::mpsc::Sender<group_commit::PendingWrite>,
     /// Membership changes run one at a time: Raft refuses a change while another (including

@@ -4,7 +4,6 @@
 //! `belfry-read: local` header).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -12,7 +11,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::auth::{require, Role};
-use super::control::{Control, LeaderReply, LeaderRequest, WriteOp, WriteOutcome, Written};
+use super::control::{
+    Control, LeaderReply, LeaderRequest, PageQuery, WriteOp, WriteOutcome, Written,
+};
 use super::convert::{pb_run, pb_schedule, schedule_def, spec_input, timestamp};
 use super::error::ApiError;
 use super::pb;
@@ -62,13 +63,7 @@ impl SchedulesApi {
     }
 
     async fn stored(&self, name: &str) -> Result<pb::Schedule, ApiError> {
-        let applied = self.control.state.read().await;
-        applied
-            .data
-            .schedules
-            .get(name)
-            .map(|record| pb_schedule(record))
-            .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))
+        self.control.schedule(name, pb_schedule).await
     }
 
     async fn set_enabled(
@@ -199,39 +194,13 @@ impl Schedules for SchedulesApi {
                 .map_err(|_| ApiError::invalid("page_token", "not a token this API issued"))?;
         }
         self.barrier(&request).await?;
-        let applied = self.control.state.read().await;
-        let start = if body.page_token.is_empty() {
-            Bound::Included(body.name_prefix.as_str())
-        } else {
-            Bound::Excluded(body.page_token.as_str())
+        let query = PageQuery {
+            name_prefix: &body.name_prefix,
+            labels: &body.labels,
+            after: &body.page_token,
+            size: page_size,
         };
-        let mut schedules = Vec::new();
-        let mut next_page_token = String::new();
-        for (name, record) in applied
-            .data
-            .schedules
-            .range::<str, _>((start, Bound::Unbounded))
-        {
-            if !name.starts_with(&body.name_prefix) {
-                break;
-            }
-            let selected = body
-                .labels
-                .iter()
-                .all(|(k, v)| record.def.labels.get(k) == Some(v));
-            if !selected {
-                continue;
-            }
-            if schedules.len() == page_size {
-                next_page_token = schedules
-                    .last()
-                    .and_then(|s: &pb::Schedule| s.definition.as_ref())
-                    .map(|d| d.name.clone())
-                    .unwrap_or_default();
-                break;
-            }
-            schedules.push(pb_schedule(record));
-        }
+        let (schedules, next_page_token) = self.control.schedules_page(&query, pb_schedule).await;
         Ok(Response::new(pb::ListSchedulesResponse {
             schedules,
             next_page_token,
@@ -295,15 +264,7 @@ impl Schedules for SchedulesApi {
             Some(pb::preview_schedule_request::Target::Name(name)) => {
                 validate_existing_name(name).map_err(ApiError::from)?;
                 self.barrier(&request).await?;
-                let applied = self.control.state.read().await;
-                let record =
-                    applied.data.schedules.get(name.as_str()).ok_or_else(|| {
-                        ApiError::NotFound(format!("schedule {name:?} not found"))
-                    })?;
-                record
-                    .spec()
-                    .map(|spec| spec.upcoming(after, count))
-                    .unwrap_or_default()
+                self.control.upcoming(name, after, count).await?
             }
             Some(pb::preview_schedule_request::Target::Spec(spec)) => {
                 let spec = Spec::parse(&spec_input(spec), now)
@@ -325,15 +286,9 @@ impl Schedules for SchedulesApi {
         require(&request, Role::ReadOnly)?;
         validate_existing_name(&request.get_ref().name).map_err(ApiError::from)?;
         self.barrier(&request).await?;
-        let applied = self.control.state.read().await;
-        let name = &request.get_ref().name;
-        let record = applied
-            .data
-            .schedules
-            .get(name.as_str())
-            .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))?;
+        let runs = self.control.runs(&request.get_ref().name).await?;
         Ok(Response::new(pb::ListRunsResponse {
-            runs: record.history.iter().rev().map(pb_run).collect(),
+            runs: runs.iter().map(pb_run).collect(),
         }))
     }
 

@@ -24,7 +24,7 @@ use crate::state::{Command, StateHandle};
 /// Reconciles the file whenever this node becomes leader and on SIGHUP. A follower given a
 /// SIGHUP only checks the file, so a mistake shows in its log at once.
 pub async fn keep_reconciled(control: Arc<Control>, path: PathBuf, mut hangup: Signal) {
-    let mut metrics = control.raft.metrics();
+    let mut metrics = control.raft_metrics();
     let mut reconciled_term = None;
     loop {
         let (leading, term) = {
@@ -33,7 +33,7 @@ pub async fn keep_reconciled(control: Arc<Control>, path: PathBuf, mut hangup: S
         };
         if leading && reconciled_term != Some(term) {
             // Wait until this term's leadership is established before writing.
-            if control.raft.ensure_linearizable().await.is_ok() {
+            if control.confirm_leadership().await {
                 reconcile_once(&control, &path).await;
                 reconciled_term = Some(term);
             }
@@ -42,7 +42,7 @@ pub async fn keep_reconciled(control: Arc<Control>, path: PathBuf, mut hangup: S
             changed = metrics.changed() => if changed.is_err() { return },
             _ = hangup.recv() => {
                 info!(path = %path.display(), "SIGHUP: reloading the schedules file");
-                if control.raft.metrics().borrow().state == ServerState::Leader {
+                if control.claims_leadership() {
                     reconcile_once(&control, &path).await;
                 } else if let Err(err) = load(&path, Utc::now()) {
                     error!(%err, "the schedules file is invalid");
@@ -61,7 +61,7 @@ pub async fn ignore_hangups(mut hangup: Signal) {
 
 async fn reconcile_once(control: &Control, path: &Path) {
     let now = Utc::now();
-    let (declared, changes) = match plan_changes(control.state.clone(), path, now).await {
+    let (declared, changes) = match plan_changes(control.state(), path, now).await {
         Ok(planned) => planned,
         Err(err) => {
             error!(%err, "the schedules file is invalid; running schedules are left as they are");
