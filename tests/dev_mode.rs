@@ -21,6 +21,8 @@ use support::{repo_root, test_python, wait_for};
 struct DevRun {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// When the test read each line (UTC), in the order of `lines`.
+    read_at: Arc<Mutex<Vec<chrono::DateTime<chrono::Utc>>>>,
     dir: tempfile::TempDir,
 }
 
@@ -44,30 +46,55 @@ impl DevRun {
             .spawn()
             .expect("start belfry dev");
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let read_at = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().expect("piped stdout");
-        let sink = lines.clone();
+        let (sink, times) = (lines.clone(), read_at.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
+                let mut sink = sink.lock().unwrap();
+                times.lock().unwrap().push(chrono::Utc::now());
+                sink.push(line);
             }
         });
-        DevRun { child, lines, dir }
+        DevRun {
+            child,
+            lines,
+            read_at,
+            dir,
+        }
     }
 
     fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
+    /// Each dispatch line was printed soon after Redis ran its push (the line's own time).
+    fn assert_prompt(&self) {
+        let lines = self.lines();
+        let read_at = self.read_at.lock().unwrap().clone();
+        for (line, read) in lines.iter().zip(read_at) {
+            let Some(time) = dispatch_line(line).map(|_| &line[..12]) else {
+                continue;
+            };
+            let pushed = chrono::NaiveTime::parse_from_str(time, "%H:%M:%S%.3f").unwrap();
+            let delay = (read.time() - pushed)
+                .num_milliseconds()
+                .rem_euclid(86_400_000);
+            assert!(delay < 500, "printed {delay} ms after the push: {line}");
+        }
+    }
+
     fn dev_dir(&self) -> PathBuf {
         self.dir.path().join("dev")
     }
 
-    /// The Redis URL from the first line.
+    /// The Redis URL from the intro line.
     fn redis_url(&self) -> String {
         wait_for("the intro line", Duration::from_secs(30), || {
-            let lines = self.lines();
-            let rest = lines.first()?.strip_prefix("belfry dev: Redis at ")?;
-            Some(rest.split_once(',')?.0.to_string())
+            self.lines().iter().find_map(|line| {
+                let rest = line.strip_prefix("belfry dev: Redis at ")?;
+                Some(rest.split_once(',')?.0.to_string())
+            })
         })
     }
 
@@ -308,6 +335,7 @@ fn a_worker_of_your_own_receives_every_dispatch_once_across_the_leader_kill() {
         all_succeeded,
     );
     dev.stop();
+    dev.assert_prompt();
     let lines = dev.lines();
     assert_shapes(&lines);
     let dispatches: Vec<DispatchLine> = lines.iter().filter_map(|l| dispatch_line(l)).collect();
@@ -345,6 +373,7 @@ fn dev_worker_shows_each_dispatch_then_its_received_and_succeeded_lines() {
         shown_done,
     );
     dev.stop();
+    dev.assert_prompt();
     let lines = dev.lines();
     assert_shapes(&lines);
     for id in &snapshot {
