@@ -41,11 +41,13 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> WorkerError {
 
 /// The virtualenv to run the worker from: `$BELFRY_VENV`; else `./.venv` when it already has
 /// Celery (`scripts/test.sh` makes one); else `belfry/dev-venv` in the user's cache directory.
+/// The path is absolute, because the worker runs in the dev directory.
 pub fn venv_dir() -> PathBuf {
+    let absolute = |dir: PathBuf| std::path::absolute(&dir).unwrap_or(dir);
     if let Some(dir) = std::env::var_os("BELFRY_VENV").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+        return absolute(PathBuf::from(dir));
     }
-    let local = PathBuf::from(".venv");
+    let local = absolute(PathBuf::from(".venv"));
     if has_celery(&local) {
         return local;
     }
@@ -54,7 +56,7 @@ pub fn venv_dir() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    cache.join("belfry").join("dev-venv")
+    absolute(cache.join("belfry").join("dev-venv"))
 }
 
 fn python(venv: &Path) -> PathBuf {
