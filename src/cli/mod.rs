@@ -34,8 +34,8 @@ struct Cli {
 enum Command {
     /// Run a cluster node.
     Server(Box<crate::config::ServerArgs>),
-    /// Run a local three-node cluster with Redis and a sample schedule, showing dispatches and a
-    /// failover, until Ctrl-C.
+    /// Run a local three-node cluster with Redis and a sample schedule, showing dispatches (without
+    /// consuming them) and a failover, until Ctrl-C; `--worker` also runs a real Celery worker.
     Dev(dev::DevArgs),
     /// Print the next occurrences of a spec, offline (no server needed).
     Preview(preview::PreviewArgs),

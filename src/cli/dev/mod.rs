@@ -1,0 +1,295 @@
+//! `belfry dev`: a local three-node cluster as separate processes, with its own `redis-server`
+//! and a sample schedule. It prints each dispatch as it reaches Redis without taking anything
+//! from the queues, so any worker pointed at that Redis receives every task; with `--worker` it
+//! runs a real Celery worker itself and shows what it receives and runs. It kills the leader
+//! once to show a failover, and runs until Ctrl-C (or for `--duration`).
+//!
+//! Owns the dev session: its directory, the order things start in, the failover and the stop.
+//! It must not consume the queues.
+
+mod cluster;
+mod monitor;
+mod output;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use self::cluster::{NodeSpec, Procs};
+use self::output::Output;
+use super::ports::loopback_port;
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Seconds after start at which the leader is killed (0: never).
+    #[arg(long, default_value_t = 20)]
+    kill_leader_after: u64,
+    /// Where the nodes keep their data (a temporary directory by default).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Also run a real Celery worker on the sample tasks (from `$BELFRY_VENV`, else `./.venv`
+    /// if it has Celery, else a virtualenv created in ~/.cache/belfry/dev-venv) and show what
+    /// it receives and runs.
+    #[arg(long)]
+    worker: bool,
+    /// Stop by itself after this many seconds (0: run until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    duration: u64,
+}
+
+/// Seconds after the leader is killed at which it is started again from its data directory.
+const RESTART_AFTER: Duration = Duration::from_secs(10);
+
+const SAMPLE: &str = r#"# belfry dev: a sample of schedules.
+[[schedule]]
+name = "heartbeat"
+task = "tasks.heartbeat"
+every = "2s"
+args = ["ping"]
+
+[[schedule]]
+name = "report-every-minute"
+task = "reports.build"
+cron = "* * * * *"
+kwargs = { region = "eu" }
+options = { priority = 3 }
+
+[[schedule]]
+name = "business-hours-15m"
+task = "reports.digest"
+crontab = "*/15 9-17 * * mon-fri"
+tz = "Europe/Paris"
+"#;
+
+/// Why the dev session could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not install redis-server; install it (apt-get install redis-server) and retry")]
+    RedisInstall,
+    #[error("redis-server did not start on port {0}")]
+    RedisStart(u16),
+    #[error(transparent)]
+    Monitor(#[from] monitor::MonitorError),
+    #[error(transparent)]
+    Worker(#[from] worker::WorkerError),
+}
+
+impl DevError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevError {
+        let what = what.into();
+        move |source| DevError::Io { what, source }
+    }
+}
+
+pub fn run(args: DevArgs) -> ExitCode {
+    match run_dev(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => super::fail(err),
+    }
+}
+
+/// The running session's parts the main loop works with.
+struct Session {
+    procs: Procs,
+    addrs: Vec<String>,
+    leader: Arc<AtomicUsize>,
+    output: Arc<Output>,
+}
+
+fn run_dev(args: DevArgs) -> Result<(), DevError> {
+    cluster::ensure_redis_server()?;
+    let output = Arc::new(Output::default());
+    // The virtualenv comes first: creating one takes a while and must not eat into the
+    // timeline of the failover.
+    let venv = worker::venv_dir();
+    if args.worker {
+        worker::ensure_venv(&venv, &output)?;
+    }
+    let temp = dev_dir(args.dir.clone())?;
+    let dir = temp.path.clone();
+    let schedules = dir.join("schedules.toml");
+    std::fs::write(&schedules, SAMPLE).map_err(DevError::io(schedules.display().to_string()))?;
+    cluster::write_cluster_secret(&dir)?;
+    worker::write_tasks_module(&dir)?;
+    let bin = std::env::current_exe().map_err(DevError::io("locating belfry"))?;
+    let port = |_| loopback_port().map_err(DevError::io("choosing a port"));
+    let redis_port = port(())?;
+    let redis_url = format!("redis://127.0.0.1:{redis_port}/0");
+    let addrs: Vec<String> = (0..3)
+        .map(|_| port(()).map(|p| format!("127.0.0.1:{p}")))
+        .collect::<Result<_, _>>()?;
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    print_intro(&output, &redis_url, &peers, &addrs, &dir);
+
+    let mut procs = Procs::default();
+    procs.redis = Some(cluster::start_redis(redis_port, &dir)?);
+    let stop = Arc::new(AtomicBool::new(false));
+    ctrlc_thread(stop.clone());
+    // Watching starts before any node does, so not even the first dispatch is missed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    monitor::watch(
+        &format!("127.0.0.1:{redis_port}"),
+        output.clone(),
+        stop.clone(),
+        deadline,
+    )?;
+    if args.worker {
+        procs.worker = Some(worker::start(&venv, &dir, &redis_url, output.clone())?);
+    }
+    let leader = Arc::new(AtomicUsize::new(0));
+    let spec = NodeSpec {
+        bin: &bin,
+        dir: &dir,
+        peers: &peers,
+        redis_url: &redis_url,
+    };
+    for (i, addr) in addrs.iter().enumerate() {
+        let child = spec.start(i + 1, addr, &leader, &output)?;
+        procs.nodes.push(Some(child));
+    }
+    let mut session = Session {
+        procs,
+        addrs,
+        leader,
+        output,
+    };
+    let result = main_loop(&args, &spec, &mut session, &stop);
+    stop.store(true, Ordering::SeqCst);
+    session.output.note("stopping");
+    drop(session);
+    result
+}
+
+fn print_intro(output: &Output, redis_url: &str, peers: &str, addrs: &[String], dir: &Path) {
+    output.note(&format!(
+        "belfry dev: Redis at {redis_url}, nodes {peers}, data in {}",
+        dir.display()
+    ));
+    output.note("loopback only: no API tokens, no TLS; peers share a secret made for this run");
+    output.note(&format!(
+        "schedules: {}",
+        dir.join("schedules.toml").display()
+    ));
+    if let Some(first) = addrs.first() {
+        output.note(&format!(
+            "try, in another shell: belfry schedule list --endpoint {first}"
+        ));
+    }
+    output.note(&format!(
+        "attach your own worker: cd {} && {}",
+        dir.display(),
+        worker::command_line(redis_url)
+    ));
+}
+
+/// Kills the leader once, restarts it later, and waits for Ctrl-C or the end of `--duration`.
+fn main_loop(
+    args: &DevArgs,
+    spec: &NodeSpec,
+    session: &mut Session,
+    stop: &AtomicBool,
+) -> Result<(), DevError> {
+    let started = Instant::now();
+    let mut killed: Option<(usize, Instant)> = None;
+    let mut worker_gone = false;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        session.output.flush_stale();
+        if args.duration > 0 && started.elapsed() >= Duration::from_secs(args.duration) {
+            break;
+        }
+        let current = session.leader.load(Ordering::SeqCst);
+        let kill_at = Duration::from_secs(args.kill_leader_after);
+        if args.kill_leader_after > 0
+            && killed.is_none()
+            && current > 0
+            && started.elapsed() >= kill_at
+        {
+            if let Some(mut child) = session.procs.nodes[current - 1].take() {
+                session.output.note(&format!(
+                    "  !! killing the leader, node {current}, with SIGKILL"
+                ));
+                let _ = child.kill();
+                let _ = child.wait();
+                session.leader.store(0, Ordering::SeqCst);
+                killed = Some((current, Instant::now()));
+            }
+        }
+        if let Some((id, at)) = killed {
+            if at.elapsed() >= RESTART_AFTER && session.procs.nodes[id - 1].is_none() {
+                session.output.note(&format!(
+                    "  .. restarting node {id} from its data directory"
+                ));
+                let child =
+                    spec.start(id, &session.addrs[id - 1], &session.leader, &session.output)?;
+                session.procs.nodes[id - 1] = Some(child);
+            }
+        }
+        if let Some(child) = session.procs.worker.as_mut() {
+            if !worker_gone && matches!(child.try_wait(), Ok(Some(_))) {
+                worker_gone = true;
+                session
+                    .output
+                    .note("  worker: exited (its whole log is worker.log)");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ctrlc_thread(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        stop.store(true, Ordering::SeqCst);
+    });
+}
+
+/// A directory that is removed at the end unless the user chose it.
+struct DevDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl Drop for DevDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn dev_dir(chosen: Option<PathBuf>) -> Result<DevDir, DevError> {
+    let (path, remove) = match chosen {
+        Some(path) => (path, false),
+        None => (
+            std::env::temp_dir().join(format!("belfry-dev-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&path).map_err(DevError::io(path.display().to_string()))?;
+    Ok(DevDir { path, remove })
+}
