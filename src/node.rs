@@ -26,8 +26,8 @@ use crate::dispatch::RedisSink;
 use crate::raft::log_store::{CheckError, EntryError, LogIdentity, LogStore};
 use crate::raft::network::{peer_server, PeerNetwork};
 use crate::raft::Raft;
+use crate::raft::StateMachineStore;
 use crate::schedules_file;
-use crate::state::StateMachineStore;
 
 /// Why a node could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +88,7 @@ pub fn open_storage(
     })?;
     let log = data_dir.join(LOG_FILE);
     let state = data_dir.join(STATE_DIR);
-    let snapshot = crate::state::snapshot_path(&state);
+    let snapshot = crate::raft::snapshot_path(&state);
     if !log.exists() && snapshot.exists() {
         return Err(StorageOpenError::SnapshotWithoutLog { log, snapshot });
     }
@@ -114,7 +114,7 @@ pub enum StorageOpenError {
     #[error(transparent)]
     Log(#[from] crate::raft::log_store::LogOpenError),
     #[error(transparent)]
-    State(#[from] crate::state::StoreError),
+    State(#[from] crate::raft::StoreError),
 }
 
 /// Runs a node until `shutdown` completes; each `hangup` reloads the schedules file.

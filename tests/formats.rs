@@ -15,11 +15,11 @@ use std::sync::Arc;
 use belfry::api::control::{Forwarded, LeaderRequest, WriteOp};
 use belfry::celery::{Expires, TaskOptions};
 use belfry::raft::log_store::LogStore;
+use belfry::raft::StateMachineStore;
 use belfry::raft::{Entry, TypeConfig};
 use belfry::schedule::SpecInput;
 use belfry::state::{
     CatchupPolicy, CatchupRule, Command, FireItem, Labels, ScheduleDef, SkipItem, SkipReason,
-    StateMachineStore,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
@@ -787,7 +787,7 @@ fn v1_snapshot_decodes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("snapshot");
     std::fs::copy(fixture_dir(1).join("snapshot"), &path).expect("copy");
-    let applied = belfry::state::read_snapshot(&path).expect("snapshot");
+    let applied = belfry::raft::read_snapshot(&path).expect("snapshot");
     assert_eq!(applied.last_applied, Some(log_id(2, 5)));
     assert_eq!(
         applied
@@ -905,7 +905,7 @@ fn newer_formats_are_refused_not_guessed_at() {
     let path = dir.path().join("snapshot");
     let snapshot = read(1, "snapshot");
     std::fs::write(&path, belfry::formats::label(2, &snapshot)).expect("write");
-    let err = belfry::state::read_snapshot(&path).expect_err("a format-2 snapshot");
+    let err = belfry::raft::read_snapshot(&path).expect_err("a format-2 snapshot");
     assert!(err.to_string().contains("format 2"), "{err}");
 }
 

@@ -16,10 +16,9 @@ use belfry::raft::network::proto::PeerRequest;
 use belfry::raft::network::{peer_server, PeerNetwork};
 use belfry::raft::peer_auth::PeerAuth;
 use belfry::raft::{NodeId, Raft};
+use belfry::raft::{StateHandle, StateMachineStore};
 use belfry::schedule::SpecInput;
-use belfry::state::{
-    CatchupPolicy, Command, CommandResult, ScheduleDef, StateHandle, StateMachineStore,
-};
+use belfry::state::{CatchupPolicy, Command, CommandResult, ScheduleDef};
 use chrono::Utc;
 use openraft::error::RPCError;
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};

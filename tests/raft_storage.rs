@@ -2,8 +2,8 @@
 //! reopen of the same files after writes (what a restarted node sees).
 
 use belfry::raft::log_store::{LogIdentity, LogStore};
+use belfry::raft::StateMachineStore;
 use belfry::raft::{storage_error, StorageError, TypeConfig};
-use belfry::state::StateMachineStore;
 use openraft::storage::{RaftLogReader, RaftLogStorage};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, ErrorSubject, ErrorVerb, LogId, Vote};

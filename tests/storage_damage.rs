@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use belfry::raft::log_store::{LogIdentity, LogOpenError, LogStore};
-use belfry::state::StateMachineStore;
+use belfry::raft::StateMachineStore;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
 use support::procs::ProcCluster;
@@ -222,7 +222,7 @@ fn a_damaged_snapshot_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).expect("dir");
-        let path = belfry::state::snapshot_path(&state);
+        let path = belfry::raft::snapshot_path(&state);
         std::fs::write(&path, &bytes).expect("write");
         let err = match StateMachineStore::open(&state) {
             Ok(_) => panic!("a {what} snapshot opened"),
@@ -237,7 +237,7 @@ fn a_snapshot_without_its_log_is_not_a_new_node() {
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join(belfry::node::STATE_DIR);
     std::fs::create_dir_all(&state).expect("dir");
-    std::fs::copy(fixture("snapshot"), belfry::state::snapshot_path(&state)).expect("copy");
+    std::fs::copy(fixture("snapshot"), belfry::raft::snapshot_path(&state)).expect("copy");
     let err = match belfry::node::open_storage(dir.path(), &identity("c", 1)) {
         Ok(_) => panic!("opened"),
         Err(err) => err.to_string(),

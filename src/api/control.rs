@@ -26,8 +26,8 @@ use tracing::debug;
 use super::error::ApiError;
 use crate::celery::Encoder;
 use crate::raft::network::PeerNetwork;
+use crate::raft::StateHandle;
 use crate::raft::{NodeId, Raft};
-use crate::state::StateHandle;
 
 pub use membership::{MemberView, Role, StatusView, TransferView};
 pub use reads::PageQuery;

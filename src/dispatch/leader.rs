@@ -32,7 +32,8 @@ use super::planner::{plan, PlanConfig};
 use super::sink::{Push, PushOutcome, RedisSink};
 use crate::celery::{Encoded, Encoder};
 use crate::raft::Raft;
-use crate::state::{Command, OutboxEntry, SkipReason, StateHandle};
+use crate::raft::StateHandle;
+use crate::state::{Command, OutboxEntry, SkipReason};
 use crate::telemetry::names;
 
 /// Everything the dispatcher needs, shared by the tasks of every term.

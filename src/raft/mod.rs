@@ -1,9 +1,16 @@
-//! Raft plumbing: openraft's type configuration, the durable log store and the peer network.
+//! Raft plumbing: openraft's type configuration, the durable log store, the state machine's
+//! adapter (`state_machine`: applying entries, snapshots) and the peer network.
 //!
 //! Owns consensus only. It must not interpret commands (that is `state`) nor talk to Redis.
 
 pub mod log_store;
 pub mod network;
+pub mod state_machine;
+
+pub use state_machine::{
+    read_snapshot, snapshot_path, Applied, SnapshotBuilder, StateHandle, StateMachineStore,
+    StoreError,
+};
 pub mod peer_auth;
 
 use std::io::Cursor;

@@ -18,8 +18,9 @@ use uuid::Uuid;
 
 use super::{load, FileError, SOURCE_FILE, SOURCE_LABEL};
 use crate::api::Control;
+use crate::raft::StateHandle;
 use crate::state::diff::{diff, Changes};
-use crate::state::{Command, StateHandle};
+use crate::state::Command;
 
 /// Reconciles the file whenever this node becomes leader and on SIGHUP. A follower given a
 /// SIGHUP only checks the file, so a mistake shows in its log at once.

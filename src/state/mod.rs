@@ -1,14 +1,15 @@
-//! The replicated state machine: schedules, their run state, the outbox, and membership.
+//! The replicated state machine: schedules, their run state, the outbox; the commands that
+//! change them; the diff from a declared set to commands; validation of definitions.
 //!
-//! The only place replicated state changes, by applying committed commands. Apply is
-//! deterministic: no clock (instants come from the command, stamped by the leader), no
-//! randomness (incarnation ids come from the command), no I/O.
+//! Invariant: the only place replicated state changes, by applying committed commands, and
+//! apply is deterministic: no clock (instants come from the command, stamped by the leader), no
+//! randomness (incarnation ids come from the command), no I/O. Pure: no openraft, no tokio, no
+//! filesystem (openraft's adapter, with snapshots and files, is `raft::state_machine`).
 
 mod command;
 mod data;
 pub mod diff;
 mod labels;
-mod store;
 pub mod validate;
 
 pub use command::{
@@ -17,7 +18,3 @@ pub use command::{
 };
 pub use data::{OutboxEntry, RunOutcome, RunRecord, ScheduleRecord, StateData, HISTORY_LEN};
 pub use labels::Labels;
-pub use store::{
-    read_snapshot, snapshot_path, Applied, SnapshotBuilder, StateHandle, StateMachineStore,
-    StoreError,
-};

@@ -15,8 +15,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use openraft::ServerState;
 
 use super::names::*;
+use crate::raft::StateHandle;
 use crate::raft::{NodeId, Raft};
-use crate::state::StateHandle;
 
 const STATE_EVERY: Duration = Duration::from_secs(1);
 /// Schedules are counted once per this many state samples.

@@ -14,7 +14,8 @@ use openraft::ServerState;
 use super::Control;
 use crate::api::error::ApiError;
 use crate::raft::NodeId;
-use crate::state::{RunRecord, ScheduleRecord, StateHandle};
+use crate::raft::StateHandle;
+use crate::state::{RunRecord, ScheduleRecord};
 
 /// Which schedules a page holds.
 pub struct PageQuery<'a> {

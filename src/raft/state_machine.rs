@@ -1,5 +1,5 @@
-//! The state machine as openraft sees it: applying entries to `StateData`, building, saving and
-//! installing snapshots.
+//! The state machine as openraft sees it: applying entries to `state::StateData`, building,
+//! saving and installing snapshots. The adapter between openraft and the pure `state`.
 //!
 //! The state lives in memory; durability comes from the Raft log plus a snapshot file written
 //! atomically (temp file, fsync, rename). On start the last snapshot is loaded and openraft
@@ -18,9 +18,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, RwLock};
 
-use super::command::CommandResult;
-use super::data::StateData;
-use crate::raft::{storage_error, NodeId, StorageError, TypeConfig};
+use super::{storage_error, NodeId, StorageError, TypeConfig};
+use crate::state::{CommandResult, StateData};
 
 const SNAPSHOT_FILE: &str = "snapshot";
 
