@@ -5,8 +5,9 @@
 //!
 //! # A map of the crate
 //!
-//! From the time engine outwards; each layer uses only those above it in this list, except
-//! `node`, which wires them together.
+//! From the time engine outwards; each layer uses only those above it in this list (the metric
+//! names of `telemetry::names` and `heap`'s trimming are used from anywhere; `config` names
+//! the settings of the layers it configures).
 //!
 //! - [`schedule`]: specs (interval, crontab, cron, once) and "the next occurrence after t" in a
 //!   time zone. Pure.

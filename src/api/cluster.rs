@@ -77,8 +77,13 @@ impl Cluster for ClusterApi {
         if body.node_id == 0 {
             return Err(ApiError::invalid("node_id", "must be positive").into());
         }
-        crate::config::check_addr("address", &body.address)
-            .map_err(|e| ApiError::invalid("address", e.to_string()))?;
+        if !crate::raft::network::is_host_port(&body.address) {
+            return Err(ApiError::invalid(
+                "address",
+                format!("{:?} is not host:port", body.address),
+            )
+            .into());
+        }
         Ok(Response::new(
             self.status_of(LeaderRequest::AddNode {
                 node_id: body.node_id,

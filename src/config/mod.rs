@@ -108,9 +108,10 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> 
 }
 
 pub fn check_addr(setting: &'static str, addr: &str) -> Result<(), ConfigError> {
-    match addr.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(invalid(setting, format!("{addr:?} is not host:port"))),
+    if crate::raft::network::is_host_port(addr) {
+        Ok(())
+    } else {
+        Err(invalid(setting, format!("{addr:?} is not host:port")))
     }
 }
 

@@ -64,6 +64,11 @@ fn peer_request(target: NodeId, cluster: &str, payload: Vec<u8>) -> PeerRequest 
     }
 }
 
+/// Whether `addr` is a peer address this transport can dial: `host:port`.
+pub fn is_host_port(addr: &str) -> bool {
+    matches!(addr.rsplit_once(':'), Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
 /// Creates clients for peers, reusing one channel per (node, address).
 #[derive(Clone)]
 pub struct PeerNetwork {

@@ -123,8 +123,12 @@ impl Control {
         if node_id == 0 {
             return Err(ApiError::invalid("node_id", "must be positive"));
         }
-        crate::config::check_addr("address", &address)
-            .map_err(|e| ApiError::invalid("address", e.to_string()))?;
+        if !crate::raft::network::is_host_port(&address) {
+            return Err(ApiError::invalid(
+                "address",
+                format!("{address:?} is not host:port"),
+            ));
+        }
         let _one_at_a_time = self.membership_changes.lock().await;
         self.await_settled_membership().await?;
         let membership = self.raft.metrics().borrow().membership_config.clone();
