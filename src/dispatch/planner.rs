@@ -131,6 +131,16 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
+/// A schedule's occurrences from its next one up to the horizon, sorted by how late they are.
+#[derive(Default)]
+struct Due {
+    /// The newest occurrence older than the catch-up window, and how many there were.
+    outside_window: Option<(DateTime<Utc>, u64)>,
+    /// Past the grace (or due while paused): the catch-up policy decides.
+    missed: Vec<DateTime<Utc>>,
+    on_time: Vec<DateTime<Utc>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn plan_schedule(
     record: &ScheduleRecord,
@@ -145,38 +155,7 @@ fn plan_schedule(
     #[cfg(test)]
     tests::fail_point(record);
     let Some(spec) = record.spec() else { return };
-    let policy = record.def.catchup;
-    // Checked: a stored window may predate the bound validation puts on new ones.
-    let window_start = i64::try_from(policy.window_secs)
-        .ok()
-        .and_then(Duration::try_seconds)
-        .and_then(|window| now.checked_sub_signed(window))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    // Late but within the grace is on time; anything due during a pause is missed.
-    let missed_before =
-        (now - config.misfire_grace).max(record.resumed_at.unwrap_or(now - config.misfire_grace));
-
-    let mut outside_window: Option<(DateTime<Utc>, u64)> = None;
-    let mut missed: Vec<DateTime<Utc>> = Vec::new();
-    let mut on_time: Vec<DateTime<Utc>> = Vec::new();
-    let mut cursor = Some(first);
-    let mut examined = 0;
-    while let Some(at) = cursor {
-        if at > horizon || examined >= config.max_per_schedule {
-            break;
-        }
-        examined += 1;
-        if at < window_start {
-            let count = outside_window.map_or(0, |(_, n)| n);
-            outside_window = Some((at, count + 1));
-        } else if at < missed_before {
-            missed.push(at);
-        } else {
-            on_time.push(at);
-        }
-        cursor = spec.next_after(at);
-    }
-
+    let due = due_until(record, spec, first, now, horizon, config);
     let skip = |plan: &mut Plan, at: DateTime<Utc>, reason: SkipReason, count: u64| {
         plan.skips.push(SkipItem {
             schedule: record.def.name.to_string(),
@@ -186,29 +165,12 @@ fn plan_schedule(
             count,
         });
     };
-    if let Some((last, count)) = outside_window {
+    if let Some((last, count)) = due.outside_window {
         skip(plan, last, SkipReason::OutsideCatchupWindow, count);
     }
-    let to_fire: Vec<DateTime<Utc>> = match policy.rule {
-        CatchupRule::All => missed.into_iter().chain(on_time).collect(),
-        CatchupRule::Latest => {
-            if missed.len() > 1 {
-                skip(
-                    plan,
-                    missed[missed.len() - 2],
-                    SkipReason::SupersededByLatest,
-                    missed.len() as u64 - 1,
-                );
-            }
-            missed.last().copied().into_iter().chain(on_time).collect()
-        }
-        CatchupRule::None => {
-            if let Some(last) = missed.last() {
-                skip(plan, *last, SkipReason::CatchupNone, missed.len() as u64);
-            }
-            on_time
-        }
-    };
+    let to_fire = apply_catchup(record.def.catchup.rule, due, |at, reason, count| {
+        skip(plan, at, reason, count)
+    });
     for scheduled_at in to_fire {
         let task_id = occurrence_task_id(cluster_id, record.incarnation, scheduled_at);
         match super::render::render(encoder, &record.def, task_id, scheduled_at, false) {
@@ -226,6 +188,77 @@ fn plan_schedule(
                 tracing::error!(schedule = %record.def.name, %task_id, %err, "cannot render the Celery message");
                 skip(plan, scheduled_at, SkipReason::InvalidMessage, 1);
             }
+        }
+    }
+}
+
+/// Walks the schedule's occurrences from `first` to `horizon` (at most
+/// `config.max_per_schedule` of them) and sorts each by how late it is.
+fn due_until(
+    record: &ScheduleRecord,
+    spec: &crate::schedule::Spec,
+    first: DateTime<Utc>,
+    now: DateTime<Utc>,
+    horizon: DateTime<Utc>,
+    config: &PlanConfig,
+) -> Due {
+    // Checked: a stored window may predate the bound validation puts on new ones.
+    let window_start = i64::try_from(record.def.catchup.window_secs)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|window| now.checked_sub_signed(window))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    // Late but within the grace is on time; anything due during a pause is missed.
+    let grace_start = now - config.misfire_grace;
+    let missed_before = grace_start.max(record.resumed_at.unwrap_or(grace_start));
+    let mut due = Due::default();
+    let mut cursor = Some(first);
+    let mut examined = 0;
+    while let Some(at) = cursor {
+        if at > horizon || examined >= config.max_per_schedule {
+            break;
+        }
+        examined += 1;
+        if at < window_start {
+            let count = due.outside_window.map_or(0, |(_, n)| n);
+            due.outside_window = Some((at, count + 1));
+        } else if at < missed_before {
+            due.missed.push(at);
+        } else {
+            due.on_time.push(at);
+        }
+        cursor = spec.next_after(at);
+    }
+    due
+}
+
+/// The occurrences to fire under `rule`, oldest first; `skip(newest skipped, reason, count)`
+/// records those it passes over.
+fn apply_catchup(
+    rule: CatchupRule,
+    due: Due,
+    mut skip: impl FnMut(DateTime<Utc>, SkipReason, u64),
+) -> Vec<DateTime<Utc>> {
+    let Due {
+        missed, on_time, ..
+    } = due;
+    match rule {
+        CatchupRule::All => missed.into_iter().chain(on_time).collect(),
+        CatchupRule::Latest => {
+            if missed.len() > 1 {
+                skip(
+                    missed[missed.len() - 2],
+                    SkipReason::SupersededByLatest,
+                    missed.len() as u64 - 1,
+                );
+            }
+            missed.last().copied().into_iter().chain(on_time).collect()
+        }
+        CatchupRule::None => {
+            if let Some(last) = missed.last() {
+                skip(*last, SkipReason::CatchupNone, missed.len() as u64);
+            }
+            on_time
         }
     }
 }
