@@ -4,7 +4,7 @@
 //! The state lives in memory; durability comes from the Raft log plus a snapshot file written
 //! atomically (temp file, fsync, rename). On start the last snapshot is loaded and openraft
 //! re-applies the committed log after it. Readers (dispatcher, API) share the state through
-//! `StateHandle` and are woken through `changes()`.
+//! `StateHandle`, which only reads, and are woken through `changes()`.
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -54,8 +54,25 @@ pub struct Applied {
     pub data: StateData,
 }
 
-/// Shared, read-mostly access to the applied state.
-pub type StateHandle = Arc<RwLock<Applied>>;
+/// The applied state as the store holds it: only the store's apply and snapshot install write.
+type SharedState = Arc<RwLock<Applied>>;
+
+/// Read-only access to the applied state, for the dispatcher, the API and metrics: no holder
+/// can take the write lock, so replicated state changes only through the log.
+#[derive(Clone, Debug)]
+pub struct StateHandle(SharedState);
+
+impl StateHandle {
+    /// Waits for a read of the applied state.
+    pub async fn read(&self) -> tokio::sync::RwLockReadGuard<'_, Applied> {
+        self.0.read().await
+    }
+
+    /// A read from a thread outside the runtime (it must not be called on the runtime).
+    pub fn blocking_read(&self) -> tokio::sync::RwLockReadGuard<'_, Applied> {
+        self.0.blocking_read()
+    }
+}
 
 /// A snapshot on disk: one line of JSON metadata labelled with the snapshot format (see
 /// `formats`), then the serialized `Applied` as is. An unlabelled first line is format 1.
@@ -131,7 +148,7 @@ pub fn snapshot_path(dir: &Path) -> PathBuf {
 
 /// The openraft state machine.
 pub struct StateMachineStore {
-    state: StateHandle,
+    state: SharedState,
     dir: PathBuf,
     snapshots_built: u64,
     changed: watch::Sender<u64>,
@@ -165,7 +182,7 @@ impl StateMachineStore {
 
     /// The shared applied state.
     pub fn handle(&self) -> StateHandle {
-        self.state.clone()
+        StateHandle(self.state.clone())
     }
 
     /// A receiver that sees a new value after every applied batch.
@@ -201,7 +218,7 @@ impl StateMachineStore {
 
 /// Builds a snapshot from the state at the time it runs.
 pub struct SnapshotBuilder {
-    state: StateHandle,
+    state: SharedState,
     dir: PathBuf,
     id: u64,
 }
