@@ -1,11 +1,10 @@
-//! The connections accepted on the API/peer port, kept within bounds: at most
-//! `max_connections` open at once (one more is closed as soon as it is accepted), each with TCP
-//! keepalive and without Nagle's algorithm, and each closed if it has not sent its first bytes
-//! (the HTTP/2 preface or a TLS ClientHello) within `handshake_timeout`. A failed accept (out
-//! of file descriptors) pauses accepting briefly instead of retrying in a busy loop.
+//! The connections accepted on the API/peer port: TCP keepalive, no Nagle's algorithm, and a
+//! failed accept (out of file descriptors) pauses accepting briefly instead of busy-looping.
 //!
-//! Owns the accept loop only; HTTP/2 keepalive and stream limits are set on the server, and
-//! nothing here reads what a connection carries.
+//! Invariant: at most `max_connections` (lowered to fit the open-files limit) are open at once,
+//! one more is closed as soon as it is accepted, and a connection that has not sent its first
+//! bytes (the HTTP/2 preface or a TLS ClientHello) within `handshake_timeout` is closed. Owns
+//! the accept loop only: it must not read what a connection carries.
 
 use std::future::Future;
 use std::io;

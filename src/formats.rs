@@ -1,14 +1,15 @@
 //! The version of every persisted and inter-node format, and the label that carries it.
 //!
-//! Owns the version numbers and the rule that a reader refuses a version it does not know
-//! (never guesses at it). It must not encode or decode the values themselves: each format's
-//! owner does that and asks here first. ARCHITECTURE.md ("Formats") lists every format.
+//! Invariant: a reader refuses a version above the one it knows, naming the value, and never
+//! guesses at it; an unlabelled value is format 1. It must not encode or decode the values
+//! themselves: each format's owner does that and asks here first. ARCHITECTURE.md ("Formats")
+//! lists every format.
 //!
 //! A JSON object is labelled by a leading `"format":N` key: `{"format":1,"log_id":…}`. The
 //! label is the first key, so a reader finds it without parsing the rest, and serde's structs
 //! (openraft's entries, votes and snapshot metadata included) ignore a key they do not know,
 //! so a build that predates the label still reads a labelled value. An unlabelled object is
-//! format 1: everything written before labels existed.
+//! everything written before labels existed.
 
 /// Log entries (a stored row: openraft's `Entry` with a `state::Command` payload).
 pub const LOG_ENTRY: u32 = 1;

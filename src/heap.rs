@@ -1,20 +1,20 @@
-//! Gives freed heap memory back to the operating system after bulk work.
+//! Gives freed heap memory back to the operating system after bulk work (a large schedules
+//! file, a bulk `ApplySchedules`, a snapshot install), and reports the heap's and the process's
+//! resident size as gauges.
 //!
-//! Loading a large schedules file, applying a bulk `ApplySchedules` or installing a snapshot
-//! allocates and frees millions of small objects (parsed entries, commands, decoded log
-//! entries). glibc's allocator keeps such freed memory inside its arenas, so the process's
-//! resident size stays at its peak long after the work is done: with 100,000 schedules about a
-//! third of the resident memory was freed memory. A background task watches the free bytes
-//! held in the arenas and, when they grow past a threshold (or by a little, and nothing was
-//! returned for a minute), asks glibc to return them. The same task reports the heap's size
-//! and the process's resident size as gauges.
+//! Invariant: it only returns pages glibc already holds free (`malloc_trim`, off the runtime's
+//! worker threads) and reads statistics; without glibc it does nothing. It must not change what
+//! is allocated or when.
+//!
+//! glibc keeps freed memory inside its arenas, so the resident size stays at its peak long after
+//! the work is done (with 100,000 schedules about a third of it was freed memory). A background
+//! task watches the free bytes in the arenas and trims when they grow past a threshold (or by a
+//! little, and nothing was returned for a minute).
 //!
 //! glibc's arenas are left as they are. A single arena (`M_ARENA_MAX=1`) cut the memory of
 //! 100,000 schedules with full run histories from 2,775 to 2,092 bytes each, but raised that
 //! of 100,000 schedules just loaded from 960 to 1,034 bytes: the file's parse garbage then lies
 //! among the schedules instead of in another thread's arena that can be returned whole.
-//!
-//! Owns that task only; must not change what is allocated or when.
 
 use std::time::Duration;
 

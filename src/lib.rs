@@ -3,11 +3,13 @@
 //! The library holds every part of the `belfry` binary so that integration tests, benchmarks,
 //! the fuzzer and the chaos harness drive the same code the server runs.
 //!
+//! Invariant: each layer uses only those above it in the map below, so the pure core
+//! (`schedule`, `celery`, `state`) never reaches I/O, Raft or the network.
+//!
 //! # A map of the crate
 //!
-//! From the time engine outwards; each layer uses only those above it in this list (the metric
-//! names of `telemetry::names` and `heap`'s trimming are used from anywhere; `config` names
-//! the settings of the layers it configures).
+//! From the time engine outwards (the metric names of `telemetry::names` and `heap`'s trimming
+//! are used from anywhere; `config` names the settings of the layers it configures).
 //!
 //! - [`schedule`]: specs (interval, crontab, cron, once) and "the next occurrence after t" in a
 //!   time zone. Pure.

@@ -1,9 +1,10 @@
-//! Schedules declared in a TOML file (`[[schedule]]` entries), and reconciling them into the
-//! replicated state (`reload`).
+//! Schedules declared in a TOML file (`[[schedule]]` entries): the file format, its parsing and
+//! validation, and reconciling it into the replicated state (`reload`).
 //!
-//! Owns the file format; the diff against the state is `state::diff`'s. An invalid file is refused whole, with
-//! the entry and field named, and changes nothing. Schedules the file manages carry the label
-//! `belfry.io/source = "file"`; one removed from the file is deleted, others are never touched.
+//! Invariant: a file is accepted whole or refused whole, with the entry and field named, and
+//! every schedule it yields carries the label `belfry.io/source` (`"file"` for the server's
+//! file), by which only the file's own schedules are ever pruned. It must not diff against the
+//! state (that is `state::diff`) nor commit except through `api::control`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

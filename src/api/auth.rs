@@ -1,8 +1,9 @@
 //! Bearer-token authentication for the API: an `authorization: Bearer <token>` header checked
-//! against the configured read-only and admin tokens. The interceptor rejects a missing or
-//! unknown token; each handler then demands the role it needs.
+//! against the configured read-only and admin tokens.
 //!
-//! Owns token checking only; tokens are loaded by `config`.
+//! Invariant: with tokens configured, a call goes on only with a known token, compared in
+//! constant time against every candidate, and carries its role; each handler then demands the
+//! role it needs (`require`). It must not load tokens (that is `config`).
 
 use std::sync::Arc;
 

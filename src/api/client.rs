@@ -1,6 +1,9 @@
-//! A client of the API, shared by the CLI, a node joining a cluster, tests and benchmarks:
-//! one channel with the bearer token on every call and, for `https://` endpoints, TLS that
-//! trusts the given CA.
+//! A client of the API, shared by the CLI, a node joining a cluster, tests and benchmarks: one
+//! lazily connected channel for both services.
+//!
+//! Invariant: every call carries the bearer token when one is given, and an `https://` endpoint
+//! is reached over TLS that trusts the given CA (refused without one). It must not interpret
+//! answers: callers do.
 
 use std::time::Duration;
 

@@ -1,5 +1,8 @@
-//! The `belfry.v1.Cluster` gRPC service: status, membership changes and leadership handover,
-//! all answered by the leader through `Control`.
+//! The `belfry.v1.Cluster` gRPC service: status, membership changes and leadership handover.
+//!
+//! Invariant: every call demands its role first, and is answered by the leader through
+//! `Control::on_leader`. It must not touch Raft itself: membership and handover are
+//! `control::membership`'s.
 
 use std::sync::Arc;
 

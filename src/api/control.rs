@@ -1,10 +1,10 @@
-//! The node's control plane: every API operation that needs the leader goes through
-//! `Control::on_leader`, which runs it here when this node leads, forwards it to the leader over
-//! the peer protocol otherwise, and retries while leadership is changing. Reads go through
-//! `read_barrier`, which makes them linearizable on any node.
+//! The node's control plane, the one door to Raft and the state: a call that needs the leader
+//! runs here when this node leads, is forwarded to the leader over the peer protocol otherwise,
+//! and reads go through `read_barrier`, which makes them linearizable on any node.
 //!
-//! Owns the leader-side execution of writes, membership changes and leadership handover. It
-//! must not speak gRPC to clients (that is `schedules` and `cluster`) nor apply state itself.
+//! Invariant: only an `Unavailable` outcome (nothing was done) is retried, with the same
+//! request and deadline, and a forwarded write is never started after its deadline. It must not
+//! speak gRPC to clients (that is `schedules` and `cluster`), parse protobuf, nor apply state.
 
 mod admit;
 mod group_commit;

@@ -1,6 +1,8 @@
-//! Conversions between the API's messages and belfry's own types. Input conversions check
-//! shape (JSON that must be an array or object, numbers in range) and name the field on
-//! failure; the meaning of a definition is checked by `state::validate`.
+//! Conversions between the API's messages and belfry's own types.
+//!
+//! Invariant: an input conversion either yields a value of the right shape (JSON that must be
+//! an array or object, numbers in range) or an error naming the field. It must not judge the
+//! meaning of a definition: that is `state::validate`.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};

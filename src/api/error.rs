@@ -1,8 +1,9 @@
-//! Errors of the API, as a client sees them: each maps to one gRPC status code, and the ones a
-//! client can act on carry the standard details (the offending field, a retry delay).
+//! Errors of the API, as a client sees them.
 //!
-//! Errors cross between nodes when a follower forwards a request to the leader, so they are
-//! serializable. This module must not decide policy, only describe outcomes.
+//! Invariant: each error maps to one gRPC status code, and the ones a client can act on carry
+//! the standard details (the offending field, a retry delay); errors are serializable, so one
+//! crosses from the leader to a forwarding node unchanged. It must not decide policy, only
+//! describe outcomes.
 
 use std::time::Duration;
 

@@ -1,9 +1,10 @@
 //! The gRPC API every node serves: schedule management (`belfry.v1.Schedules`), cluster
 //! administration (`belfry.v1.Cluster`), the standard health service and server reflection.
 //!
-//! Owns request checking, authentication and the mapping to gRPC statuses; the work itself is
-//! done by the leader through `control`. It must not touch replicated state except by reading
-//! it or proposing commands.
+//! Invariant: every call of the two `belfry.v1` services passes the `auth` interceptor before
+//! its handler runs, and the work itself is done through `control`. Owns request checking,
+//! authentication and the mapping to gRPC statuses: it must not touch Raft or the state except
+//! through `control`.
 
 pub mod auth;
 pub mod client;

@@ -1,7 +1,10 @@
 //! The `belfry.v1.Schedules` gRPC service: checks the caller's role and the request's shape,
-//! then hands writes to the leader through `Control` and serves reads from the local state
-//! after a linearizable barrier (or at once, when the caller asks for a local read with the
-//! `belfry-read: local` header).
+//! then hands writes to the leader through `Control`.
+//!
+//! Invariant: every call demands its role first; a read is served from the local state after a
+//! linearizable barrier (or at once, when the caller asks for a local read with the
+//! `belfry-read: local` header), and a write's answer is read once its index is applied here.
+//! It must not touch Raft or the state except through `Control`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -1,4 +1,9 @@
 //! Rendering one occurrence into the Celery envelope and its kombu list key.
+//!
+//! Invariant: the message is a function of the occurrence, its options and the encoder: no
+//! clock (a relative expiry counts from the scheduled instant), no randomness (the task id is
+//! the caller's, and is also the root and correlation id). It must not derive ids, validate
+//! options (`options` did, when the schedule was accepted) nor do I/O.
 
 use base64::Engine as _;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};

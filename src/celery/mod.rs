@@ -1,8 +1,10 @@
-//! Celery message protocol v2 (JSON serializer) on kombu's Redis transport.
+//! Celery message protocol v2 (JSON serializer) on kombu's Redis transport: the exact bytes a
+//! Celery worker receives (envelope, headers, properties, body) and the list key a message goes
+//! to, as `docs/celery-wire.md` describes them.
 //!
-//! Owns the exact bytes a Celery worker receives: the envelope, headers, properties, body and
-//! the list key a message goes to (`docs/celery-wire.md`). It must not do I/O; pushing is
-//! the `dispatch` module's job.
+//! Invariant: a message is a function of the occurrence, its options and the encoder (whose
+//! `origin` alone names the rendering node); its task id is the deduplication key. It must not
+//! do I/O: pushing is the `dispatch` module's job.
 
 mod encode;
 mod options;

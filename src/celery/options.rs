@@ -1,5 +1,9 @@
 //! Per-schedule Celery options (queue, priority, expiry, headers, time limits) and their
-//! validation. Validation happens once, when a schedule is accepted, so encoding cannot fail.
+//! validation.
+//!
+//! Invariant: options that pass `validate` always encode, and never override a header the
+//! protocol or belfry sets; every refusal names its field (`options.<name>`). `StoredOptions`
+//! reads and serializes exactly like `TaskOptions`. It must not render messages (`encode`).
 
 use std::ops::Deref;
 use std::sync::LazyLock;

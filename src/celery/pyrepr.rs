@@ -1,5 +1,9 @@
 //! Python `repr()` of JSON values, for Celery's `argsrepr`/`kwargsrepr` headers (shown in logs
-//! and Flower). Cosmetic only: workers never parse it, so it favours faithfulness over speed.
+//! and Flower).
+//!
+//! Invariant: the text follows Python's `repr()` (`None`, `True`, Python's quoting and escapes)
+//! and is truncated as Celery's `saferepr` does (1,024 characters). Cosmetic only: workers never
+//! parse it, so it favours faithfulness over speed, and nothing may rely on reading it back.
 
 use serde_json::{Map, Value};
 

@@ -1,4 +1,7 @@
 //! `belfry cluster …`: status, membership and leadership through the API of any node.
+//!
+//! Invariant: every subcommand is one or more API calls, shown as a table or JSON, and a
+//! failure becomes an exit code through `remote`. It must not reach Raft or storage itself.
 
 use clap::{Args, Subcommand};
 use serde_json::json;

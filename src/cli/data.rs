@@ -1,8 +1,9 @@
-//! `belfry data …`: offline work on a stopped node's data directory.
+//! `belfry data …`: offline work on a stopped node's data directory (today: making a restored
+//! log another node's, `adopt`).
 //!
-//! Owns the operator's explicit acts on storage (today: making a restored log another node's).
-//! It must not run while the node does: redb's file lock refuses a second opener, and that
-//! refusal is reported as such.
+//! Invariant: the log is checked as a node's open checks it before its owner changes, and never
+//! while the node runs: redb's file lock refuses a second opener, and that refusal is reported
+//! as such. It must not touch a running node's storage nor anything but the log's identity.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,6 +1,9 @@
 //! The command line: argument parsing, subcommand dispatch and exit codes.
 //!
-//! Owns what the user types and sees; it must not hold scheduling logic of its own.
+//! Invariant: every run ends in one exit code (0, or the code of the failure's kind: 2 for bad
+//! input, like clap's own usage errors) and an error is one line on stderr; help and version go
+//! to stdout with success. Owns what the user types and sees: it must not hold scheduling logic
+//! of its own.
 
 mod cluster;
 mod data;

@@ -1,13 +1,10 @@
-//! Chooses loopback TCP ports for the processes this program starts itself (`belfry dev`, and
-//! the test and fault-injection harnesses, which start real servers and tell each one its
-//! peers' addresses before any of them listens).
+//! Loopback TCP ports for the processes this program starts itself (`belfry dev`, the test and
+//! fault-injection harnesses), told to their peers before any of them listens.
 //!
-//! Asking the kernel for port 0 and releasing it leaves a window in which that port can be
-//! taken before the server binds it: the kernel hands the same range to every outgoing
-//! connection as its local port, and to every other caller asking for port 0. So ports are
-//! taken from below the kernel's ephemeral range, where no outgoing connection lands, and one
-//! process never hands out the same port twice. It must not be used for a node's own listener
-//! in production, where the operator names the port.
+//! Invariant: a port handed out was free a moment before and lies below the kernel's ephemeral
+//! range, where no outgoing connection or port-0 request lands (the kernel picks only when that
+//! range has no free port), and one process hands a port out again only after all the others.
+//! It must not choose a production node's port, which the operator names.
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,4 +1,8 @@
 //! `belfry preview`: the next occurrences of a spec, computed offline with the time engine.
+//!
+//! Invariant: the occurrences are the ones a node would compute for the same spec (the same
+//! `Spec::parse`, bounds check and `upcoming`), and an invalid spec is refused naming its flag.
+//! It must not reach a server.
 
 use std::io::Write;
 use std::process::ExitCode;

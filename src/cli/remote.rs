@@ -1,5 +1,8 @@
 //! What the API-backed subcommands share: how to reach the cluster (flags and `BELFRY_*`
 //! variables), the output format, and turning a gRPC status into one line and an exit code.
+//!
+//! Invariant: each gRPC status maps to one documented exit code (usage 2, not found 3, conflict
+//! 4, unavailable 5, denied 6, anything else 1). It must not hold what a subcommand does.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,4 +1,8 @@
 //! How API answers look on the terminal: aligned tables for people, JSON for scripts.
+//!
+//! Invariant: JSON output is built as `serde_json` values, so it is valid JSON whatever the
+//! values hold, with instants in RFC 3339 UTC; table columns are padded to their widest cell. It
+//! must not call the API: it formats what it is given.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};

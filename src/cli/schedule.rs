@@ -1,4 +1,9 @@
 //! `belfry schedule …`: manage schedules through the API of any node.
+//!
+//! Invariant: `apply` reads a file with the server's own parser and labels what it applies with
+//! its own source, so the server's schedules file never prunes it, and `--prune` without a
+//! selector deletes only schedules applied this way. It must not change anything but through
+//! the API.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,4 +1,8 @@
 //! `belfry server`: resolve the configuration, set up logging, run a node until SIGTERM/SIGINT.
+//!
+//! Invariant: the signal handlers are installed before anything starts, so a signal that
+//! arrives while the node opens its storage or bootstraps is kept, not fatal. It must not wire
+//! the node itself: that is `node`.
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -1,8 +1,9 @@
 //! `belfry server` configuration: a TOML file, overridden by flags, overridden by nothing
-//! else; every flag also reads a `BELFRY_*` environment variable.
+//! else; every flag also reads a `BELFRY_*` environment variable. Resolved section by section.
 //!
-//! Owns parsing and defaults, and refuses an incomplete or contradictory configuration with a
-//! message naming the setting. It must not start anything.
+//! Invariant: a configuration is returned only complete and checked; every refusal names the
+//! setting (or the file, with the parser's message). It must not start anything: no listener,
+//! no storage, no task.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

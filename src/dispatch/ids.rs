@@ -1,5 +1,8 @@
-//! Deterministic task ids: every node, and every retry, derives the same id for the same
-//! occurrence, which is what lets Redis-side markers deduplicate pushes.
+//! Deterministic task ids: UUIDv5 over (cluster id, schedule incarnation, scheduled instant).
+//!
+//! Invariant: every node, and every retry, derives the same id for the same occurrence, and a
+//! change to any of the three gives another id; this is what lets Redis-side markers deduplicate
+//! pushes. Pure: no clock, no randomness, no state.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;

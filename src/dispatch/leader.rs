@@ -1,19 +1,18 @@
-//! The leader's dispatch loop: runs only while this node leads, for one term at a time.
+//! The leader's dispatch loop: `watch_leadership` starts `lead` for each term this node leads
+//! and aborts it the moment it stops leading or the term changes.
 //!
-//! - `watch_leadership` follows openraft's metrics: becoming leader in a new term starts `lead`,
-//!   losing leadership (or a new term) aborts it at once (its tasks are aborted on drop).
-//! - `lead` first confirms leadership with a linearizable read (so every committed entry of
-//!   earlier terms is applied and the outbox is complete), then runs the planner and the pusher.
-//! - The planner commits `Fire` intents through Raft; only committed intents reach the outbox.
-//!   The messages it rendered stay in this term's `Rendered` cache, not in the log.
-//! - The pusher drains the outbox in commit order, never before an occurrence's instant, takes
-//!   each message from the cache (or renders it from the entry's committed definition, as after
-//!   a failover), and pushes through the idempotent script; an acker commits `Ack`s for pushed
-//!   batches behind it, so no push waits for a Raft commit.
+//! Invariant: the planner, the pusher and its acker run only while this node leads the term they
+//! were started in, after a linearizable read (the outbox is complete), and only while a quorum
+//! answered within the election timeout (`lease`); only committed `Fire`s are pushed. It must
+//! not run when not leader, nor keep rules of its own on the outbox (`cursor`) or messages.
 //!
-//! Both pause while the leader has not heard from a quorum within the election timeout.
-//! Both are supervised: a planner or pusher that panics or stops while its term goes on is
-//! logged, counted and restarted with backoff, and readiness reports it meanwhile.
+//! - The planner commits `Fire` intents through Raft; the messages it rendered stay in this
+//!   term's `Rendered` cache, not in the log.
+//! - The pusher takes what the cursor says is due, each message from the cache (or rendered from
+//!   the entry's committed definition, as after a failover), and pushes through the idempotent
+//!   script; an acker commits `Ack`s behind it, so no push waits for a Raft commit.
+//! - Both are supervised: one that panics or stops while its term goes on is logged, counted
+//!   and restarted with backoff, and readiness reports it meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Arc;

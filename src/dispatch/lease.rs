@@ -1,10 +1,9 @@
 //! When this node last heard from a quorum, on this process's own monotonic clock.
 //!
-//! openraft reports `millis_since_quorum_ack` as of the moment it published its metrics. A
-//! process frozen (SIGSTOP, a long pause) and resumed still holds the last metrics it saw,
-//! which claim a recent quorum contact: trusting them would let a deposed leader push before
-//! its Raft core has caught up with the news. Stamping each published value when it arrives
-//! turns it into an instant, so a frozen interval counts as time without contact.
+//! Invariant: a quorum contact counts from when its metrics value arrived here, never from the
+//! age openraft reported, so a frozen interval (SIGSTOP, a long pause) counts as time without
+//! contact and a deposed leader cannot push before its Raft core has caught up. It must not
+//! trust a metrics value older than its arrival.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

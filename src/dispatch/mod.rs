@@ -1,7 +1,9 @@
-//! Getting committed occurrences into Redis exactly once.
+//! Getting committed occurrences into Redis exactly once, on the leader: planning what is due
+//! (`planner`), committing it, pushing the outbox (`cursor`, `render`, `sink`), acknowledging.
 //!
-//! Owns the idempotent push (`sink`) and the deterministic task ids (`ids`). It must not decide
-//! what is due (that is the scheduler's job) nor change replicated state.
+//! Invariant: an occurrence reaches Redis only after its `Fire` is committed, and once whoever
+//! pushes it, while its marker lives (deterministic task ids, `ids`; the marker script, `sink`).
+//! It must not change replicated state except by proposing `Fire` and `Ack` through Raft.
 
 pub mod cursor;
 pub mod health;

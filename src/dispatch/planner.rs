@@ -1,9 +1,10 @@
 //! Deciding what to commit: the occurrences due now (or within the lookahead), with each
 //! schedule's catch-up policy applied to those already past due.
 //!
-//! Pure: reads the applied state and the leader's clock reading passed in; renders messages;
-//! never writes. The leader turns a `Plan` into one `Fire` command; the rendered messages stay
-//! on the leader (the log carries only which occurrences fire) for its pusher to use.
+//! Invariant: a plan is a function of its arguments (the applied state, the clock reading passed
+//! in, the settings); a schedule whose planning panics adds nothing but a fault, and the others
+//! are planned all the same. It must not write anything: the leader turns a `Plan` into one
+//! `Fire` command, and the rendered messages stay on the leader (the log carries none).
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;

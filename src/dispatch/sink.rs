@@ -1,10 +1,10 @@
 //! The idempotent Redis push: a Lua script sets, for each message, `<prefix>sent:<task_id>` with
-//! `SET NX PX <ttl>` and LPUSHes the envelope only when the marker was new, so however many
-//! nodes or retries push an occurrence, its queue receives it once.
+//! `SET NX PX <ttl>`, pipelined in batches over one lazy, reconnecting connection.
 //!
-//! Owns the Redis connection (lazy, reconnecting), the script and batching. It must not retry
-//! on its own: a failed batch is reported and the caller (the dispatcher) decides when to try
-//! again, which is always safe because of the marker.
+//! Invariant: a message is pushed (LPUSH) only if its marker was new, atomically, so however
+//! many nodes or retries push an occurrence within the marker's TTL, its queue receives it once.
+//! It must not retry a push on its own (it only reloads a script Redis forgot, before anything
+//! ran): a failed batch is reported and the dispatcher decides when to try again.
 
 use std::path::PathBuf;
 use std::time::Duration;

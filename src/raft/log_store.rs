@@ -1,18 +1,19 @@
 //! The Raft log, vote, committed index and purge point, kept durably in a redb file.
 //!
-//! Owns the bytes of the log and nothing else: it must not interpret commands. Every write that
-//! openraft relies on for safety (appended entries, the vote) is fsynced before it is reported
-//! done. Writes go to one writer thread that gathers whatever has queued up into a single
+//! Invariant: every write openraft relies on for safety (appended entries, the vote) is fsynced
+//! before it is reported done, and a log file is never taken for another node's or a new one's:
+//! every open checks its signature, every page and its identity (format, cluster, node). Owns
+//! the bytes of the log and nothing else: it must not interpret commands.
+//!
+//! Writes go to one writer thread that gathers whatever has queued up into a single
 //! transaction, so many appends share one fsync, and an append returns at once: the Raft core
 //! keeps replicating and applying while the disk works, and hears of the flush through
 //! openraft's callback. Entries appended but not yet on disk are served to readers from memory.
 //!
-//! A log file is never taken for a new node's: it is created (under a temporary name, renamed
-//! into place once complete) with an identity record naming its format, cluster and node, and
-//! every open checks the file's signature, the integrity of every page, and that identity. A
-//! missing file is the only sign of a new node; an empty, foreign, damaged or other node's file
-//! is an error naming the file. An entry that cannot be decoded is an error naming its index,
-//! and is remembered (`fault`) so that the node can report it while it stays up for diagnosis.
+//! A new file is created under a temporary name and renamed into place once complete. A missing
+//! file is the only sign of a new node; an empty, foreign, damaged or other node's file is an
+//! error naming the file. An entry that cannot be decoded is an error naming its index, and is
+//! remembered (`fault`) so that the node can report it while it stays up for diagnosis.
 
 // openraft's storage traits return its `StorageError`, a large type; the helpers here return
 // what those traits need.

@@ -1,7 +1,9 @@
 //! Raft plumbing: openraft's type configuration, the durable log store, the state machine's
 //! adapter (`state_machine`: applying entries, snapshots) and the peer network.
 //!
-//! Owns consensus only. It must not interpret commands (that is `state`) nor talk to Redis.
+//! Invariant: nothing is proposed that would not read back as itself from a `Batch`, the log
+//! and a peer's AppendEntries (`check_round_trip`). Owns consensus only: it must not interpret
+//! commands (that is `state`) nor talk to Redis.
 
 pub mod log_store;
 pub mod network;

@@ -1,9 +1,10 @@
-//! The gRPC transport between peers, both sides: `PeerNetwork` sends openraft's RPCs to other
-//! nodes over one cached channel per peer, `PeerService` receives them and hands them to the
-//! local Raft after checking they are addressed to this node of this cluster. Every call sent
-//! carries the cluster secret (when there is one); every call received passes `PeerAuth` first.
+//! The gRPC transport between peers: `PeerNetwork` sends openraft's RPCs over one cached channel
+//! per peer, `PeerService` receives them and hands them to the local Raft.
 //!
-//! Owns connections and encoding only; it must not interpret Raft messages.
+//! Invariant: a received call reaches Raft (or the `Forward` handler) only if it passed
+//! `PeerAuth`, is in a format this node reads, and is addressed to this node of this cluster;
+//! every call sent carries the cluster secret, when there is one. Owns connections and encoding
+//! only: it must not interpret Raft messages nor forwarded calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

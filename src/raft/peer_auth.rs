@@ -1,10 +1,10 @@
 //! Authentication of peer calls: the cluster secret that every peer call carries in its
 //! metadata, and the check every incoming peer call passes before its body is read.
 //!
-//! The check is a tonic interceptor: it sees the headers and the connection's certificates
-//! only, so an unauthenticated caller is refused before the node reads (or buffers) a message
-//! of up to `MAX_MESSAGE_BYTES`. Owns the secret's shape and the check; it must not read files
-//! (that is `config`) nor look at what a call asks for.
+//! Invariant: an incoming call is let through only with the required certificate and/or one of
+//! the accepted secrets, compared in constant time; the check is a tonic interceptor that sees
+//! headers and certificates only, so a stranger is refused before a message is buffered. It
+//! must not read files (that is `config`) nor look at what a call asks for.
 
 use std::fmt;
 use std::sync::Arc;

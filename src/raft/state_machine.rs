@@ -1,10 +1,10 @@
 //! The state machine as openraft sees it: applying entries to `state::StateData`, building,
 //! saving and installing snapshots. The adapter between openraft and the pure `state`.
 //!
-//! The state lives in memory; durability comes from the Raft log plus a snapshot file written
-//! atomically (temp file, fsync, rename). On start the last snapshot is loaded and openraft
-//! re-applies the committed log after it. Readers (dispatcher, API) share the state through
-//! `StateHandle`, which only reads, and are woken through `changes()`.
+//! Invariant: only apply and snapshot install write the applied state; readers (dispatcher,
+//! API) get `StateHandle`, which only reads, and are woken through `changes()`. A snapshot file
+//! is replaced whole (temp file, fsync, rename) and, on start, openraft re-applies the committed
+//! log after it. It must not decide anything itself: what changes is `state`'s apply.
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,10 @@
 //! A five-field expression (Vixie `cron` or Celery `crontab`) and the search for the next
 //! matching local wall-clock minute.
 //!
-//! Owns calendar matching only: it works on naive wall-clock times and must not know about time
-//! zones or daylight saving (that is `zoned`'s job). Every search is bounded.
+//! Invariant: every search is bounded (401 years, never past year 9999) and its arithmetic is
+//! checked, and an expression no date can satisfy is refused when parsed. Owns calendar
+//! matching only: it works on naive wall-clock times and must not know about time zones or
+//! daylight saving (that is `zoned`'s job).
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 

@@ -1,7 +1,8 @@
 //! Parsing of one cron field (`*`, numbers, names, ranges, steps, lists) into a bit set.
 //!
-//! Owns the text-level grammar of both dialects (Vixie `cron` and Celery `crontab`); it knows
-//! nothing of calendars or time zones and must never panic on any input.
+//! Invariant: any input gives a bit set within the field's range or an error naming the field,
+//! and never a panic. Owns the text-level grammar of both dialects (Vixie `cron` and Celery
+//! `crontab`); it must know nothing of calendars or time zones.
 
 use super::SpecError;
 

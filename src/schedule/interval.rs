@@ -1,6 +1,8 @@
 //! Anchored intervals: parsing `every` durations and stepping `anchor + k × every`.
 //!
-//! Pure arithmetic in milliseconds; must never overflow or loop.
+//! Invariant: occurrences are exact multiples of `every` from the anchor, so they never drift;
+//! the arithmetic (milliseconds) is checked, so nothing overflows or loops: past the calendar's
+//! end the answer is `None`. It must not know about zones or cron expressions.
 
 use chrono::{DateTime, Duration, Utc};
 

@@ -1,8 +1,10 @@
 //! The time engine: schedule specs (interval, crontab, cron, once) in an IANA time zone and
 //! "the next occurrence after an instant".
 //!
-//! Pure: no I/O, no clock reads, no randomness, so every node computes the same instants.
-//! Every input is validated with an error naming the field, and every search is bounded.
+//! Invariant: the same spec and instant give the same answer on every node: no I/O, no clock
+//! reads (an interval's default anchor is the creation instant passed in), no randomness; every
+//! input is validated with an error naming the field, every search is bounded, and no answer
+//! lies past `latest_instant()`. It must not know about the state, Raft or Celery.
 
 mod cron_expr;
 mod field;

@@ -1,8 +1,10 @@
 //! Resolution of matching local wall-clock minutes to UTC instants in an IANA zone, following
-//! the daylight-saving rule of DESIGN §4.
+//! the daylight-saving rule below.
 //!
-//! Owns only the mapping between wall-clock time and instants (in whole Unix seconds); it must
-//! not parse expressions, read a clock, or search without a bound.
+//! Invariant: real-time expressions fire nothing in a gap and twice in a repeated hour;
+//! wall-time ones fire a matching time once, even in a gap (at its end) or a repeated hour;
+//! every search is bounded. Owns only the mapping between wall-clock time and instants (whole
+//! Unix seconds): it must not parse expressions nor read a clock.
 //!
 //! - Real time (interval-like expressions): fire at every instant whose wall-clock time
 //!   matches. Between two offset changes the wall clock is `instant + offset`, so the search

@@ -1,4 +1,9 @@
-//! Commands written through Raft and the results of applying them.
+//! Commands written through Raft and the results of applying them: the log's vocabulary.
+//!
+//! Invariant: a command carries everything its apply needs (the leader's instant `at`, a new
+//! schedule's incarnation, each fire's task id), so every node applies it alike; a field added
+//! later (`faults`) decodes as absent from older entries, and `format` names the log format a
+//! command needs. It must not apply anything (that is `data`) nor do I/O.
 
 use std::sync::Arc;
 

@@ -1,4 +1,9 @@
-//! The replicated data and the deterministic application of commands to it.
+//! The replicated data (schedules, run state, the outbox) and the application of commands to it.
+//!
+//! Invariant: `apply` is deterministic (everything comes from the command and the state) and
+//! keeps the derived indexes (due, outbox order, paused count, faults) in step with the data; a
+//! fire is accepted only if newer than its schedule's `last_fire` for the same incarnation (a
+//! manual run once per task id). It must not read a clock, use randomness or do I/O.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;

@@ -1,12 +1,10 @@
-//! A schedule's labels: a small string map packed into one allocation.
+//! A schedule's labels: a small string map packed into one byte buffer, each string behind its
+//! length (a `BTreeMap` or a vector of pairs would cost over 100 bytes a schedule, a large share
+//! of a million schedules' state).
 //!
-//! Most schedules carry zero to a few labels (a file-managed one always carries
-//! `belfry.io/source`). A `BTreeMap` spends a whole node (over 500 bytes) on even one entry,
-//! and a vector of string pairs three allocations (about 130 bytes) on that one label; with a
-//! million schedules either is a large share of the state. Here the pairs, sorted by key, sit
-//! in one byte buffer, each string behind its length. Serialized exactly as a map, so log
-//! entries and snapshots read the same either way. Owns the representation only; limits on
-//! labels are checked in `validate`.
+//! Invariant: the pairs are sorted by key and the keys unique, and labels serialize exactly as
+//! a map, so log entries and snapshots read the same either way. Owns the representation only:
+//! it must not check limits on labels (that is `validate`).
 
 use std::collections::BTreeMap;
 use std::fmt;

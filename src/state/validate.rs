@@ -1,5 +1,9 @@
-//! Validation of a schedule definition before it is proposed: every problem is reported with
-//! the field it concerns. Limits keep any one request from exhausting memory.
+//! Validation of a schedule definition before it is proposed, with limits that keep any one
+//! request from exhausting memory.
+//!
+//! Invariant: every refusal names the field it concerns; a name already stored is checked for
+//! size only, so it stays readable, pausable and deletable. It must not change a definition, and
+//! apply never calls it: a limit added later must not reject an entry already in the log.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

@@ -1,5 +1,9 @@
 //! A tower layer around the gRPC server that counts and times `belfry.v1` API calls by method
-//! and status code. Peer, health and reflection calls pass through uncounted.
+//! and status code.
+//!
+//! Invariant: the call and its response pass through unchanged; peer, health and reflection
+//! calls are not counted, and an unknown method is counted as `unknown`, so no request can mint
+//! a new series. It must not look at messages.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,6 +1,10 @@
 //! The metrics port: `/metrics` (Prometheus text), `/healthz` (the process and its Raft core
 //! are running) and `/readyz` (a member of a cluster that has a leader; when leading, Redis
-//! answers and the dispatcher runs). Kubernetes probes and Prometheus call these; they never change anything.
+//! answers and the dispatcher runs), for Kubernetes probes and Prometheus.
+//!
+//! Invariant: the endpoints only read (Raft's metrics, the dispatcher's health, a Redis PING);
+//! a node whose log it cannot decode stays alive (`/healthz` 200) and never ready. It must not
+//! change anything it reports on.
 
 use std::sync::Arc;
 use std::time::Duration;

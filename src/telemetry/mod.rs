@@ -1,9 +1,10 @@
-//! Prometheus metrics and the HTTP endpoint that serves them, with `/healthz` and `/readyz`.
+//! Prometheus metrics and the HTTP endpoint that serves them, with `/healthz` and `/readyz`:
+//! the metric names, their descriptions and buckets, and the sampling of Raft and state gauges.
 //!
-//! Owns the metric names, their descriptions and buckets, and the sampling of Raft and state
-//! gauges. It must never change what it observes: recording is fire-and-forget, and with no
-//! recorder installed (metrics off) every `metrics::` call elsewhere is a no-op. Series carry
-//! no per-schedule labels, so a million schedules never mean a million series.
+//! Invariant: it never changes what it observes: recording is fire-and-forget, with no recorder
+//! installed (metrics off) every `metrics::` call elsewhere is a no-op, and series carry no
+//! per-schedule labels, so a million schedules never mean a million series. It must not steer
+//! the node.
 
 mod api_layer;
 mod http;

@@ -1,4 +1,7 @@
 //! Every metric name belfry exports, in one place so dashboards and alerts have one source.
+//!
+//! Invariant: a metric is recorded only under a name defined here. Names only: it must not
+//! record anything.
 
 pub const IS_LEADER: &str = "belfry_is_leader";
 pub const RAFT_TERM: &str = "belfry_raft_term";

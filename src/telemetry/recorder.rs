@@ -1,4 +1,7 @@
 //! Installs the process-wide Prometheus recorder, with descriptions and histogram buckets.
+//!
+//! Invariant: one recorder per process: a second `install` returns the first one's handle. It
+//! must not serve the metrics (that is `http`).
 
 use std::sync::Mutex;
 

@@ -1,8 +1,9 @@
 //! Keeps the gauges that describe state rather than events: Raft leadership and indexes (as
 //! they change), outbox depth and age, and schedule counts (sampled on a timer).
 //!
-//! Reads only; holds the state lock briefly, and counts schedules less often than the rest
-//! because that walks every schedule.
+//! Invariant: reads only, through the read-only `StateHandle`, holding its read lock briefly;
+//! schedule counts come from the counts the state keeps, and are taken every fifth sample. It
+//! must not change the state or Raft.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,10 @@
 //! Group commit for API writes on the leader: writes that arrive while earlier ones are being
 //! committed are gathered into one `Batch` entry, so a thousand concurrent creates cost a few
-//! Raft entries (and fsyncs) instead of a thousand. Each write still gets its own result:
-//! `Batch` applies its commands in order, independently, exactly as separate entries would.
+//! Raft entries (and fsyncs) instead of a thousand.
+//!
+//! Invariant: each write gets its own command's result, exactly as a separate entry would
+//! (`Batch` applies in order, independently); a group holds at most `MAX_COMMANDS_PER_ENTRY`
+//! commands, with at most 4 entries in flight. It must not check or change a command (`admit`).
 
 use std::sync::Arc;
 

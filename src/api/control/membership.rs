@@ -1,10 +1,10 @@
 //! Cluster status, membership changes and leadership handover, on the leader.
 //!
-//! openraft 0.9 has no leadership transfer, and followers refuse to vote while the leader's
-//! lease (the election timeout) runs. A handover therefore makes the leader go quiet: it stops
-//! dispatching, refuses writes and stops its heartbeats; once the followers' leases expire the
-//! chosen node starts an election (and, failing that, any up-to-date follower wins by timeout).
-//! The old leader is then deposed by the new term and resumes as a follower.
+//! Invariant: membership changes run one at a time, each after the previous one is committed
+//! and not joint; a node joins as a learner and becomes a voter once caught up; the last voter
+//! is never removed. A handover (openraft 0.9 has none) makes the leader go quiet (no dispatch,
+//! no writes, no heartbeats) until the followers' leases lapse and a new leader is elected, the
+//! chosen node first. It must not change schedules.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
-//! Writes, executed on the leader: each becomes one Raft entry stamped with the leader's clock.
-//! Ids a retry must reuse (a new schedule's incarnation, a manual run's task id) come with the
-//! request, so a request retried after a leader change cannot create or dispatch twice.
+//! Writes, executed on the leader: each becomes one command stamped with the leader's clock,
+//! committed through group commit (a bulk apply in entries of at most `MAX_COMMANDS_PER_ENTRY`).
+//!
+//! Invariant: every command passes `admit` before it is proposed, and ids a retry must reuse (a
+//! new schedule's incarnation, a manual run's task id) come with the request, so a request
+//! retried after a leader change cannot create or dispatch twice. It must not speak gRPC.
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,9 @@
 //! packages if missing), three `belfry server` nodes sharing a random cluster secret, and the
 //! reading of their logs for leadership changes and problems.
 //!
-//! Owns starting, following and stopping those processes. It must not watch the queues.
+//! Invariant: every process started is stopped when `Procs` is dropped: nodes first (all told
+//! at once, each bounded), then the worker, Redis last. Owns starting, following and stopping
+//! those processes: it must not watch the queues.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -1,11 +1,10 @@
 //! `belfry dev`: a local three-node cluster as separate processes, with its own `redis-server`
-//! and a sample schedule. It prints each dispatch as it reaches Redis without taking anything
-//! from the queues, so any worker pointed at that Redis receives every task; with `--worker` it
-//! runs a real Celery worker itself and shows what it receives and runs. It kills the leader
-//! once to show a failover, and runs until Ctrl-C (or for `--duration`).
+//! and a sample schedule (and, with `--worker`, a real Celery worker), printing each dispatch;
+//! it kills the leader once to show a failover, and runs until Ctrl-C (or for `--duration`).
 //!
-//! Owns the dev session: its directory, the order things start in, the failover and the stop.
-//! It must not consume the queues.
+//! Invariant: nothing is taken from the queues, so any worker pointed at that Redis receives
+//! every task. Owns the dev session (its directory, the order things start in, the failover and
+//! the stop): it must not consume the queues.
 
 mod cluster;
 mod monitor;

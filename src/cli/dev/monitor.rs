@@ -2,8 +2,9 @@
 //! streams every command Redis executes, including the `LPUSH` that belfry's push script runs
 //! for each message whose marker was new, with the whole envelope.
 //!
-//! Owns the connection and the parsing of Redis's monitor lines into dispatches. It must not
-//! send anything but `MONITOR`: the queues belong to the workers.
+//! Invariant: the only command sent is `MONITOR`, and only an `LPUSH` run by a script counts
+//! as a dispatch. Owns the connection and the parsing of monitor lines: it must not send
+//! anything else, since the queues belong to the workers.
 //!
 //! Why not keyspace notifications on the `belfry:sent:<id>` markers followed by a look at the
 //! list: Redis serves a worker blocked in `BRPOP` as soon as the script ends, before any other

@@ -1,8 +1,9 @@
-//! What `belfry dev` prints, from several threads, in an order a reader can follow: each
-//! worker line about a task appears after the dispatch line of that task.
+//! What `belfry dev` prints once the cluster starts, from several threads, in an order a
+//! reader can follow.
 //!
-//! Owns the standard output of `belfry dev` once the cluster starts. It must not decide what
-//! is worth printing: the monitor, the worker and the node logs do.
+//! Invariant: lines never interleave, and a worker line about a task appears after that task's
+//! dispatch line (or on its own once it has waited a second for one that never comes). It must
+//! not decide what is worth printing: the monitor, the worker and the node logs do.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -1,9 +1,10 @@
 //! `belfry dev --worker`: a real Celery worker on the bundled `tasks` module (the sample
-//! schedules' tasks), from a virtualenv with `celery[redis]` that is created when missing. Its
-//! log is kept whole in the dev directory and its task lines are shown among the dispatches.
+//! schedules' tasks), from a virtualenv with `celery[redis]` that is created when missing.
 //!
-//! Owns the virtualenv, the worker process and the reading of its log. It must not touch the
-//! queues itself: the worker consumes them as any user's worker would.
+//! Invariant: the worker's log is kept whole in the dev directory, and only its task lines,
+//! readiness and problems are shown among the dispatches. Owns the virtualenv, the worker
+//! process and the reading of its log: it must not touch the queues itself (the worker
+//! consumes them as any user's worker would).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
