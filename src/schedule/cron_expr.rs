@@ -93,7 +93,7 @@ impl CronExpr {
         Ok(expr)
     }
 
-    /// True when the minute or hour field holds `*`, a range or a step (DESIGN §4): such an
+    /// True when the minute or hour field holds `*`, a range or a step (README, "Time semantics"): such an
     /// expression follows real time across daylight-saving changes.
     pub fn is_interval_like(&self) -> bool {
         self.interval_like

@@ -86,7 +86,7 @@ pub struct Field {
     pub bits: u64,
     /// The text began with `*` (Vixie's rule for combining the two day fields).
     pub star: bool,
-    /// The text holds `*`, a range or a step: the field follows real time (DESIGN §4).
+    /// The text holds `*`, a range or a step: the field follows real time (README, "Time semantics").
     pub interval_like: bool,
 }
 
