@@ -229,7 +229,41 @@ pub fn nested(rng: &mut Rng, depth: usize) -> Value {
     value
 }
 
+/// Instants at the edges of chrono's range and of RFC 3339's, and odd ones inside.
+pub const EDGE_INSTANTS: &[&str] = &[
+    "-262143-01-01T00:00:00Z",
+    "-262143-01-01T00:00:00.001Z",
+    "+262142-12-31T23:59:59.999999999Z",
+    "+262142-12-31T23:59:59Z",
+    "+262142-12-31T23:58:00Z",
+    "0000-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "1970-01-01T00:00:00Z",
+    "2030-01-01T00:00:60Z",
+    "2016-12-31T23:59:60.5Z",
+    "2025-03-09T02:30:00-05:00",
+    "2025-01-01T00:00:00+23:59",
+];
+
+/// A change that keeps the node's type but takes it to an edge: numbers to limits, instants to
+/// the ends of chrono's range. `None` when the node has no such edge.
+fn edge_of(rng: &mut Rng, node: &Value) -> Option<Value> {
+    match node {
+        Value::Number(_) => Some(number(rng)),
+        Value::String(text) if text.parse::<chrono::DateTime<chrono::Utc>>().is_ok() => {
+            Some(Value::String(rng.pick::<&str>(EDGE_INSTANTS).to_string()))
+        }
+        _ => None,
+    }
+}
+
 fn change(rng: &mut Rng, node: &mut Value) {
+    if rng.chance(1, 2) {
+        if let Some(edge) = edge_of(rng, node) {
+            *node = edge;
+            return;
+        }
+    }
     match rng.below(9) {
         0 | 1 => *node = scalar(rng),
         2 => {
