@@ -81,9 +81,14 @@ impl ScheduleRecord {
 
     /// The next occurrence to plan, from the cached spec and the run state.
     fn plan_next(&mut self) {
+        // `plan_from` is a command's instant: at chrono's lower limit nothing lies before it.
+        let before_plan = self
+            .plan_from
+            .checked_sub_signed(Duration::milliseconds(1))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let floor = match self.last_fire {
-            Some(last) => last.max(self.plan_from - Duration::milliseconds(1)),
-            None => self.plan_from - Duration::milliseconds(1),
+            Some(last) => last.max(before_plan),
+            None => before_plan,
         };
         self.next = self
             .spec

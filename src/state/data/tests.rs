@@ -518,3 +518,32 @@ fn each_name_is_kept_once_by_the_map_the_definition_and_the_due_index() {
     shared_once(&restored, "a");
     shared_once(&restored, "b");
 }
+
+#[test]
+fn a_command_at_the_limits_of_time_applies_without_panicking() {
+    // Found by fuzzing a log entry: a put stamped with chrono's earliest instant panicked while
+    // planning the schedule (`plan_from - 1 ms` overflowed).
+    for at in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+        let mut s = StateData::default();
+        let result = s.apply(&Command::Put {
+            def: def("edge", "1s"),
+            expected_revision: None,
+            incarnation: Uuid::from_u128(7),
+            at,
+        });
+        assert_eq!(result, CommandResult::Revision(1), "{at}");
+        let record = &s.schedules["edge"];
+        assert_eq!(record.plan_from, at);
+        if at == DateTime::<Utc>::MIN_UTC {
+            assert!(
+                record.next.is_some_and(|next| next > at),
+                "{:?}",
+                record.next
+            );
+        }
+        let mut restored: StateData =
+            serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        restored.rebuild_indexes();
+        assert_eq!(restored.schedules["edge"].next, record.next);
+    }
+}
