@@ -334,7 +334,7 @@ impl StateData {
                 }
                 let was_enabled = record.def.enabled;
                 record.def = stored();
-                record.revision += 1;
+                record.revision = record.revision.saturating_add(1);
                 record.updated_at = at;
                 // Anchored at the creation instant, not at this change.
                 record.parse_spec();
@@ -374,7 +374,7 @@ impl StateData {
                 record.resumed_at = Some(at);
             }
             Arc::make_mut(&mut record.def).enabled = enabled;
-            record.revision += 1;
+            record.revision = record.revision.saturating_add(1);
             record.updated_at = at;
         }
         let revision = record.revision;
@@ -421,7 +421,7 @@ impl StateData {
             }
             match item {
                 Item::Fire(f) => {
-                    record.fired += 1;
+                    record.fired = record.fired.saturating_add(1);
                     record.remember(RunRecord {
                         scheduled_at,
                         task_id: Some(f.task_id),
@@ -429,7 +429,7 @@ impl StateData {
                         outcome: RunOutcome::Pending,
                         manual,
                     });
-                    self.outbox_seq += 1;
+                    self.outbox_seq = self.outbox_seq.saturating_add(1);
                     self.outbox_order.insert(self.outbox_seq, f.task_id);
                     self.outbox.insert(
                         f.task_id,
@@ -446,7 +446,8 @@ impl StateData {
                     accepted += 1;
                 }
                 Item::Skip(s) => {
-                    record.skipped += s.count;
+                    // Counts come from commands and snapshots: they saturate, never wrap.
+                    record.skipped = record.skipped.saturating_add(s.count);
                     record.remember(RunRecord {
                         scheduled_at,
                         task_id: None,
@@ -454,7 +455,7 @@ impl StateData {
                         outcome: RunOutcome::Skipped(s.reason),
                         manual: false,
                     });
-                    skipped += u32::try_from(s.count).unwrap_or(u32::MAX);
+                    skipped = skipped.saturating_add(u32::try_from(s.count).unwrap_or(u32::MAX));
                 }
             }
             touched.insert(name.clone());
@@ -486,7 +487,7 @@ impl StateData {
             else {
                 continue;
             };
-            record.delivered += 1;
+            record.delivered = record.delivered.saturating_add(1);
             if let Some(run) = record
                 .history
                 .iter_mut()
