@@ -44,4 +44,23 @@ fn a_float_option_comes_back_from_the_log_exactly() {
     assert_eq!(back, logged);
 }
 
+/// interval, cron and once, hand-made inputs the targets' bounds check refused: with a
+/// `start_at` carrying microseconds, an occurrence inside the millisecond before it was
+/// returned (`Spec::next_after` began its search 1 ms early; now 1 ns).
+#[test]
+fn no_occurrence_comes_before_start_at() {
+    replay(
+        "interval",
+        b"every=1s\nanchor=2025-01-01T00:00:00Z\nstart_at=2025-01-01T00:00:10.0005Z",
+    );
+    replay(
+        "cron",
+        b"cron=* * * * *\nstart_at=2025-01-01T00:00:00.0005Z",
+    );
+    replay(
+        "once",
+        b"once=2025-01-01T00:00:00.0000001Z\nstart_at=2025-01-01T00:00:00.0005Z",
+    );
+}
+
 const INPUT: &[u8] = b"{\"not_after\":\"2026-12-07T12:00:36.868536626Z\",\"request\":{\"Write\":{\"Update\":{\"def\":{\"args\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"RemoveNode\"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],[[false,\"quote \\\" and backslash \\\\\",-1],[-170141183460469231731687303715884105729]],false],\"catchup\":{\"rule\":\"none\",\"window_secs\":2006384},\"description\":\"\",\"enabled\":true,\"kwargs\":{\"0\":\"\xc3\xbcn\xc3\xafc\xc3\xb8d\xc3\xa9 \xe2\x98\x83\",\"kw_1\":{}},\"labels\":{\"belfry.io/source0\":\"file\",\"\xc3\xbc1\":\"data\"},\"name\":\"nightly.cleanup-1\",\"options\":{\"expires\":\"2071-01-06T03:18:16.060Z\",\"ignore_result\":true,\"routing_key\":\"celery0\",\"time_limit\":4249095613192397345},\"spec\":{\"crontab\":\"30 2 * * *\",\"tz\":\"America/New_York\"},\"task\":\"tasks.report\"},\"expected_revision\":1,\"keep_enabled\":true}}}}";

@@ -176,9 +176,10 @@ impl Spec {
 
     /// The first occurrence strictly after `after`, or `None` when the spec has no more.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        // Occurrences at or after start_at: search from just before it.
+        // Occurrences at or after start_at: search from just before it, by chrono's resolution
+        // (a millisecond let an occurrence inside it through when start_at had microseconds).
         let after = match self.start_at {
-            Some(start) => after.max(start - Duration::milliseconds(1)),
+            Some(start) => after.max(start - Duration::nanoseconds(1)),
             None => after,
         };
         let next = match &self.kind {

@@ -185,6 +185,7 @@ impl Target for SpecTarget {
                 )
                 .into_bytes(),
             );
+            corpus.push(format!("{value}\nstart_at=2025-01-01T00:00:10.0005Z").into_bytes());
         }
         corpus
     }
