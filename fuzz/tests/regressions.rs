@@ -63,4 +63,17 @@ fn no_occurrence_comes_before_start_at() {
     );
 }
 
+/// interval, seed 20261207, input 865590: an interval anchored on a leap second
+/// (`02:30:60Z`) never moves past 2025-03-30T01:00:59Z: `next_after` of that instant is the
+/// instant itself. Leap seconds are being refused where instants are parsed.
+#[test]
+#[ignore = "leap seconds: fixed on main"]
+fn an_interval_anchored_on_a_leap_second_moves_on() {
+    let input = b"every=10m\nanchor=2025-03-09T02:30:60Z\nstart_at=2025-03-30T00:59:59Z";
+    let target = targets::by_name("interval").expect("a target");
+    if let Some((kind, message)) = run_one(target.as_ref(), input) {
+        panic!("{kind:?}: {message}");
+    }
+}
+
 const INPUT: &[u8] = b"{\"not_after\":\"2026-12-07T12:00:36.868536626Z\",\"request\":{\"Write\":{\"Update\":{\"def\":{\"args\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"RemoveNode\"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],[[false,\"quote \\\" and backslash \\\\\",-1],[-170141183460469231731687303715884105729]],false],\"catchup\":{\"rule\":\"none\",\"window_secs\":2006384},\"description\":\"\",\"enabled\":true,\"kwargs\":{\"0\":\"\xc3\xbcn\xc3\xafc\xc3\xb8d\xc3\xa9 \xe2\x98\x83\",\"kw_1\":{}},\"labels\":{\"belfry.io/source0\":\"file\",\"\xc3\xbc1\":\"data\"},\"name\":\"nightly.cleanup-1\",\"options\":{\"expires\":\"2071-01-06T03:18:16.060Z\",\"ignore_result\":true,\"routing_key\":\"celery0\",\"time_limit\":4249095613192397345},\"spec\":{\"crontab\":\"30 2 * * *\",\"tz\":\"America/New_York\"},\"task\":\"tasks.report\"},\"expected_revision\":1,\"keep_enabled\":true}}}}";

@@ -5,7 +5,9 @@
 //! Input: lines of `field=value` (`every`, `anchor`, `cron`, `crontab`, `once`, `tz`,
 //! `start_at`, `end_at`); a line without `=` is the target's own field.
 
-use belfry::schedule::{parse_every, parse_instant, parse_tz, CronExpr, Dialect, Spec, SpecInput};
+use belfry::schedule::{
+    parse_every, parse_instant, parse_tz, CronExpr, Dialect, Kind as SpecKind, Spec, SpecInput,
+};
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::{now, text, Target, Violation};
@@ -110,6 +112,28 @@ fn check_occurrences(spec: &Spec, after: DateTime<Utc>) -> Result<(), Violation>
         last = next;
     }
     Ok(())
+}
+
+/// A leap second in any of the spec's instants (`1_000_000_000` nanoseconds and up, as chrono
+/// keeps them).
+fn holds_leap_second(spec: &Spec) -> bool {
+    let leap = |t: &DateTime<Utc>| t.timestamp_subsec_nanos() >= 1_000_000_000;
+    let kind = match &spec.kind {
+        SpecKind::Interval { anchor, .. } => leap(anchor),
+        SpecKind::Once(at) => leap(at),
+        SpecKind::Cron(_) | SpecKind::Crontab(_) => false,
+    };
+    kind || spec.start_at.iter().chain(spec.end_at.iter()).any(leap)
+}
+
+/// Says so when a spec that broke a promise holds a leap second: accepting them at all is the
+/// known finding, whatever it then breaks.
+fn name_leap_seconds(spec: &Spec, violation: Violation) -> Violation {
+    if holds_leap_second(spec) {
+        Violation(format!("leap second in the spec: {}", violation.0))
+    } else {
+        violation
+    }
 }
 
 /// The field parsers on their own, and the cron search from the ends of chrono's naive range.
@@ -267,7 +291,7 @@ impl Target for SpecTarget {
                 continue;
             };
             for after in starting_points() {
-                check_occurrences(&spec, after)?;
+                check_occurrences(&spec, after).map_err(|v| name_leap_seconds(&spec, v))?;
             }
         }
         Ok(())
