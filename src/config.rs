@@ -159,7 +159,12 @@ pub fn node_id_from_hostname(hostname: &str) -> Result<NodeId, ConfigError> {
                 format!("host name {hostname:?} does not end in -<ordinal>"),
             )
         })?;
-    Ok(ordinal + 1)
+    ordinal.checked_add(1).ok_or_else(|| {
+        invalid(
+            "node_id_from_hostname",
+            format!("host name {hostname:?}: ordinal {ordinal} is too large"),
+        )
+    })
 }
 
 fn security(args: &ServerArgs, file: &FileSecurity) -> Result<Security, ConfigError> {
@@ -694,6 +699,18 @@ mod tests {
         assert_eq!(node_id_from_hostname("belfry-0").unwrap(), 1);
         assert_eq!(node_id_from_hostname("belfry-12.belfry-peers").unwrap(), 13);
         assert!(node_id_from_hostname("belfry").is_err());
+    }
+
+    #[test]
+    fn the_largest_ordinal_is_refused_not_overflowed() {
+        // Found by fuzzing the configuration: `ordinal + 1` overflowed (a panic with overflow
+        // checks, node id 0 without).
+        let err = node_id_from_hostname("belfry-18446744073709551615").unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        assert_eq!(
+            node_id_from_hostname("belfry-18446744073709551614").unwrap(),
+            u64::MAX
+        );
     }
 
     #[test]

@@ -76,4 +76,14 @@ fn an_interval_anchored_on_a_leap_second_moves_on() {
     }
 }
 
+/// config, seed 20261208, input 634283: a host name ending in `-18446744073709551615` overflowed
+/// `node_id_from_hostname`'s `ordinal + 1` (a panic with overflow checks, node id 0 without).
+#[test]
+fn the_largest_statefulset_ordinal_is_refused() {
+    replay(
+        "config",
+        b"--peers=belfry-18446744073709551615\nnode_id = 1\n",
+    );
+}
+
 const INPUT: &[u8] = b"{\"not_after\":\"2026-12-07T12:00:36.868536626Z\",\"request\":{\"Write\":{\"Update\":{\"def\":{\"args\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"RemoveNode\"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],[[false,\"quote \\\" and backslash \\\\\",-1],[-170141183460469231731687303715884105729]],false],\"catchup\":{\"rule\":\"none\",\"window_secs\":2006384},\"description\":\"\",\"enabled\":true,\"kwargs\":{\"0\":\"\xc3\xbcn\xc3\xafc\xc3\xb8d\xc3\xa9 \xe2\x98\x83\",\"kw_1\":{}},\"labels\":{\"belfry.io/source0\":\"file\",\"\xc3\xbc1\":\"data\"},\"name\":\"nightly.cleanup-1\",\"options\":{\"expires\":\"2071-01-06T03:18:16.060Z\",\"ignore_result\":true,\"routing_key\":\"celery0\",\"time_limit\":4249095613192397345},\"spec\":{\"crontab\":\"30 2 * * *\",\"tz\":\"America/New_York\"},\"task\":\"tasks.report\"},\"expected_revision\":1,\"keep_enabled\":true}}}}";
