@@ -270,8 +270,10 @@ impl Schedules for SchedulesApi {
                 self.control.upcoming(name, after, count).await?
             }
             Some(pb::preview_schedule_request::Target::Spec(spec)) => {
-                let spec = Spec::parse(&spec_input(spec), now)
-                    .and_then(|spec| spec.check_bounds().map(|()| spec))
+                let input = spec_input(spec);
+                let spec = input
+                    .check_instants()
+                    .and_then(|()| Spec::parse(&input, now))
                     .map_err(|e| ApiError::invalid(format!("spec.{}", e.field), e.reason))?;
                 spec.upcoming(after, count)
             }

@@ -11,5 +11,7 @@ mod options;
 mod pyrepr;
 
 pub use encode::{EncodeError, Encoded, Encoder, KombuLayout, Occurrence};
-pub use options::{Expires, OptionsError, StoredOptions, TaskOptions, DEFAULT_QUEUE};
+pub use options::{
+    Expires, OptionsError, StoredOptions, TaskOptions, DEFAULT_QUEUE, MAX_EXPIRES_SECONDS,
+};
 pub use pyrepr::{py_repr, py_repr_list, py_repr_map};

@@ -75,7 +75,10 @@ pub fn run(args: PreviewArgs) -> ExitCode {
         start_at: args.start_at.map(Into::into),
         end_at: args.end_at.map(Into::into),
     };
-    let spec = match Spec::parse(&input, now).and_then(|spec| spec.check_bounds().map(|()| spec)) {
+    let spec = match input
+        .check_instants()
+        .and_then(|()| Spec::parse(&input, now))
+    {
         Ok(spec) => spec,
         Err(e) => return fail(format!("--{}", e.to_string().replace('_', "-"))),
     };

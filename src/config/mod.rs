@@ -56,7 +56,12 @@ pub fn node_id_from_hostname(hostname: &str) -> Result<NodeId, ConfigError> {
                 format!("host name {hostname:?} does not end in -<ordinal>"),
             )
         })?;
-    Ok(ordinal + 1)
+    ordinal.checked_add(1).ok_or_else(|| {
+        invalid(
+            "node_id_from_hostname",
+            format!("host name {hostname:?}: ordinal {ordinal} is too large"),
+        )
+    })
 }
 
 /// A complete, checked node configuration.

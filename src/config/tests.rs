@@ -139,6 +139,18 @@ fn node_ids_follow_statefulset_ordinals() {
 }
 
 #[test]
+fn the_largest_ordinal_is_refused_not_overflowed() {
+    // Found by fuzzing the configuration: `ordinal + 1` overflowed (a panic with overflow
+    // checks, node id 0 without).
+    let err = node_id_from_hostname("belfry-18446744073709551615").unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
+    assert_eq!(
+        node_id_from_hostname("belfry-18446744073709551614").unwrap(),
+        u64::MAX
+    );
+}
+
+#[test]
 fn an_unknown_file_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("belfry.toml");

@@ -68,6 +68,13 @@ impl StateHandle {
         self.0.read().await
     }
 
+    /// A read now, if no write holds the state.
+    pub fn try_read(
+        &self,
+    ) -> Result<tokio::sync::RwLockReadGuard<'_, Applied>, tokio::sync::TryLockError> {
+        self.0.try_read()
+    }
+
     /// A read from a thread outside the runtime (it must not be called on the runtime).
     pub fn blocking_read(&self) -> tokio::sync::RwLockReadGuard<'_, Applied> {
         self.0.blocking_read()

@@ -59,6 +59,26 @@ pub struct SpecInput {
     pub end_at: Option<Box<str>>,
 }
 
+impl SpecInput {
+    /// Checks that every instant the spec names is one the engine works with
+    /// (`check_instant`: in range, not a leap second), naming the field. Applied to new and
+    /// changed definitions; a stored one is never re-judged, so every node reads the log the
+    /// same way whatever its version.
+    pub fn check_instants(&self) -> Result<(), SpecError> {
+        for (field, text) in [
+            ("start_at", &self.start_at),
+            ("end_at", &self.end_at),
+            ("anchor", &self.anchor),
+            ("once", &self.once),
+        ] {
+            if let Some(text) = text {
+                parse_bounded_instant(field, text)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// When a schedule fires.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -125,6 +145,14 @@ pub fn parse_instant(field: &str, text: &str) -> Result<DateTime<Utc>, SpecError
         })
 }
 
+/// `at`, or the second after it when `at` falls in a leap second.
+fn past_leap_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    if at.timestamp_subsec_nanos() < 1_000_000_000 {
+        return at;
+    }
+    DateTime::from_timestamp(at.timestamp().saturating_add(1), 0).unwrap_or(at)
+}
+
 /// `parse_instant` followed by `check_instant`: for instants a person gives now.
 pub fn parse_bounded_instant(field: &str, text: &str) -> Result<DateTime<Utc>, SpecError> {
     let at = parse_instant(field, text)?;
@@ -143,10 +171,12 @@ impl Spec {
     /// Validates `input`. An interval without `anchor` or `start_at` is anchored at `created`
     /// (the caller's creation instant, never a clock read here).
     pub fn parse(input: &SpecInput, created: DateTime<Utc>) -> Result<Spec, SpecError> {
+        // A leap second (stored before they were refused) is read as the second after it:
+        // leap seconds are never fire times, and arithmetic on one would not move on.
         let opt_instant = |field: &str, value: &Option<Box<str>>| {
             value
                 .as_deref()
-                .map(|v| parse_instant(field, v))
+                .map(|v| parse_instant(field, v).map(past_leap_second))
                 .transpose()
         };
         let start_at = opt_instant("start_at", &input.start_at)?;
@@ -200,7 +230,7 @@ impl Spec {
         } else if let Some(text) = &input.crontab {
             Kind::Crontab(CronExpr::parse(text, Dialect::Celery, "crontab")?)
         } else if let Some(at) = &input.once {
-            Kind::Once(parse_instant("once", at)?)
+            Kind::Once(past_leap_second(parse_instant("once", at)?))
         } else {
             unreachable!("exactly one kind was checked above")
         };
@@ -212,44 +242,15 @@ impl Spec {
         })
     }
 
-    /// Checks that every instant the spec names is one the engine works with
-    /// (`check_instant`), naming the field. Applied to new and changed definitions; a stored
-    /// one is never re-judged, so every node reads the log the same way whatever its version.
-    pub fn check_bounds(&self) -> Result<(), SpecError> {
-        let fields = [
-            ("start_at", self.start_at),
-            ("end_at", self.end_at),
-            (
-                "anchor",
-                match self.kind {
-                    Kind::Interval { anchor, .. } => Some(anchor),
-                    _ => None,
-                },
-            ),
-            (
-                "once",
-                match self.kind {
-                    Kind::Once(at) => Some(at),
-                    _ => None,
-                },
-            ),
-        ];
-        for (field, at) in fields {
-            if let Some(at) = at {
-                check_instant(at).map_err(|reason| SpecError::new(field, reason))?;
-            }
-        }
-        Ok(())
-    }
-
     /// The first occurrence strictly after `after`, or `None` when the spec has no more. Never
     /// later than `latest_instant()`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        // Occurrences at or after start_at: search from just before it.
+        // Occurrences at or after start_at: search from just before it, by chrono's resolution
+        // (a millisecond let an occurrence inside it through when start_at had microseconds).
         let after = match self.start_at {
             Some(start) => after.max(
                 start
-                    .checked_sub_signed(Duration::milliseconds(1))
+                    .checked_sub_signed(Duration::nanoseconds(1))
                     .unwrap_or(start),
             ),
             None => after,

@@ -114,6 +114,55 @@ fn interval_is_anchored_and_bounded_by_start_and_end() {
 }
 
 #[test]
+fn no_occurrence_comes_before_a_start_at_with_microseconds() {
+    // Caught by the spec fuzz targets' bounds check: the search began a millisecond before
+    // start_at, so an occurrence inside that millisecond but before start_at was returned.
+    let start = "2025-01-01T00:00:10.0005Z";
+    for (kind, input) in [
+        (
+            "every",
+            SpecInput {
+                every: Some("1s".into()),
+                anchor: Some("2025-01-01T00:00:00Z".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "cron",
+            SpecInput {
+                cron: Some("* * * * *".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "once",
+            SpecInput {
+                once: Some("2025-01-01T00:00:10.0001Z".into()),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let s = spec(SpecInput {
+            start_at: Some(start.into()),
+            ..input
+        });
+        let first = s.next_after(utc("2025-01-01T00:00:00Z"));
+        assert!(first.is_none_or(|t| t >= utc(start)), "{kind}: {first:?}");
+    }
+    // A whole-second start_at is itself an occurrence, as before.
+    let whole = spec(SpecInput {
+        every: Some("1s".into()),
+        anchor: Some("2025-01-01T00:00:00Z".into()),
+        start_at: Some("2025-01-01T00:00:10Z".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        whole.next_after(utc("2025-01-01T00:00:00Z")),
+        Some(utc("2025-01-01T00:00:10Z"))
+    );
+}
+
+#[test]
 fn interval_without_anchor_uses_start_then_creation() {
     let by_start = spec(SpecInput {
         every: Some("1h".into()),

@@ -108,9 +108,14 @@ impl ScheduleRecord {
 
     /// The next occurrence to plan, from the cached spec and the run state.
     fn plan_next(&mut self) {
+        // `plan_from` is a command's instant: at chrono's lower limit nothing lies before it.
+        let before_plan = self
+            .plan_from
+            .checked_sub_signed(Duration::milliseconds(1))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let floor = match self.last_fire {
-            Some(last) => last.max(self.plan_from - Duration::milliseconds(1)),
-            None => self.plan_from - Duration::milliseconds(1),
+            Some(last) => last.max(before_plan),
+            None => before_plan,
         };
         self.next = self
             .spec
@@ -385,7 +390,7 @@ impl StateData {
                 }
                 let was_enabled = record.def.enabled;
                 record.def = stored();
-                record.revision += 1;
+                record.revision = record.revision.saturating_add(1);
                 // A new definition is planned afresh.
                 record.fault = None;
                 record.updated_at = at;
@@ -427,7 +432,7 @@ impl StateData {
                 record.resumed_at = Some(at);
             }
             Arc::make_mut(&mut record.def).enabled = enabled;
-            record.revision += 1;
+            record.revision = record.revision.saturating_add(1);
             // Resuming (or pausing) is a new revision: planning it is tried again.
             record.fault = None;
             record.updated_at = at;
@@ -476,7 +481,7 @@ impl StateData {
             }
             match item {
                 Item::Fire(f) => {
-                    record.fired += 1;
+                    record.fired = record.fired.saturating_add(1);
                     record.remember(RunRecord {
                         scheduled_at,
                         task_id: Some(f.task_id),
@@ -484,7 +489,7 @@ impl StateData {
                         outcome: RunOutcome::Pending,
                         manual,
                     });
-                    self.outbox_seq += 1;
+                    self.outbox_seq = self.outbox_seq.saturating_add(1);
                     self.outbox_order.insert(self.outbox_seq, f.task_id);
                     self.outbox.insert(
                         f.task_id,
@@ -501,7 +506,8 @@ impl StateData {
                     accepted += 1;
                 }
                 Item::Skip(s) => {
-                    record.skipped += s.count;
+                    // Counts come from commands and snapshots: they saturate, never wrap.
+                    record.skipped = record.skipped.saturating_add(s.count);
                     record.remember(RunRecord {
                         scheduled_at,
                         task_id: None,
@@ -509,7 +515,7 @@ impl StateData {
                         outcome: RunOutcome::Skipped(s.reason),
                         manual: false,
                     });
-                    skipped += u32::try_from(s.count).unwrap_or(u32::MAX);
+                    skipped = skipped.saturating_add(u32::try_from(s.count).unwrap_or(u32::MAX));
                 }
             }
             touched.insert(name.clone());
@@ -559,7 +565,7 @@ impl StateData {
             else {
                 continue;
             };
-            record.delivered += 1;
+            record.delivered = record.delivered.saturating_add(1);
             if let Some(run) = record
                 .history
                 .iter_mut()

@@ -91,7 +91,8 @@ pub fn validate_def(def: &ScheduleDef, now: DateTime<Utc>) -> Result<Spec, DefEr
         ));
     }
     let spec = Spec::parse(&def.spec, now).map_err(|e| invalid(e.field, e.reason))?;
-    spec.check_bounds()
+    def.spec
+        .check_instants()
         .map_err(|e| invalid(format!("spec.{}", e.field), e.reason))?;
     check_depth("args", def.args.iter())?;
     check_depth("kwargs", def.kwargs.values())?;

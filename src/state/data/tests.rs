@@ -520,3 +520,68 @@ fn each_name_is_kept_once_by_the_map_the_definition_and_the_due_index() {
     shared_once(&restored, "a");
     shared_once(&restored, "b");
 }
+
+#[test]
+fn a_command_at_the_limits_of_time_applies_without_panicking() {
+    // Found by fuzzing a log entry: a put stamped with chrono's earliest instant panicked while
+    // planning the schedule (`plan_from - 1 ms` overflowed).
+    for at in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+        let mut s = StateData::default();
+        let result = s.apply(&Command::Put {
+            def: def("edge", "1s"),
+            expected_revision: None,
+            incarnation: Uuid::from_u128(7),
+            at,
+        });
+        assert_eq!(result, CommandResult::Revision(1), "{at}");
+        let record = &s.schedules["edge"];
+        assert_eq!(record.plan_from, at);
+        if at == DateTime::<Utc>::MIN_UTC {
+            assert!(
+                record.next.is_some_and(|next| next > at),
+                "{:?}",
+                record.next
+            );
+        }
+        let mut restored: StateData =
+            serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        restored.rebuild_indexes();
+        assert_eq!(restored.schedules["edge"].next, record.next);
+    }
+}
+
+#[test]
+fn counters_saturate_instead_of_overflowing() {
+    // An entry with two skips of u64::MAX occurrences overflowed the skipped counters (a panic
+    // in a debug build, a wrap in a release one).
+    let mut s = StateData::default();
+    put(&mut s, def("a", "1m"), None, "2025-01-01T00:00:00Z");
+    let skip = |at: &str| SkipItem {
+        schedule: "a".into(),
+        incarnation: Uuid::from_u128(7),
+        scheduled_at: t(at),
+        reason: SkipReason::CatchupNone,
+        count: u64::MAX,
+    };
+    let result = fire(
+        &mut s,
+        vec![],
+        vec![skip("2025-01-01T00:01:00Z"), skip("2025-01-01T00:02:00Z")],
+    );
+    assert_eq!(
+        result,
+        CommandResult::Fired {
+            accepted: 0,
+            skipped: u32::MAX
+        }
+    );
+    assert_eq!(s.schedules["a"].skipped, u64::MAX);
+    // A record whose revision is already at the limit (from a snapshot) still takes changes.
+    Arc::make_mut(s.schedules.get_mut("a").unwrap()).revision = u64::MAX;
+    let paused = s.apply(&Command::SetEnabled {
+        name: "a".into(),
+        enabled: false,
+        at: t("2025-01-01T00:03:00Z"),
+    });
+    assert_eq!(paused, CommandResult::Revision(u64::MAX));
+}
