@@ -60,6 +60,16 @@ impl Plan {
     }
 }
 
+/// What one planning pass shares across schedules.
+struct Pass<'a> {
+    now: DateTime<Utc>,
+    /// `now` plus the lookahead: occurrences up to here are planned.
+    horizon: DateTime<Utc>,
+    config: &'a PlanConfig,
+    encoder: &'a Encoder,
+    cluster_id: Uuid,
+}
+
 /// Plans every schedule whose next occurrence is due by `now + lookahead`.
 pub fn plan(
     state: &StateData,
@@ -69,6 +79,13 @@ pub fn plan(
     cluster_id: Uuid,
 ) -> Plan {
     let horizon = now + config.lookahead;
+    let pass = Pass {
+        now,
+        horizon,
+        config,
+        encoder,
+        cluster_id,
+    };
     let mut plan = Plan::default();
     for (next, name) in &state.due {
         if *next > horizon {
@@ -80,9 +97,7 @@ pub fn plan(
             break;
         }
         if let Some(record) = state.schedules.get(name) {
-            plan_guarded(
-                record, *next, now, horizon, config, encoder, cluster_id, &mut plan,
-            );
+            plan_guarded(&pass, record, *next, &mut plan);
         }
     }
     plan
@@ -91,22 +106,10 @@ pub fn plan(
 /// Plans one schedule; if that panics, whatever it added is taken back and the schedule is
 /// reported as faulted instead, so one schedule the engine cannot handle never stops the
 /// others (nor every later leader, which would meet the same schedule).
-#[allow(clippy::too_many_arguments)]
-fn plan_guarded(
-    record: &ScheduleRecord,
-    first: DateTime<Utc>,
-    now: DateTime<Utc>,
-    horizon: DateTime<Utc>,
-    config: &PlanConfig,
-    encoder: &Encoder,
-    cluster_id: Uuid,
-    plan: &mut Plan,
-) {
+fn plan_guarded(pass: &Pass, record: &ScheduleRecord, first: DateTime<Utc>, plan: &mut Plan) {
     let marks = (plan.fires.len(), plan.rendered.len(), plan.skips.len());
     let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        plan_schedule(
-            record, first, now, horizon, config, encoder, cluster_id, plan,
-        )
+        plan_schedule(pass, record, first, plan)
     }));
     if let Err(panic) = planned {
         plan.fires.truncate(marks.0);
@@ -142,21 +145,11 @@ struct Due {
     on_time: Vec<DateTime<Utc>>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan_schedule(
-    record: &ScheduleRecord,
-    first: DateTime<Utc>,
-    now: DateTime<Utc>,
-    horizon: DateTime<Utc>,
-    config: &PlanConfig,
-    encoder: &Encoder,
-    cluster_id: Uuid,
-    plan: &mut Plan,
-) {
+fn plan_schedule(pass: &Pass, record: &ScheduleRecord, first: DateTime<Utc>, plan: &mut Plan) {
     #[cfg(test)]
     tests::fail_point(record);
     let Some(spec) = record.spec() else { return };
-    let due = due_until(record, spec, first, now, horizon, config);
+    let due = due_until(pass, record, spec, first);
     let skip = |plan: &mut Plan, at: DateTime<Utc>, reason: SkipReason, count: u64| {
         plan.skips.push(SkipItem {
             schedule: record.def.name.to_string(),
@@ -173,8 +166,8 @@ fn plan_schedule(
         skip(plan, at, reason, count)
     });
     for scheduled_at in to_fire {
-        let task_id = occurrence_task_id(cluster_id, record.incarnation, scheduled_at);
-        match super::render::render(encoder, &record.def, task_id, scheduled_at, false) {
+        let task_id = occurrence_task_id(pass.cluster_id, record.incarnation, scheduled_at);
+        match super::render::render(pass.encoder, &record.def, task_id, scheduled_at, false) {
             Ok(message) => {
                 plan.fires.push(FireItem {
                     schedule: record.def.name.to_string(),
@@ -196,13 +189,12 @@ fn plan_schedule(
 /// Walks the schedule's occurrences from `first` to `horizon` (at most
 /// `config.max_per_schedule` of them) and sorts each by how late it is.
 fn due_until(
+    pass: &Pass,
     record: &ScheduleRecord,
     spec: &crate::schedule::Spec,
     first: DateTime<Utc>,
-    now: DateTime<Utc>,
-    horizon: DateTime<Utc>,
-    config: &PlanConfig,
 ) -> Due {
+    let (now, config) = (pass.now, pass.config);
     // Checked: a stored window may predate the bound validation puts on new ones.
     let window_start = i64::try_from(record.def.catchup.window_secs)
         .ok()
@@ -216,7 +208,7 @@ fn due_until(
     let mut cursor = Some(first);
     let mut examined = 0;
     while let Some(at) = cursor {
-        if at > horizon || examined >= config.max_per_schedule {
+        if at > pass.horizon || examined >= config.max_per_schedule {
             break;
         }
         examined += 1;

@@ -25,6 +25,25 @@ pub(super) struct Serving {
     pub health: tonic_health::server::HealthReporter,
 }
 
+/// A gRPC server with the port's connection limits (and TLS, when configured).
+pub(super) fn server_builder(
+    config: &NodeConfig,
+    server_tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<tonic::transport::Server, NodeError> {
+    let limits = &config.connections;
+    let builder = tonic::transport::Server::builder()
+        // Pings on quiet connections: one whose client vanished is closed, freeing its slot.
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(Some(limits.max_streams_per_connection));
+    match server_tls {
+        Some(server_tls) => builder
+            .tls_config(server_tls)
+            .map_err(|e| NodeError::Tls(error_chain(&e))),
+        None => Ok(builder),
+    }
+}
+
 /// Binds the port and serves the peer protocol, the API, health and reflection on it.
 pub(super) async fn start(
     config: &NodeConfig,
@@ -41,16 +60,7 @@ pub(super) async fn start(
     info!(node = config.node_id, listen = %config.listen, advertise = %config.advertise, "belfry node started");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let limits = &config.connections;
-    let mut builder = tonic::transport::Server::builder()
-        // Pings on quiet connections: one whose client vanished is closed, freeing its slot.
-        .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .max_concurrent_streams(Some(limits.max_streams_per_connection));
-    if let Some(server_tls) = server_tls {
-        builder = builder
-            .tls_config(server_tls)
-            .map_err(|e| NodeError::Tls(error_chain(&e)))?;
-    }
+    let builder = server_builder(config, server_tls)?;
     let (schedules_api, cluster_api) = crate::api::services(
         control.clone(),
         Authenticator::new(config.security.tokens.clone()),

@@ -10,7 +10,7 @@ use std::future::Future;
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
-use super::serve::{error_chain, tls_configs};
+use super::serve::{server_builder, tls_configs};
 use super::{NodeError, SHUTDOWN_STEP_LIMIT};
 use crate::api::pb;
 use crate::config::NodeConfig;
@@ -132,18 +132,13 @@ async fn serve_health_only(
     reporter
         .set_not_serving::<pb::schedules_server::SchedulesServer<crate::api::SchedulesApi>>()
         .await;
-    // The same connection limits as a working node's port.
+    // The same connection limits (and TLS) as a working node's port.
+    let server_tls = match &config.security.tls {
+        Some(tls) => Some(tls_configs(tls, config.connections.handshake_timeout)?.0),
+        None => None,
+    };
+    let mut builder = server_builder(config, server_tls)?;
     let limits = &config.connections;
-    let mut builder = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .max_concurrent_streams(Some(limits.max_streams_per_connection));
-    if let Some(tls) = &config.security.tls {
-        let (server_tls, _) = tls_configs(tls, limits.handshake_timeout)?;
-        builder = builder
-            .tls_config(server_tls)
-            .map_err(|e| NodeError::Tls(error_chain(&e)))?;
-    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(builder.add_service(health).serve_with_incoming_shutdown(
         Guarded::new(listener, limits),
