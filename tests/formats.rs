@@ -798,23 +798,23 @@ fn v1_snapshot_decodes() {
             .collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
-    let full = &applied.data.schedules["reports.nightly"];
+    let full = &applied.data.schedules()["reports.nightly"];
     assert_eq!(*full.def, full_def());
     assert_eq!(full.incarnation, uuid(1));
     assert_eq!((full.revision, full.created_at), (1, at(1)));
-    let cron = &applied.data.schedules["cron.weekdays"];
+    let cron = &applied.data.schedules()["cron.weekdays"];
     assert_eq!(*cron.def, cron_def());
     assert_eq!(
         (cron.fired, cron.skipped, cron.delivered, cron.last_fire),
         (2, 2, 1, Some(at(7200)))
     );
     assert_eq!(cron.history.len(), 3);
-    assert_eq!(applied.data.outbox.len(), 1);
-    let pending = &applied.data.outbox[&uuid(31)];
+    assert_eq!(applied.data.outbox().len(), 1);
+    let pending = &applied.data.outbox()[&uuid(31)];
     assert_eq!((pending.seq, pending.scheduled_at), (2, at(7200)));
     assert_eq!(*pending.def, cron_def());
     // The derived indexes are rebuilt: the enabled schedule is due, the paused one is not.
-    assert_eq!(applied.data.due.len(), 1);
+    assert_eq!(applied.data.due().len(), 1);
     assert_eq!(applied.data.paused_count(), 1);
 }
 

@@ -263,7 +263,7 @@ impl Cluster {
             )
             .await;
             assert!(
-                node.state.read().await.data.schedules.contains_key(name),
+                node.state.read().await.data.schedules().contains_key(name),
                 "node {id} has applied {index} but has no schedule {name:?}"
             );
         }
@@ -343,7 +343,7 @@ async fn elects_one_leader_replicates_and_fails_over() {
         .read()
         .await
         .data
-        .schedules
+        .schedules()
         .contains_key("first"));
 
     cluster.shutdown().await;
@@ -416,7 +416,7 @@ async fn a_wiped_follower_catches_up_by_snapshot() {
         .read()
         .await
         .data
-        .schedules
+        .schedules()
         .keys()
         .map(|name| name.to_string())
         .collect();

@@ -154,7 +154,7 @@ async fn stored(store: &StateMachineStore, defs: &[ScheduleDef]) -> Vec<Schedule
         .map(|def| {
             let record = applied
                 .data
-                .schedules
+                .schedules()
                 .get(&*def.name)
                 .unwrap_or_else(|| panic!("{} is missing", def.name));
             ScheduleDef::clone(&record.def)

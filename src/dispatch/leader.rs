@@ -225,7 +225,7 @@ async fn lead(ctx: Arc<DispatchContext>, term: u64) {
         tokio::time::sleep(retry_in).await;
         retry_in = (retry_in * 2).min(StdDuration::from_secs(1));
     }
-    let outbox = ctx.state.read().await.data.outbox.len();
+    let outbox = ctx.state.read().await.data.outbox().len();
     info!(term, outbox, "became leader: dispatching");
     ctx.health.dispatching(term);
     // Aborting this task drops the guard: the end of a confirmed leadership is always logged.
@@ -441,7 +441,7 @@ async fn next_batch(
 ) -> (Vec<Push>, Vec<Taken>) {
     let now = Utc::now();
     let applied = ctx.state.read().await;
-    let outbox = &applied.data.outbox;
+    let outbox = &applied.data.outbox();
     cursor.take_in(applied.data.outbox_after(cursor.taken_in()));
     let mut batch = Vec::new();
     let mut taken = Vec::new();

@@ -87,7 +87,7 @@ pub fn plan(
         cluster_id,
     };
     let mut plan = Plan::default();
-    for (next, name) in &state.due {
+    for (next, name) in state.due() {
         if *next > horizon {
             plan.wake_at = Some(*next - config.lookahead);
             break;
@@ -96,7 +96,7 @@ pub fn plan(
             plan.wake_at = Some(now);
             break;
         }
-        if let Some(record) = state.schedules.get(name) {
+        if let Some(record) = state.schedules().get(name) {
             plan_guarded(&pass, record, *next, &mut plan);
         }
     }

@@ -159,12 +159,12 @@ pub struct StateData {
     /// copies the map without copying records (see `snapshot_copy`); a write to a record
     /// still shared with a snapshot copies that record (`Arc::make_mut`).
     /// Each name is one allocation, shared with the due index and the stored definition.
-    pub schedules: BTreeMap<Arc<str>, Arc<ScheduleRecord>>,
-    pub outbox: BTreeMap<Uuid, OutboxEntry>,
-    pub outbox_seq: u64,
+    schedules: BTreeMap<Arc<str>, Arc<ScheduleRecord>>,
+    outbox: BTreeMap<Uuid, OutboxEntry>,
+    outbox_seq: u64,
     /// (next occurrence, schedule name) of every enabled schedule: what the dispatcher plans from.
     #[serde(skip)]
-    pub due: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    due: BTreeSet<(DateTime<Utc>, Arc<str>)>,
     /// Outbox task ids by commit order (derived), so draining never sorts the outbox.
     #[serde(skip)]
     outbox_order: BTreeMap<u64, Uuid>,
@@ -191,6 +191,21 @@ impl StateData {
             paused: 0,
             faulted: BTreeSet::new(),
         }
+    }
+
+    /// Every schedule, by name.
+    pub fn schedules(&self) -> &BTreeMap<Arc<str>, Arc<ScheduleRecord>> {
+        &self.schedules
+    }
+
+    /// Committed occurrences not yet confirmed in Redis, by task id.
+    pub fn outbox(&self) -> &BTreeMap<Uuid, OutboxEntry> {
+        &self.outbox
+    }
+
+    /// (next occurrence, schedule) of every enabled schedule, earliest first.
+    pub fn due(&self) -> &BTreeSet<(DateTime<Utc>, Arc<str>)> {
+        &self.due
     }
 
     /// How many schedules are paused.

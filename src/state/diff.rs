@@ -36,7 +36,7 @@ pub fn diff(
 ) -> Changes {
     let mut changes = Changes::default();
     for (i, def) in declared.iter().enumerate() {
-        let expected_revision = match state.schedules.get(&*def.name) {
+        let expected_revision = match state.schedules().get(&*def.name) {
             Some(record) if record.def.as_ref() == def => {
                 changes.unchanged += 1;
                 continue;
@@ -59,7 +59,7 @@ pub fn diff(
     }
     if let Some(selector) = prune {
         let keep: BTreeSet<&str> = declared.iter().map(|d| &*d.name).collect();
-        for (name, record) in &state.schedules {
+        for (name, record) in state.schedules() {
             let selected = selector
                 .iter()
                 .all(|(k, v)| record.def.labels.get(k) == Some(v));
@@ -107,7 +107,7 @@ mod tests {
         for command in &first.commands {
             state.apply(command);
         }
-        assert_eq!(state.schedules["b"].incarnation, Uuid::from_u128(2));
+        assert_eq!(state.schedules()["b"].incarnation, Uuid::from_u128(2));
         state.apply(&Command::Put {
             def: def("other-team", "1m", "y"),
             expected_revision: Some(0),
@@ -155,7 +155,7 @@ mod tests {
             result,
             CommandResult::Rejected(Rejection::AlreadyExists("race".into()))
         );
-        let kept = &state.schedules["race"];
+        let kept = &state.schedules()["race"];
         assert_eq!(kept.incarnation, Uuid::from_u128(1));
         assert_eq!(kept.def.spec.every.as_deref(), Some("1h"));
     }

@@ -105,9 +105,9 @@ async fn sample_state(state: &StateHandle, count_schedules: bool) {
     let now = Utc::now();
     let applied = state.read().await;
     let data = &applied.data;
-    gauge!(OUTBOX_DEPTH).set(data.outbox.len() as f64);
+    gauge!(OUTBOX_DEPTH).set(data.outbox().len() as f64);
     let oldest_due = data
-        .outbox
+        .outbox()
         .values()
         .map(|e| e.scheduled_at)
         .filter(|at| *at <= now)
@@ -115,10 +115,10 @@ async fn sample_state(state: &StateHandle, count_schedules: bool) {
     let age = oldest_due.map_or(0.0, |at| (now - at).num_milliseconds() as f64 / 1000.0);
     gauge!(OUTBOX_OLDEST_AGE).set(age);
     if count_schedules {
-        let total = data.schedules.len();
+        let total = data.schedules().len();
         let paused = data.paused_count();
         let faulted = data.faulted().len();
-        let enabled = data.due.len();
+        let enabled = data.due().len();
         drop(applied);
         gauge!(SCHEDULES, "state" => "enabled").set(enabled as f64);
         gauge!(SCHEDULES, "state" => "paused").set(paused as f64);

@@ -165,7 +165,7 @@ pub fn check_accepted(def: &ScheduleDef) -> Result<(), Violation> {
             "validation accepted a definition that apply refused: {result:?}"
         )));
     }
-    let record = &state.schedules[&*def.name];
+    let record = &state.schedules()[&*def.name];
     let at = record.next.unwrap_or_else(now);
     let encoder = Encoder {
         origin: "fuzz".into(),

@@ -32,8 +32,7 @@ fn membership() -> Membership<u64, BasicNode> {
 
 /// A snapshot's data as `install_snapshot` reads it: the serialized `Applied`.
 fn snapshot_data() -> Vec<u8> {
-    let mut data = sample().clone();
-    data.outbox_seq += 1;
+    let data = sample().clone();
     let applied = Applied {
         last_applied: Some(log_id(2, 10)),
         membership: StoredMembership::new(Some(log_id(1, 1)), membership()),
@@ -130,7 +129,7 @@ impl Target for PeerPayload {
                 if let Ok(mut applied) = serde_json::from_slice::<Applied>(&rpc.data) {
                     applied.data.rebuild_indexes();
                     applied.data.apply(&Command::Ack {
-                        task_ids: applied.data.outbox.keys().copied().collect(),
+                        task_ids: applied.data.outbox().keys().copied().collect(),
                         already_sent: Vec::new(),
                         at: now(),
                     });

@@ -144,8 +144,8 @@ impl Target for SnapshotFile {
             return Err(Violation::new("a freshly opened store's state is locked"));
         };
         let mut data = applied.data.clone();
-        let names: Vec<String> = data.schedules.keys().map(|n| n.to_string()).collect();
-        let ids: Vec<Uuid> = data.outbox.keys().copied().collect();
+        let names: Vec<String> = data.schedules().keys().map(|n| n.to_string()).collect();
+        let ids: Vec<Uuid> = data.outbox().keys().copied().collect();
         data.apply(&Command::Ack {
             task_ids: ids,
             already_sent: Vec::new(),

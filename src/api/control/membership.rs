@@ -96,8 +96,8 @@ impl Control {
         let (outbox_depth, schedules) = {
             let applied = self.state.read().await;
             (
-                applied.data.outbox.len() as u64,
-                applied.data.schedules.len() as u64,
+                applied.data.outbox().len() as u64,
+                applied.data.schedules().len() as u64,
             )
         };
         Ok(StatusView {

@@ -73,7 +73,7 @@ impl Control {
         let applied = self.state.read().await;
         applied
             .data
-            .schedules
+            .schedules()
             .get(name)
             .map(|record| f(record))
             .ok_or_else(|| not_found(name))
@@ -96,7 +96,7 @@ impl Control {
         let mut last = "";
         for (name, record) in applied
             .data
-            .schedules
+            .schedules()
             .range::<str, _>((start, Bound::Unbounded))
         {
             if !name.starts_with(query.name_prefix) {

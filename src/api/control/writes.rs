@@ -174,7 +174,7 @@ impl Control {
         loop {
             let (revision, enabled) = {
                 let applied = self.state.read().await;
-                let record = applied.data.schedules.get(&*def.name).ok_or_else(|| {
+                let record = applied.data.schedules().get(&*def.name).ok_or_else(|| {
                     ApiError::NotFound(format!("schedule {:?} not found", def.name))
                 })?;
                 (record.revision, record.def.enabled)
@@ -206,7 +206,7 @@ impl Control {
 
     async fn incarnation_of(&self, name: &str) -> Option<Uuid> {
         let applied = self.state.read().await;
-        applied.data.schedules.get(name).map(|r| r.incarnation)
+        applied.data.schedules().get(name).map(|r| r.incarnation)
     }
 
     async fn revision_write(&self, command: Command) -> Result<Written, ApiError> {
@@ -229,7 +229,7 @@ impl Control {
             let applied = self.state.read().await;
             let record = applied
                 .data
-                .schedules
+                .schedules()
                 .get(name.as_str())
                 .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))?;
             // Rendered once here so a definition that cannot be sent is refused now; the

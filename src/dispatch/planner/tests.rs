@@ -149,7 +149,7 @@ fn applying_the_plan_moves_the_schedule_forward() {
         faults: plan.faults,
         at: now,
     });
-    let record = &state.schedules["s"];
+    let record = &state.schedules()["s"];
     assert_eq!((record.fired, record.skipped), (1, 10));
     assert!(run(&state, now).is_empty());
     assert_eq!(
@@ -162,7 +162,7 @@ fn applying_the_plan_moves_the_schedule_forward() {
 fn a_pass_is_bounded() {
     let mut state = StateData::default();
     for i in 0..20 {
-        let mut def = state_with(CatchupRule::All, 3600).schedules["s"]
+        let mut def = state_with(CatchupRule::All, 3600).schedules()["s"]
             .def
             .as_ref()
             .clone();
@@ -204,7 +204,7 @@ pub(super) fn fail_point(record: &ScheduleRecord) {
 
 fn two_schedules() -> StateData {
     let mut state = state_with(CatchupRule::All, 3600);
-    let mut other = state.schedules["s"].def.as_ref().clone();
+    let mut other = state.schedules()["s"].def.as_ref().clone();
     other.name = "other".into();
     state.apply(&Command::Put {
         def: other,
@@ -242,7 +242,7 @@ fn a_schedule_whose_planning_panics_is_faulted_and_the_others_still_fire() {
         faults: plan.faults,
         at: now,
     });
-    let record = &state.schedules["s"];
+    let record = &state.schedules()["s"];
     assert!(record.fault().unwrap().contains("injected failure"));
     assert_eq!(record.next, None, "a faulted schedule is planned no more");
     assert_eq!(state.faulted().len(), 1);
@@ -253,7 +253,7 @@ fn a_schedule_whose_planning_panics_is_faulted_and_the_others_still_fire() {
         .all(|f| f.schedule == "other"));
 
     // A new definition is planned afresh.
-    let mut def = state.schedules["s"].def.as_ref().clone();
+    let mut def = state.schedules()["s"].def.as_ref().clone();
     def.description = "fixed".into();
     state.apply(&Command::Put {
         def,
@@ -261,15 +261,15 @@ fn a_schedule_whose_planning_panics_is_faulted_and_the_others_still_fire() {
         incarnation: Uuid::nil(),
         at: now,
     });
-    assert_eq!(state.schedules["s"].fault(), None);
+    assert_eq!(state.schedules()["s"].fault(), None);
     assert!(state.faulted().is_empty());
-    assert!(state.schedules["s"].next.is_some());
+    assert!(state.schedules()["s"].next.is_some());
 }
 
 #[test]
 fn a_fault_reported_for_an_older_revision_marks_nothing() {
     let mut state = two_schedules();
-    let mut def = state.schedules["s"].def.as_ref().clone();
+    let mut def = state.schedules()["s"].def.as_ref().clone();
     def.description = "changed".into();
     state.apply(&Command::Put {
         def,
@@ -288,7 +288,7 @@ fn a_fault_reported_for_an_older_revision_marks_nothing() {
         }],
         at: t(T0),
     });
-    assert_eq!(state.schedules["s"].fault(), None);
+    assert_eq!(state.schedules()["s"].fault(), None);
     assert!(state.faulted().is_empty());
 }
 
