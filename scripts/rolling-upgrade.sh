@@ -111,13 +111,12 @@ snapshot_every_logs = 10
 keep_logs_after_snapshot = 5
 EOF
 
-CLUSTER_SECRET="rolling-upgrade-secret-$RANDOM$RANDOM$RANDOM"
-
 start_node() {
     local i=$1 bin=$2
-    # The cluster secret as the README's upgrade procedure gives it: every node is given it as
-    # it is upgraded (a release without peer authentication ignores the variable).
-    BELFRY_CLUSTER_SECRET="$CLUSTER_SECRET" "$bin" server --config "$WORK/belfry.toml" --node-id "$i" \
+    # The baseline has no peer authentication, so the upgraded nodes run without it too, as the
+    # README's upgrade procedure says (the baseline ignores the variable); the secret is turned
+    # on afterwards, all nodes at once.
+    BELFRY_INSECURE_NO_PEER_AUTH=true "$bin" server --config "$WORK/belfry.toml" --node-id "$i" \
         --listen "127.0.0.1:${PORTS[$i]}" --peers "$PEERS" --data-dir "$WORK/node$i" \
         --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --schedules "$WORK/schedules.toml" \
         --metrics-listen "127.0.0.1:${METRICS[$i]}" --log-format json \
