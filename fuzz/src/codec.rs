@@ -5,7 +5,8 @@
 //! (`StateMachineStore`), so they need nothing here.
 //!
 //! Kept in one place so that the harness and the tests follow the node when a format changes:
-//! when the crate gains decode functions of its own, these call them.
+//! where the crate has encode and decode functions of its own (log entries, forwarded calls),
+//! these call them.
 
 use belfry::api::control::Forwarded;
 use belfry::raft::{Entry, NodeId, TypeConfig};
@@ -14,25 +15,31 @@ use openraft::{LogId, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Any encoding or decoding failure, as text (the harness only reports it).
-pub type CodecError = serde_json::Error;
+/// Any encoding or decoding failure (the harness only reports it).
+pub type CodecError = Box<dyn std::error::Error + Send + Sync>;
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    serde_json::to_vec(value)
+    Ok(serde_json::to_vec(value)?)
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    serde_json::from_slice(bytes)
+    Ok(serde_json::from_slice(bytes)?)
 }
 
-/// A log entry as the log store writes it to disk.
+/// A log entry as the log store writes it to disk (`raft::log_store::encode_entry`).
 pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, CodecError> {
-    encode(entry)
+    Ok(belfry::raft::log_store::encode_entry(entry)?)
 }
 
-/// A log entry read back from disk.
+/// A log entry read back from disk (`raft::log_store::decode_entry`), stored at the index it
+/// names.
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, CodecError> {
-    decode(bytes)
+    #[derive(serde::Deserialize)]
+    struct Named {
+        log_id: LogId<NodeId>,
+    }
+    let index = decode::<Named>(bytes)?.log_id.index;
+    Ok(belfry::raft::log_store::decode_entry(index, bytes)?)
 }
 
 /// The stored vote (meta key `vote`).
@@ -69,7 +76,7 @@ pub fn encode_forwarded(forwarded: &Forwarded) -> Result<Vec<u8>, CodecError> {
     encode(forwarded)
 }
 
-/// A forwarded call as the leader's forward handler reads it.
+/// A forwarded call as the leader's forward handler reads it (`Forwarded::decode`).
 pub fn decode_forwarded(bytes: &[u8]) -> Result<Forwarded, CodecError> {
-    decode(bytes)
+    Ok(Forwarded::decode(bytes)?)
 }

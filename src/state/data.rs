@@ -268,9 +268,10 @@ impl StateData {
             self.due.remove(&(old, key.clone()));
         }
         record.plan_next();
+        // Every fire replans; the set is almost always empty, so most replans touch nothing.
         if record.is_faulted() {
             self.faulted.insert(key.clone());
-        } else {
+        } else if !self.faulted.is_empty() {
             self.faulted.remove(&key);
         }
         if let Some(next) = record.next {

@@ -45,24 +45,13 @@ pub async fn serve(
     handle: PrometheusHandle,
     readiness: Readiness,
 ) -> Result<tokio::task::JoinHandle<()>, TelemetryError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| TelemetryError::Listen {
-            addr: addr.to_string(),
-            source,
-        })?;
     let endpoints = Arc::new(Endpoints { handle, readiness });
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(endpoints);
-    info!(listen = %addr, "serving metrics, /healthz and /readyz");
-    Ok(tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
-            warn!(%err, "the metrics server stopped");
-        }
-    }))
+    listen_and_serve(addr, app, "serving metrics, /healthz and /readyz").await
 }
 
 /// Serves the metrics port of a node that cannot take part in its cluster (its log holds an
@@ -73,12 +62,6 @@ pub async fn serve_faulted(
     handle: PrometheusHandle,
     reason: String,
 ) -> Result<tokio::task::JoinHandle<()>, TelemetryError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| TelemetryError::Listen {
-            addr: addr.to_string(),
-            source,
-        })?;
     let reason = Arc::new(reason);
     let (health, ready) = (reason.clone(), reason);
     let app = Router::new()
@@ -96,7 +79,27 @@ pub async fn serve_faulted(
             "/readyz",
             get(move || async move { (StatusCode::SERVICE_UNAVAILABLE, format!("{ready}\n")) }),
         );
-    info!(listen = %addr, "serving metrics, /healthz and /readyz (not ready: faulted)");
+    listen_and_serve(
+        addr,
+        app,
+        "serving metrics, /healthz and /readyz (not ready: faulted)",
+    )
+    .await
+}
+
+/// Binds `addr` (failing at once if it cannot) and serves `app` until the task is aborted.
+async fn listen_and_serve(
+    addr: &str,
+    app: Router,
+    what: &'static str,
+) -> Result<tokio::task::JoinHandle<()>, TelemetryError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| TelemetryError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+    info!(listen = %addr, "{what}");
     Ok(tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             warn!(%err, "the metrics server stopped");

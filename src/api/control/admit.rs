@@ -49,19 +49,25 @@ mod tests {
     use crate::state::ScheduleDef;
     use serde_json::Value;
 
-    fn put(args: Vec<Value>) -> Command {
-        let def: ScheduleDef = serde_json::from_value(serde_json::json!({
+    /// A create of a valid definition, changed by `change`.
+    fn put_with(change: impl FnOnce(&mut ScheduleDef)) -> Command {
+        let mut def: ScheduleDef = serde_json::from_value(serde_json::json!({
             "name": "nightly",
             "task": "reports.build",
             "spec": {"every": "1m"},
         }))
         .unwrap();
+        change(&mut def);
         Command::Put {
-            def: ScheduleDef { args, ..def },
+            def,
             expected_revision: Some(0),
             incarnation: uuid::Uuid::nil(),
             at: chrono::Utc::now(),
         }
+    }
+
+    fn put(args: Vec<Value>) -> Command {
+        put_with(|def| def.args = args)
     }
 
     fn nested(depth: usize) -> Value {
@@ -84,24 +90,7 @@ mod tests {
 
     #[test]
     fn an_invalid_name_arriving_by_any_path_is_refused() {
-        let Command::Put {
-            def,
-            expected_revision,
-            incarnation,
-            at,
-        } = put(Vec::new())
-        else {
-            unreachable!()
-        };
-        let bad = Command::Put {
-            def: ScheduleDef {
-                name: "bad name with spaces \u{2603}".into(),
-                ..def
-            },
-            expected_revision,
-            incarnation,
-            at,
-        };
+        let bad = put_with(|def| def.name = "bad name with spaces \u{2603}".into());
         match admit(&bad) {
             Err(ApiError::InvalidArgument { field, .. }) => assert_eq!(field, "name"),
             other => panic!("admitted: {other:?}"),
@@ -119,27 +108,8 @@ mod tests {
             serde_json::json!({"expires": 0.5}),
             serde_json::json!({"expires": "2030-01-01T00:00:00Z"}),
         ] {
-            let Command::Put {
-                def,
-                expected_revision,
-                incarnation,
-                at,
-            } = put(Vec::new())
-            else {
-                unreachable!()
-            };
-            let options: crate::celery::TaskOptions =
-                serde_json::from_value(options.clone()).unwrap();
-            let command = Command::Put {
-                def: ScheduleDef {
-                    options: options.into(),
-                    ..def
-                },
-                expected_revision,
-                incarnation,
-                at,
-            };
-            assert_eq!(admit(&command), Ok(()));
+            let options: crate::celery::TaskOptions = serde_json::from_value(options).unwrap();
+            assert_eq!(admit(&put_with(|def| def.options = options.into())), Ok(()));
         }
     }
 
