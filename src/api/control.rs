@@ -7,6 +7,7 @@
 //! speak gRPC to clients (that is `schedules` and `cluster`), parse protobuf, nor apply state.
 
 mod admit;
+mod forwarding;
 mod group_commit;
 mod membership;
 mod reads;
@@ -15,11 +16,8 @@ mod writes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::debug;
 
@@ -29,6 +27,7 @@ use crate::raft::network::PeerNetwork;
 use crate::raft::StateHandle;
 use crate::raft::{NodeId, Raft};
 
+pub use forwarding::{Forwarded, LeaderReply, LeaderRequest, FORWARD_CLOCK_ALLOWANCE};
 pub use membership::{MemberView, Role, StatusView, TransferView};
 pub use reads::PageQuery;
 pub use writes::{WriteOp, WriteOutcome, Written, MAX_APPLY};
@@ -37,106 +36,6 @@ pub use writes::{WriteOp, WriteOutcome, Written, MAX_APPLY};
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// How long a follower waits to apply up to the leader's read index or a forwarded write.
 const APPLY_WAIT: Duration = Duration::from_secs(5);
-
-/// A request only the leader can serve; followers forward it over the peer protocol.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum LeaderRequest {
-    Write(Box<WriteOp>),
-    /// The index a linearizable read must have applied.
-    ReadIndex,
-    Status,
-    AddNode {
-        node_id: NodeId,
-        address: String,
-        learner_only: bool,
-    },
-    RemoveNode {
-        node_id: NodeId,
-    },
-    TransferLeader {
-        to: Option<NodeId>,
-        only_if_leader: Option<NodeId>,
-    },
-    /// From a leader handing over to this node: start an election now. Served by any node.
-    Elect,
-    /// Whether this node holds Raft state (is part of a cluster). Served by any node.
-    HasState,
-}
-
-/// A request on its way to the leader, with the forwarding node's deadline for starting it.
-///
-/// A forwarded call can reach the leader long after it was sent (a partition holds its
-/// packets, TCP delivers them when it heals), after the caller gave up, retried elsewhere
-/// and went on: a write started then could undo a newer one. The leader refuses to start a
-/// write whose deadline, allowing for clock differences between nodes, has passed.
-///
-/// `format` is its first field, so it is serialized as the format label (see `formats`); a
-/// request from a build that predates it is format 1.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Forwarded {
-    #[serde(default = "format_1")]
-    pub format: u32,
-    pub request: LeaderRequest,
-    /// Wall-clock time on the forwarding node after which the request must not start.
-    pub not_after: DateTime<Utc>,
-}
-
-/// How far the leader's clock may run ahead of a forwarding node's before forwarded writes
-/// are refused as late.
-pub const FORWARD_CLOCK_ALLOWANCE: Duration = Duration::from_secs(2);
-
-fn format_1() -> u32 {
-    1
-}
-
-impl Forwarded {
-    /// `request`, to be started within `LEADER_WAIT` from now.
-    pub fn now(request: LeaderRequest) -> Forwarded {
-        Forwarded {
-            format: crate::formats::FORWARDED,
-            request,
-            not_after: Utc::now() + LEADER_WAIT,
-        }
-    }
-
-    /// Reads a forwarded request, refusing one in a format this node does not read before
-    /// looking at its contents (which could mean something else in that format).
-    pub fn decode(bytes: &[u8]) -> Result<Forwarded, ApiError> {
-        crate::formats::check_label(bytes, crate::formats::FORWARDED, || {
-            "the forwarded request".into()
-        })
-        .map_err(|e| ApiError::FailedPrecondition(e.to_string()))?;
-        serde_json::from_slice(bytes).map_err(|e| {
-            ApiError::invalid("request", format!("undecodable forwarded request: {e}"))
-        })
-    }
-
-    /// Refuses a write that arrives after its deadline; reads and cluster calls have no lasting
-    /// effect of their own and still run.
-    pub fn check_deadline(&self, now: DateTime<Utc>) -> Result<(), ApiError> {
-        let LeaderRequest::Write(_) = self.request else {
-            return Ok(());
-        };
-        let late = now - self.not_after;
-        match late.to_std() {
-            Ok(late) if late > FORWARD_CLOCK_ALLOWANCE => Err(ApiError::DeadlineExceeded(format!(
-                "the forwarded write reached the leader {} ms after its deadline and was not started; nothing changed",
-                late.as_millis()
-            ))),
-            _ => Ok(()),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum LeaderReply {
-    Written(Written),
-    ReadIndex(u64),
-    Status(StatusView),
-    Transferred(TransferView),
-    Done,
-    HasState(bool),
-}
 
 /// Shared by the API services, the peer service (forwarded requests) and shutdown.
 pub struct Control {
@@ -220,32 +119,6 @@ impl Control {
         }
     }
 
-    async fn forward(
-        &self,
-        leader: NodeId,
-        addr: &str,
-        request: &Forwarded,
-    ) -> Result<LeaderReply, ApiError> {
-        let payload = serde_json::to_vec(request)
-            .map_err(|e| ApiError::Internal(format!("encoding a forwarded request: {e}")))?;
-        let reply = self
-            .network
-            .forward(leader, addr, payload, LEADER_WAIT * 2)
-            .await
-            .map_err(|status| match status.code() {
-                tonic::Code::Unavailable => ApiError::Unavailable(format!(
-                    "the leader (node {leader}) cannot be reached: {}",
-                    status.message()
-                )),
-                _ => ApiError::Unknown(format!(
-                    "the leader (node {leader}) did not answer; the request may or may not have taken effect: {}",
-                    status.message()
-                )),
-            })?;
-        serde_json::from_slice::<Result<LeaderReply, ApiError>>(&reply)
-            .map_err(|e| ApiError::Internal(format!("decoding the leader's reply: {e}")))?
-    }
-
     /// Serves a request another node forwarded (or this node's own, when it leads). Anything
     /// but `Elect` needs this node to be the leader, and not in the middle of a handover.
     pub async fn serve_forwarded(&self, request: LeaderRequest) -> Result<LeaderReply, ApiError> {
@@ -301,31 +174,6 @@ impl Control {
             LeaderRequest::Elect => Ok(LeaderReply::Done),
             LeaderRequest::HasState => Ok(LeaderReply::HasState(true)),
         }
-    }
-
-    /// The peers (of `peers`, other than this node) that answer and hold Raft state. Peers that
-    /// cannot be reached within `timeout` are left out.
-    pub async fn peers_with_state(
-        &self,
-        peers: &std::collections::BTreeMap<NodeId, String>,
-        timeout: Duration,
-    ) -> Vec<NodeId> {
-        let Ok(payload) = serde_json::to_vec(&Forwarded::now(LeaderRequest::HasState)) else {
-            return Vec::new();
-        };
-        let mut with_state = Vec::new();
-        for (id, addr) in peers.iter().filter(|(id, _)| **id != self.node_id) {
-            let asked = self.network.forward(*id, addr, payload.clone(), timeout);
-            let Ok(Ok(reply)) = tokio::time::timeout(timeout, asked).await else {
-                continue;
-            };
-            if let Ok(Ok(LeaderReply::HasState(true))) =
-                serde_json::from_slice::<Result<LeaderReply, ApiError>>(&reply)
-            {
-                with_state.push(*id);
-            }
-        }
-        with_state
     }
 
     /// Makes the next read of local state linearizable: the leader confirms its leadership

@@ -57,23 +57,3 @@ pub fn services(
         tonic::service::interceptor::InterceptedService::new(cluster, auth),
     )
 }
-
-/// The forward handler the peer service calls with requests other nodes pass to this one.
-pub fn forward_handler(control: Arc<Control>) -> crate::raft::network::ForwardHandler {
-    Arc::new(move |payload: Vec<u8>| {
-        let control = control.clone();
-        Box::pin(async move {
-            let outcome = match control::Forwarded::decode(&payload) {
-                Ok(forwarded) => match forwarded.check_deadline(chrono::Utc::now()) {
-                    Ok(()) => control.serve_forwarded(forwarded.request).await,
-                    Err(late) => {
-                        tracing::warn!(%late, "refused a forwarded write that arrived late");
-                        Err(late)
-                    }
-                },
-                Err(e) => Err(e),
-            };
-            serde_json::to_vec(&outcome).unwrap_or_default()
-        })
-    })
-}

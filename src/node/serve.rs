@@ -84,7 +84,7 @@ pub(super) async fn start(
                 raft.clone(),
                 config.node_id,
                 config.cluster_name.clone(),
-                Some(crate::api::forward_handler(control.clone())),
+                Some(control.forward_handler()),
                 config.security.peer_auth(),
             ))
             .add_service(schedules_api)
