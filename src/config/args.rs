@@ -31,9 +31,16 @@ pub struct ServerArgs {
     /// Names the cluster; task ids and Raft traffic are scoped by it.
     #[arg(long, env = "BELFRY_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
-    /// Redis URL of the Celery broker (redis:// or rediss://).
+    /// Redis URL of the Celery broker: redis://, rediss://, or kombu's sentinel:// (several
+    /// sentinels joined by ';', with --redis-master-name).
     #[arg(long, env = "BELFRY_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// The master's name the sentinels of a sentinel:// URL watch.
+    #[arg(long, env = "BELFRY_REDIS_MASTER_NAME")]
+    pub redis_master_name: Option<String>,
+    /// Replicas that must confirm each pushed batch (Redis WAIT) before it counts as pushed.
+    #[arg(long, env = "BELFRY_REDIS_MIN_REPLICAS")]
+    pub redis_min_replicas: Option<u32>,
     /// Redis password (overrides the URL's).
     #[arg(long, env = "BELFRY_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,

@@ -70,6 +70,15 @@ pub(super) struct FileRedis {
     pub(super) marker_ttl_secs: Option<u64>,
     pub(super) tls_ca_file: Option<PathBuf>,
     pub(super) kombu_global_keyprefix: Option<String>,
+    pub(super) master_name: Option<String>,
+    pub(super) sentinel_password: Option<String>,
+    pub(super) sentinel_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) sentinel_tls: bool,
+    #[serde(default)]
+    pub(super) tls: bool,
+    pub(super) min_replicas: Option<u32>,
+    pub(super) replica_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

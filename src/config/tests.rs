@@ -399,3 +399,62 @@ fn connection_limits_come_from_the_file() {
         "connections.max_streams_per_connection"
     );
 }
+
+#[test]
+fn a_sentinel_url_needs_its_master_name_and_only_it_has_one() {
+    let sentinel = "sentinel://:pw@s1:26379;sentinel://s2:26379/2";
+    let (setting, reason) = refusal(&ServerArgs {
+        redis_url: Some(sentinel.into()),
+        ..args()
+    });
+    assert_eq!(setting, "redis.master_name", "{reason}");
+    let config = NodeConfig::resolve(&ServerArgs {
+        redis_url: Some(sentinel.into()),
+        redis_master_name: Some("mymaster".into()),
+        redis_min_replicas: Some(1),
+        ..args()
+    })
+    .unwrap();
+    assert_eq!(config.redis.master_name.as_deref(), Some("mymaster"));
+    assert_eq!(config.redis.min_replicas, 1);
+    let (setting, _) = refusal(&ServerArgs {
+        redis_url: Some("redis://r:6379/0".into()),
+        redis_master_name: Some("mymaster".into()),
+        ..args()
+    });
+    assert_eq!(setting, "redis.master_name");
+    let (setting, _) = refusal(&ServerArgs {
+        redis_url: Some("sentinel://s1:26379;redis://r:6379".into()),
+        redis_master_name: Some("mymaster".into()),
+        ..args()
+    });
+    assert_eq!(setting, "redis_url");
+}
+
+#[test]
+fn the_replica_wait_fits_inside_a_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("belfry.toml");
+    for (ms, ok) in [(0, false), (1, true), (4_999, true), (5_000, false)] {
+        std::fs::write(
+            &path,
+            format!("[redis]\nmin_replicas = 1\nreplica_timeout_ms = {ms}\n"),
+        )
+        .unwrap();
+        let resolved = NodeConfig::resolve(&ServerArgs {
+            config: Some(path.clone()),
+            ..args()
+        });
+        match resolved {
+            Ok(config) => {
+                assert!(ok, "{ms} ms was accepted");
+                assert_eq!(config.redis.replica_timeout, Duration::from_millis(ms));
+            }
+            Err(ConfigError::Invalid { setting, .. }) => {
+                assert!(!ok, "{ms} ms was refused");
+                assert_eq!(setting, "redis.replica_timeout_ms");
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! pushes it, while its marker lives (deterministic task ids, `ids`; the marker script, `sink`).
 //! It must not change replicated state except by proposing `Fire` and `Ack` through Raft.
 
+mod broker;
 pub mod cursor;
 pub mod health;
 pub mod ids;
@@ -12,6 +13,7 @@ pub mod leader;
 pub mod lease;
 pub mod planner;
 pub mod render;
+pub mod sentinel;
 pub mod sink;
 
 pub use health::DispatchHealth;

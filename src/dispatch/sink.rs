@@ -1,5 +1,7 @@
 //! The idempotent Redis push: a Lua script sets, for each message, `<prefix>sent:<task_id>` with
-//! `SET NX PX <ttl>`, pipelined in batches over one lazy, reconnecting connection.
+//! `SET NX PX <ttl>`, pipelined in batches over one lazy, reconnecting connection to the master
+//! (`broker`: one server, or the one Redis Sentinel names). With `min_replicas`, a batch counts
+//! as pushed only once that many replicas confirm it (`WAIT`).
 //!
 //! Invariant: a message is pushed (LPUSH) only if its marker was new, atomically, so however
 //! many nodes or retries push an occurrence within the marker's TTL, its queue receives it once.
@@ -7,11 +9,15 @@
 //! ran): a failed batch is reported and the dispatcher decides when to try again.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo, Script};
+use metrics::{counter, histogram};
+use redis::Script;
 use uuid::Uuid;
+
+use super::broker::Broker;
+use crate::telemetry::names;
 
 /// For each message i: KEYS[2i-1] = its marker, KEYS[2i] = its list, ARGV[i+1] = its envelope;
 /// ARGV[1] = marker TTL in ms. Returns 1 (pushed) or 0 (marker existed) per message. One call
@@ -25,6 +31,9 @@ for i = 1, #KEYS, 2 do
     redis.call('LPUSH', KEYS[i + 1], ARGV[n + 1])
     pushed[n] = 1
   else
+    -- A write even so: a WAIT after this call then also covers the earlier push that set the
+    -- marker (replication is in order), whichever connection made it.
+    redis.call('PEXPIRE', KEYS[i], ttl)
     pushed[n] = 0
   end
 end
@@ -41,8 +50,22 @@ pub const MARKER_INFIX: &str = "sent:";
 /// Where and how to push.
 #[derive(Clone, Debug)]
 pub struct SinkConfig {
-    /// `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS.
+    /// `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS, or kombu's
+    /// `sentinel://[:password@]host:port[/db]` (several joined by `;`) with `master_name`.
     pub url: String,
+    /// The master's name the sentinels know (with a `sentinel://` URL).
+    pub master_name: Option<String>,
+    /// The sentinels' own password (kombu's `sentinel_kwargs`); the URL's is the master's.
+    pub sentinel_password: Option<String>,
+    /// Connect to the sentinels over TLS.
+    pub sentinel_tls: bool,
+    /// Connect to the Sentinel-named master over TLS (a `rediss://` URL says so itself).
+    pub tls: bool,
+    /// Replicas that must confirm each pushed batch (`WAIT`) before it counts as pushed; 0 =
+    /// the master's reply is enough.
+    pub min_replicas: u32,
+    /// How long `WAIT` waits for them; a batch not confirmed in time is pushed again.
+    pub replica_timeout: Duration,
     /// Database number; overrides the URL's.
     pub db: Option<i64>,
     /// Password; overrides the URL's (keeps secrets out of command lines).
@@ -63,6 +86,12 @@ impl SinkConfig {
     pub fn new(url: impl Into<String>) -> Self {
         SinkConfig {
             url: url.into(),
+            master_name: None,
+            sentinel_password: None,
+            sentinel_tls: false,
+            tls: false,
+            min_replicas: 0,
+            replica_timeout: Duration::from_millis(500),
             db: None,
             password: None,
             key_prefix: "belfry:".into(),
@@ -82,6 +111,10 @@ pub enum SinkError {
     Unavailable(#[source] redis::RedisError),
     #[error("Redis refused the push: {0}")]
     Refused(#[source] redis::RedisError),
+    #[error("no Redis master: {0}")]
+    NoMaster(String),
+    #[error("{acked} of the {wanted} replicas required confirmed the batch in time")]
+    NotReplicated { acked: u32, wanted: u32 },
 }
 
 impl From<redis::RedisError> for SinkError {
@@ -118,10 +151,12 @@ pub enum PushOutcome {
 /// A handle on the broker. Cheap to clone; clones share one connection.
 #[derive(Clone)]
 pub struct RedisSink {
-    conn: ConnectionManager,
+    broker: Arc<Broker>,
     script: Script,
     key_prefix: String,
     marker_ttl_ms: u64,
+    min_replicas: u32,
+    replica_timeout_ms: u64,
 }
 
 impl RedisSink {
@@ -134,48 +169,21 @@ impl RedisSink {
                 "the Redis sink must be created inside a Tokio runtime".into(),
             ));
         }
-        let mut info = config
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| SinkError::Config(format!("redis url: {e}")))?;
-        let mut settings = info.redis_settings().clone();
-        if let Some(db) = config.db {
-            settings = settings.set_db(db);
+        if config.min_replicas > 0 && config.replica_timeout >= config.timeout {
+            return Err(SinkError::Config(format!(
+                "redis replica timeout ({} ms) must be shorter than the Redis timeout ({} ms)",
+                config.replica_timeout.as_millis(),
+                config.timeout.as_millis()
+            )));
         }
-        if let Some(password) = &config.password {
-            settings = settings.set_password(password);
-        }
-        info = info.set_redis_settings(settings);
-        let client = match &config.tls_ca_file {
-            Some(path) => {
-                let root_cert = std::fs::read(path).map_err(|e| {
-                    SinkError::Config(format!("redis tls_ca_file {}: {e}", path.display()))
-                })?;
-                let certs = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
-                };
-                Client::build_with_tls(info, certs)
-            }
-            None => Client::open(info),
-        }
-        .map_err(|e| SinkError::Config(format!("redis url: {e}")))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| SinkError::Config(format!("redis connection: {e}")))?;
-        let marker_ttl_ms = u64::try_from(config.marker_ttl.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let to_ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
         Ok(RedisSink {
-            conn,
+            broker: Arc::new(Broker::new(config)?),
             script: Script::new(PUSH_SCRIPT),
             key_prefix: config.key_prefix.clone(),
-            marker_ttl_ms,
+            marker_ttl_ms: to_ms(config.marker_ttl),
+            min_replicas: config.min_replicas,
+            replica_timeout_ms: to_ms(config.replica_timeout),
         })
     }
 
@@ -185,26 +193,52 @@ impl RedisSink {
     }
 
     /// Pushes a batch in one pipeline and reports each message's outcome, in order. On error
-    /// nothing is known about which messages went out; pushing the batch again is safe.
+    /// nothing is known about which messages went out; pushing the batch again is safe. With
+    /// `min_replicas`, a batch the replicas did not confirm in time is an error too.
     pub async fn push_batch(&self, batch: &[Push]) -> Result<Vec<PushOutcome>, SinkError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        match self.run_pipeline(batch).await {
+        let started = Instant::now();
+        let pushed = match self.run_pipeline(batch).await {
             Err(err)
                 if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
             {
                 // A restarted or flushed Redis forgot the script: load it and go again. No
                 // EVALSHA ran, so nothing was pushed.
-                let mut conn = self.conn.clone();
+                let mut conn = self.broker.connection().await?;
                 self.script.prepare_invoke().load_async(&mut conn).await?;
-                Ok(self.run_pipeline(batch).await?)
+                self.run_pipeline(batch).await
             }
-            other => Ok(other?),
+            other => other,
+        };
+        let (outcomes, replicas) = match pushed {
+            Ok(pushed) => pushed,
+            Err(err) => {
+                self.broker.failed(&err).await;
+                return Err(err.into());
+            }
+        };
+        if let Some(acked) = replicas {
+            if acked < self.min_replicas {
+                counter!(names::REDIS_WAIT_TIMEOUTS).increment(1);
+                return Err(SinkError::NotReplicated {
+                    acked,
+                    wanted: self.min_replicas,
+                });
+            }
+            histogram!(names::REDIS_REPLICA_ACK).record(started.elapsed().as_secs_f64());
         }
+        Ok(outcomes)
     }
 
-    async fn run_pipeline(&self, batch: &[Push]) -> Result<Vec<PushOutcome>, redis::RedisError> {
+    /// The batch's script calls, then (with `min_replicas`) a `WAIT` in the same pipeline, so
+    /// it waits on the connection that made the writes. Returns the outcomes and how many
+    /// replicas confirmed them.
+    async fn run_pipeline(
+        &self,
+        batch: &[Push],
+    ) -> Result<(Vec<PushOutcome>, Option<u32>), redis::RedisError> {
         let mut pipe = redis::pipe();
         for group in batch.chunks(MESSAGES_PER_CALL) {
             let call = pipe
@@ -219,25 +253,50 @@ impl RedisSink {
                 call.arg(&push.payload);
             }
         }
-        let mut conn = self.conn.clone();
-        let replies: Vec<Vec<i64>> = pipe.query_async(&mut conn).await?;
-        Ok(replies
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                if r == 1 {
+        if self.min_replicas > 0 {
+            pipe.cmd("WAIT")
+                .arg(self.min_replicas)
+                .arg(self.replica_timeout_ms);
+        }
+        let mut conn = self.broker.connection().await.map_err(into_redis_error)?;
+        let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let replicas = if self.min_replicas > 0 {
+            let wait = replies.pop().unwrap_or(redis::Value::Nil);
+            Some(redis::from_redis_value::<u32>(wait)?)
+        } else {
+            None
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for reply in replies {
+            for pushed in redis::from_redis_value::<Vec<i64>>(reply)? {
+                outcomes.push(if pushed == 1 {
                     PushOutcome::Delivered
                 } else {
                     PushOutcome::AlreadySent
-                }
-            })
-            .collect())
+                });
+            }
+        }
+        Ok((outcomes, replicas))
     }
 
     /// Round-trips a PING; used for readiness and to measure latency.
     pub async fn ping(&self) -> Result<(), SinkError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        let mut conn = self.broker.connection().await?;
+        if let Err(err) = redis::cmd("PING").query_async::<String>(&mut conn).await {
+            self.broker.failed(&err).await;
+            return Err(err.into());
+        }
         Ok(())
+    }
+}
+
+/// A broker error met inside a pipeline call, as the Redis error it stands for.
+fn into_redis_error(err: SinkError) -> redis::RedisError {
+    match err {
+        SinkError::Unavailable(e) | SinkError::Refused(e) => e,
+        other => redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            other.to_string(),
+        )),
     }
 }

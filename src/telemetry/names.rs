@@ -21,6 +21,11 @@ pub const OUTBOX_OLDEST_AGE: &str = "belfry_outbox_oldest_age_seconds";
 pub const DISPATCHER_RESTARTS: &str = "belfry_dispatcher_restarts_total";
 pub const REDIS_ERRORS: &str = "belfry_redis_errors_total";
 pub const REDIS_PUSH_DURATION: &str = "belfry_redis_push_duration_seconds";
+/// The Redis master pushes go to (1), and masters left behind (0); with Sentinel.
+pub const REDIS_MASTER: &str = "belfry_redis_master";
+pub const REDIS_MASTER_CHANGES: &str = "belfry_redis_master_changes_total";
+pub const REDIS_WAIT_TIMEOUTS: &str = "belfry_redis_replica_wait_timeouts_total";
+pub const REDIS_REPLICA_ACK: &str = "belfry_redis_replica_ack_seconds";
 pub const API_REQUESTS: &str = "belfry_api_requests_total";
 pub const API_REQUEST_DURATION: &str = "belfry_api_request_duration_seconds";
 pub const HEAP_ALLOCATED: &str = "belfry_heap_allocated_bytes";
