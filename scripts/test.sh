@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Runs belfry's whole test suite, installing what the tests need when it is missing:
-# redis-server (Debian package) and a virtualenv with celery[redis], grpcio-tools and the
+# redis-server and redis-sentinel (Debian packages) and a virtualenv with celery[redis], grpcio-tools and the
 # manifest validators (PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "==> installing redis-server"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing ${missing[*]}"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# The tests start their own servers on free ports; the packaged service is not needed.
-as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
+# The tests start their own servers on free ports; the packaged services are not needed.
+as_root systemctl disable --now redis-server redis-sentinel >/dev/null 2>&1 || true
 
 venv="${BELFRY_VENV:-$PWD/.venv}"
 if ! "$venv/bin/python" -c 'import celery, redis, grpc_tools' >/dev/null 2>&1; then

@@ -228,3 +228,4 @@ pub fn read_repo_file(path: impl AsRef<Path>) -> String {
 }
 pub mod metrics;
 pub mod procs;
+pub mod sentinel;
