@@ -173,6 +173,7 @@ fn commands() -> Vec<(&'static str, Command)> {
             scheduled_at: at(i as i64 * 60),
             reason,
             count: i as u64 + 1,
+            cause: None,
         })
         .collect(),
         faults: vec![],
@@ -337,6 +338,7 @@ fn snapshot_entries() -> Vec<Entry> {
                 scheduled_at: at(1800),
                 reason: SkipReason::OutsideCatchupWindow,
                 count: 2,
+                cause: None,
             }],
             faults: vec![],
             at: at(7200),

@@ -230,10 +230,10 @@ pub fn pb_run(run: &RunRecord) -> pb::Run {
         RunOutcome::AlreadySent => (pb::RunOutcome::AlreadySent, String::new()),
         RunOutcome::Skipped(reason) => (
             pb::RunOutcome::Skipped,
-            serde_json::to_value(reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            match run.skip_cause {
+                Some(cause) => cause.label().to_string(),
+                None => reason.label().to_string(),
+            },
         ),
     };
     pb::Run {

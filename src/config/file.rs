@@ -79,6 +79,7 @@ pub(super) struct FileRedis {
     pub(super) tls: bool,
     pub(super) min_replicas: Option<u32>,
     pub(super) replica_timeout_ms: Option<u64>,
+    pub(super) max_outbox: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]

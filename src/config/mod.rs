@@ -75,6 +75,8 @@ pub struct NodeConfig {
     pub peers: BTreeMap<NodeId, String>,
     pub cluster_name: String,
     pub redis: crate::dispatch::SinkConfig,
+    /// Committed occurrences held while Redis takes none, beyond which planning pauses.
+    pub max_outbox: usize,
     pub kombu_global_keyprefix: String,
     pub schedules: Option<PathBuf>,
     pub raft: RaftTimings,
@@ -163,6 +165,7 @@ impl NodeConfig {
                 .kombu_global_keyprefix
                 .clone()
                 .unwrap_or_default(),
+            max_outbox: redis::max_outbox(&file.redis)?,
             redis: redis::resolve(args, file.redis)?,
             schedules: args.schedules.clone().or(file.schedules),
             raft: raft::resolve(args, &file.raft)?,

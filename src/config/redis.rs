@@ -62,6 +62,15 @@ pub(super) fn resolve(args: &ServerArgs, file: FileRedis) -> Result<SinkConfig, 
     Ok(redis)
 }
 
+/// The outbox bound: at least one occurrence (planning would never run otherwise).
+pub(super) fn max_outbox(file: &FileRedis) -> Result<usize, ConfigError> {
+    match file.max_outbox {
+        None => Ok(crate::dispatch::planner::DEFAULT_MAX_OUTBOX),
+        Some(0) => Err(invalid("redis.max_outbox", "must be at least 1")),
+        Some(n) => Ok(n),
+    }
+}
+
 fn read_secret(path: &std::path::Path, field: &'static str) -> Result<String, ConfigError> {
     Ok(std::fs::read_to_string(path)
         .map_err(|e| invalid(field, format!("{}: {e}", path.display())))?

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Utc;
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 use openraft::ServerState;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -27,12 +27,12 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::cursor::{OutboxCursor, Taken};
-use super::planner::{plan, PlanConfig};
+use super::planner::{plan_after, Plan, PlanConfig};
 use super::sink::{Push, PushOutcome, RedisSink};
 use crate::celery::{Encoded, Encoder};
 use crate::raft::Raft;
 use crate::raft::StateHandle;
-use crate::state::{Command, OutboxEntry, SkipReason};
+use crate::state::{Command, OutboxEntry};
 use crate::telemetry::names;
 
 /// Everything the dispatcher needs, shared by the tasks of every term.
@@ -296,6 +296,8 @@ async fn plan_loop(
     rendered: Rendered,
 ) {
     let mut changes = ctx.changes.clone();
+    // Set from a pass that found the outbox full until planning has caught up again.
+    let mut after_outage = false;
     loop {
         if !quorum_gate(&ctx, term).await {
             return;
@@ -303,34 +305,49 @@ async fn plan_loop(
         let now = Utc::now();
         let planned = {
             let applied = ctx.state.read().await;
-            plan(&applied.data, now, &ctx.plan, &ctx.encoder, ctx.cluster_id)
+            let data = &applied.data;
+            plan_after(
+                data,
+                now,
+                &ctx.plan,
+                &ctx.encoder,
+                ctx.cluster_id,
+                after_outage,
+            )
         };
-        if !planned.is_empty() {
-            let (fires, skips) = (planned.fires.len(), planned.skips.len());
-            let skipped: Vec<(SkipReason, u64)> =
-                planned.skips.iter().map(|s| (s.reason, s.count)).collect();
-            rendered.insert_all(planned.rendered);
-            let command = Command::Fire {
-                fires: planned.fires,
-                skips: planned.skips,
-                faults: planned.faults,
-                at: now,
-            };
-            match ctx.raft.client_write(command).await {
-                Ok(_) => {
-                    debug!(term, fires, skips, "committed a fire batch");
-                    count_skips(&skipped);
-                    fires_committed.notify_one();
-                }
-                Err(err) => {
-                    warn!(term, %err, "could not commit a fire batch");
-                    tokio::time::sleep(StdDuration::from_millis(100)).await;
-                }
+        if planned.outbox_full {
+            if !after_outage {
+                warn!(
+                    term,
+                    max_outbox = ctx.plan.max_outbox,
+                    "the outbox is full: planning pauses until Redis takes the backlog"
+                );
+                gauge!(names::PLANNING_PAUSED).set(1.0);
+            }
+            after_outage = true;
+            // Acknowledgements shrink the outbox and change the state.
+            tokio::select! {
+                _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+                changed = changes.changed() => if changed.is_err() { return },
             }
             continue;
         }
-        let sleep_for = planned
-            .wake_at
+        // A pass that is not cut short covers everything due, so once it is committed whatever
+        // the pause made late has been decided.
+        let covers_all = planned.fires.len() < ctx.plan.max_fires;
+        let (wake_at, empty) = (planned.wake_at, planned.is_empty());
+        let committed =
+            empty || commit_plan(&ctx, term, planned, now, &rendered, &fires_committed).await;
+        if after_outage && covers_all && committed {
+            after_outage = false;
+            gauge!(names::PLANNING_PAUSED).set(0.0);
+            info!(term, "planning caught up after the outbox was full");
+        }
+        if !empty {
+            // Plan again at once: what was just committed moved those schedules forward.
+            continue;
+        }
+        let sleep_for = wake_at
             .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
             .unwrap_or(StdDuration::from_secs(60));
         tokio::select! {
@@ -340,10 +357,48 @@ async fn plan_loop(
     }
 }
 
-/// Counts committed skips by reason.
-fn count_skips(skipped: &[(SkipReason, u64)]) {
+/// Commits one pass's plan as a `Fire` command and wakes the pusher; false if it could not be
+/// committed (after a short pause, so the caller can plan again).
+async fn commit_plan(
+    ctx: &DispatchContext,
+    term: u64,
+    planned: Plan,
+    now: chrono::DateTime<Utc>,
+    rendered: &Rendered,
+    fires_committed: &Notify,
+) -> bool {
+    let (fires, skips) = (planned.fires.len(), planned.skips.len());
+    let skipped: Vec<(&'static str, u64)> = planned
+        .skips
+        .iter()
+        .map(|s| (s.cause.map_or(s.reason.label(), |c| c.label()), s.count))
+        .collect();
+    rendered.insert_all(planned.rendered);
+    let command = Command::Fire {
+        fires: planned.fires,
+        skips: planned.skips,
+        faults: planned.faults,
+        at: now,
+    };
+    match ctx.raft.client_write(command).await {
+        Ok(_) => {
+            debug!(term, fires, skips, "committed a fire batch");
+            count_skips(&skipped);
+            fires_committed.notify_one();
+            true
+        }
+        Err(err) => {
+            warn!(term, %err, "could not commit a fire batch");
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+            false
+        }
+    }
+}
+
+/// Counts committed skips by reason (their cause, when they have one).
+fn count_skips(skipped: &[(&'static str, u64)]) {
     for (reason, count) in skipped {
-        counter!(names::SKIPPED_OCCURRENCES, "reason" => reason.label()).increment(*count);
+        counter!(names::SKIPPED_OCCURRENCES, "reason" => *reason).increment(*count);
         counter!(names::DISPATCHES, "outcome" => names::outcome::SKIPPED).increment(*count);
     }
 }

@@ -12,8 +12,12 @@ use uuid::Uuid;
 use super::ids::occurrence_task_id;
 use crate::celery::{Encoded, Encoder};
 use crate::state::{
-    CatchupRule, FaultItem, FireItem, ScheduleRecord, SkipItem, SkipReason, StateData,
+    CatchupRule, FaultItem, FireItem, ScheduleRecord, SkipCause, SkipItem, SkipReason, StateData,
 };
+
+/// The default bound on the outbox: several times the largest burst a large installation
+/// plans at once (100,000 schedules due at one instant), about 100 MB per node when full.
+pub const DEFAULT_MAX_OUTBOX: usize = 500_000;
 
 /// Planning limits and thresholds.
 #[derive(Clone, Debug)]
@@ -27,6 +31,10 @@ pub struct PlanConfig {
     pub max_per_schedule: usize,
     /// Fires per `Fire` command.
     pub max_fires: usize,
+    /// Committed occurrences not yet in Redis beyond which planning pauses: a broker outage of
+    /// any length then costs bounded memory and log, and once it ends each schedule's catch-up
+    /// policy decides what of the pause is still sent.
+    pub max_outbox: usize,
 }
 
 impl Default for PlanConfig {
@@ -36,6 +44,7 @@ impl Default for PlanConfig {
             misfire_grace: Duration::seconds(2),
             max_per_schedule: 100_000,
             max_fires: 1_000,
+            max_outbox: DEFAULT_MAX_OUTBOX,
         }
     }
 }
@@ -52,6 +61,8 @@ pub struct Plan {
     pub faults: Vec<FaultItem>,
     /// When to plan again if nothing changes: the next occurrence minus the lookahead.
     pub wake_at: Option<DateTime<Utc>>,
+    /// Nothing was planned because the outbox is full (`PlanConfig::max_outbox`).
+    pub outbox_full: bool,
 }
 
 impl Plan {
@@ -68,6 +79,8 @@ struct Pass<'a> {
     config: &'a PlanConfig,
     encoder: &'a Encoder,
     cluster_id: Uuid,
+    /// Set while planning catches up after a pause for a full outbox: skips get that cause.
+    after_outage: bool,
 }
 
 /// Plans every schedule whose next occurrence is due by `now + lookahead`.
@@ -78,6 +91,26 @@ pub fn plan(
     encoder: &Encoder,
     cluster_id: Uuid,
 ) -> Plan {
+    plan_after(state, now, config, encoder, cluster_id, false)
+}
+
+/// `plan`, told whether planning was paused for a full outbox since it last caught up: the
+/// catch-up policy's skips then carry the cause `broker_unavailable`. With the outbox full,
+/// nothing is planned.
+pub fn plan_after(
+    state: &StateData,
+    now: DateTime<Utc>,
+    config: &PlanConfig,
+    encoder: &Encoder,
+    cluster_id: Uuid,
+    after_outage: bool,
+) -> Plan {
+    if state.outbox().len() >= config.max_outbox {
+        return Plan {
+            outbox_full: true,
+            ..Plan::default()
+        };
+    }
     let horizon = now + config.lookahead;
     let pass = Pass {
         now,
@@ -85,6 +118,7 @@ pub fn plan(
         config,
         encoder,
         cluster_id,
+        after_outage,
     };
     let mut plan = Plan::default();
     for (next, name) in state.due() {
@@ -157,6 +191,10 @@ fn plan_schedule(pass: &Pass, record: &ScheduleRecord, first: DateTime<Utc>, pla
             scheduled_at: at,
             reason,
             count,
+            // Lateness from the pause, not a failing of the schedule (a message that cannot be
+            // rendered keeps its own reason).
+            cause: (pass.after_outage && reason != SkipReason::InvalidMessage)
+                .then_some(SkipCause::BrokerUnavailable),
         });
     };
     if let Some((last, count)) = due.outside_window {

@@ -252,7 +252,10 @@ async fn start_tasks(
         sink: running.sink,
         encoder: running.encoder,
         cluster_id: config.cluster_id(),
-        plan: PlanConfig::default(),
+        plan: PlanConfig {
+            max_outbox: config.max_outbox,
+            ..PlanConfig::default()
+        },
         push_batch: 1_000,
         quorum_timeout: config.raft.election_max,
         handing_over: control.handover_watch(),

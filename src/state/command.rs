@@ -135,6 +135,27 @@ pub struct SkipItem {
     pub reason: SkipReason,
     #[serde(default = "one")]
     pub count: u64,
+    /// What made these occurrences late, when it was not the scheduler: an optional field that
+    /// builds which predate it ignore (they read the skip under its catch-up reason alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<SkipCause>,
+}
+
+/// What made skipped occurrences late enough for the catch-up policy to skip them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipCause {
+    /// Planning was paused because the outbox was full: the broker took nothing for too long.
+    BrokerUnavailable,
+}
+
+impl SkipCause {
+    /// A short, stable name (metric labels, the API's skip reason).
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipCause::BrokerUnavailable => "broker_unavailable",
+        }
+    }
 }
 
 fn one() -> u64 {

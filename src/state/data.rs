@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::command::{
-    Command, CommandResult, FaultItem, FireItem, Rejection, ScheduleDef, SkipItem, SkipReason,
+    Command, CommandResult, FaultItem, FireItem, Rejection, ScheduleDef, SkipCause, SkipItem,
+    SkipReason,
 };
 use crate::schedule::Spec;
 
@@ -42,6 +43,9 @@ pub struct RunRecord {
     pub dispatched_at: Option<DateTime<Utc>>,
     pub outcome: RunOutcome,
     pub manual: bool,
+    /// With a skip: what made the occurrence late (optional; older builds ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_cause: Option<SkipCause>,
 }
 
 /// A schedule with its bookkeeping and run state.
@@ -504,6 +508,7 @@ impl StateData {
                         dispatched_at: None,
                         outcome: RunOutcome::Pending,
                         manual,
+                        skip_cause: None,
                     });
                     self.outbox_seq = self.outbox_seq.saturating_add(1);
                     self.outbox_order.insert(self.outbox_seq, f.task_id);
@@ -530,6 +535,7 @@ impl StateData {
                         dispatched_at: None,
                         outcome: RunOutcome::Skipped(s.reason),
                         manual: false,
+                        skip_cause: s.cause,
                     });
                     skipped = skipped.saturating_add(u32::try_from(s.count).unwrap_or(u32::MAX));
                 }

@@ -14,7 +14,7 @@ pub mod validate;
 
 pub use command::{
     CatchupPolicy, CatchupRule, Command, CommandResult, FaultItem, FireItem, Rejection,
-    ScheduleDef, SkipItem, SkipReason, MAX_COMMANDS_PER_ENTRY,
+    ScheduleDef, SkipCause, SkipItem, SkipReason, MAX_COMMANDS_PER_ENTRY,
 };
 pub use data::{OutboxEntry, RunOutcome, RunRecord, ScheduleRecord, StateData, HISTORY_LEN};
 pub use labels::Labels;

@@ -16,6 +16,8 @@ pub const DISPATCHES: &str = "belfry_dispatches_total";
 pub const DISPATCH_LATENESS: &str = "belfry_dispatch_lateness_seconds";
 pub const SKIPPED_OCCURRENCES: &str = "belfry_skipped_occurrences_total";
 pub const OUTBOX_DEPTH: &str = "belfry_outbox_depth";
+/// 1 while the leader's planning is paused because the outbox is full.
+pub const PLANNING_PAUSED: &str = "belfry_planning_paused";
 pub const OUTBOX_OLDEST_AGE: &str = "belfry_outbox_oldest_age_seconds";
 /// Dispatcher tasks (`task`: planner, pusher) restarted after failing while leading.
 pub const DISPATCHER_RESTARTS: &str = "belfry_dispatcher_restarts_total";

@@ -61,6 +61,7 @@ impl Target for LogEntry {
                     scheduled_at: at,
                     reason: SkipReason::OutsideCatchupWindow,
                     count: 4,
+                    cause: None,
                 }],
                 at,
             },

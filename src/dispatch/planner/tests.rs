@@ -304,3 +304,65 @@ fn a_stored_catch_up_window_beyond_any_instant_plans_without_overflow() {
         assert!(plan.faults.is_empty());
     }
 }
+
+fn encoder() -> Encoder {
+    Encoder {
+        origin: "test".into(),
+        layout: KombuLayout::default(),
+    }
+}
+
+#[test]
+fn a_full_outbox_pauses_planning() {
+    let mut state = state_with(CatchupRule::All, 3600);
+    let config = PlanConfig {
+        max_outbox: 3,
+        ..PlanConfig::default()
+    };
+    // Three missed occurrences are committed (into the outbox), none acknowledged.
+    let first = plan_after(
+        &state,
+        t(T0) + Duration::seconds(150),
+        &config,
+        &encoder(),
+        Uuid::from_u128(99),
+        false,
+    );
+    assert_eq!(first.fires.len(), 3);
+    state.apply(&Command::Fire {
+        fires: first.fires,
+        skips: first.skips,
+        faults: vec![],
+        at: t(T0) + Duration::seconds(150),
+    });
+    assert_eq!(state.outbox().len(), 3);
+    let paused = plan_after(
+        &state,
+        t(T0) + Duration::seconds(600),
+        &config,
+        &encoder(),
+        Uuid::from_u128(99),
+        false,
+    );
+    assert!(paused.outbox_full);
+    assert!(
+        paused.is_empty(),
+        "nothing is planned while the outbox is full"
+    );
+}
+
+#[test]
+fn skips_after_a_pause_carry_the_broker_as_their_cause() {
+    let state = state_with(CatchupRule::Latest, 3600);
+    let now = t(T0) + Duration::seconds(630);
+    let config = PlanConfig::default();
+    let after = plan_after(&state, now, &config, &encoder(), Uuid::from_u128(99), true);
+    assert_eq!(fired(&after), [t(T0) + Duration::minutes(10)]);
+    assert_eq!(after.skips.len(), 1);
+    assert_eq!(after.skips[0].reason, SkipReason::SupersededByLatest);
+    assert_eq!(after.skips[0].cause, Some(SkipCause::BrokerUnavailable));
+    // The same pass without a pause: the same decision, no cause.
+    let plain = plan_after(&state, now, &config, &encoder(), Uuid::from_u128(99), false);
+    assert_eq!(fired(&plain), fired(&after));
+    assert_eq!(plain.skips[0].cause, None);
+}

@@ -201,6 +201,7 @@ fn skips_advance_and_are_recorded_with_their_reason() {
         scheduled_at: t("2025-01-01T00:00:00Z"),
         reason: SkipReason::SupersededByLatest,
         count: 1,
+        cause: None,
     };
     let result = fire(
         &mut s,
@@ -562,6 +563,7 @@ fn counters_saturate_instead_of_overflowing() {
         scheduled_at: t(at),
         reason: SkipReason::CatchupNone,
         count: u64::MAX,
+        cause: None,
     };
     let result = fire(
         &mut s,
