@@ -44,8 +44,13 @@ METRICS = {
     "belfry_redis_errors_total",
     "belfry_api_requests_total",
     "belfry_dispatcher_restarts_total",
+    "belfry_planning_paused",
+    "belfry_redis_master",
+    "belfry_redis_master_changes_total",
+    "belfry_redis_replica_wait_timeouts_total",
 }
 HISTOGRAMS = {
+    "belfry_redis_replica_ack_seconds",
     "belfry_dispatch_lateness_seconds",
     "belfry_redis_push_duration_seconds",
     "belfry_api_request_duration_seconds",

@@ -121,4 +121,30 @@ fn describe() {
         Unit::Seconds,
         "gRPC API request duration, by method"
     );
+    describe_broker();
+}
+
+/// The broker's side: Sentinel's master, replica confirmations, the outbox bound.
+fn describe_broker() {
+    describe_gauge!(
+        REDIS_MASTER,
+        "1 for the Redis master pushes go to (by address), 0 for masters left behind"
+    );
+    describe_counter!(
+        REDIS_MASTER_CHANGES,
+        "Redis masters found through Sentinel (the first one included)"
+    );
+    describe_counter!(
+        REDIS_WAIT_TIMEOUTS,
+        "Pushed batches min_replicas replicas did not confirm in time (pushed again)"
+    );
+    describe_histogram!(
+        REDIS_REPLICA_ACK,
+        Unit::Seconds,
+        "From a batch's push to its confirmation by min_replicas replicas"
+    );
+    describe_gauge!(
+        PLANNING_PAUSED,
+        "1 while the leader plans nothing because the outbox is full (max_outbox)"
+    );
 }
