@@ -10,6 +10,9 @@
 //!   has run ten times, so each keeps a full history of recent runs.
 //! - `cargo bench --bench cluster -- throughput [SCHEDULES] [SECONDS]`: sustained fires per
 //!   second committed and pushed, with SCHEDULES one-second intervals.
+//! - `cargo bench --bench cluster -- outage [SCHEDULES] [MINUTES]`: SCHEDULES every-minute
+//!   schedules and Redis down for MINUTES: each node's peak resident memory, the outbox at its
+//!   bound, the drain time once Redis is back, and every occurrence delivered once or skipped.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -265,6 +268,126 @@ fn throughput(n: usize, seconds: i64) {
     );
 }
 
+/// Occurrences of an every-minute schedule starting at `start`, up to and including `last`.
+fn minutes_between(start: DateTime<Utc>, last: DateTime<Utc>) -> u64 {
+    if last < start {
+        0
+    } else {
+        ((last - start).num_seconds() / 60) as u64 + 1
+    }
+}
+
+/// Every schedule's counters, through the API, a page at a time: (fired, skipped, expected).
+fn counters(cluster: &ProcCluster, leader: usize, starts: &[DateTime<Utc>]) -> (u64, u64, u64) {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let mut api = cluster
+            .client(leader, Some(support::procs::READONLY_TOKEN))
+            .schedules;
+        let (mut fired, mut skipped, mut expected) = (0, 0, 0);
+        let mut page_token = String::new();
+        loop {
+            let page = api
+                .list_schedules(belfry::api::pb::ListSchedulesRequest {
+                    page_size: 1_000,
+                    page_token: page_token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("list schedules")
+                .into_inner();
+            for schedule in &page.schedules {
+                let name = schedule
+                    .definition
+                    .as_ref()
+                    .map(|d| d.name.as_str())
+                    .unwrap_or("");
+                let i: usize = name.trim_start_matches('s').parse().expect("s<i>");
+                fired += schedule.fired_count;
+                skipped += schedule.skipped_count;
+                if let Some(last) = &schedule.last_run {
+                    let last = DateTime::from_timestamp(last.seconds, last.nanos as u32)
+                        .expect("an instant");
+                    expected += minutes_between(starts[i], last);
+                }
+            }
+            if page.next_page_token.is_empty() {
+                return (fired, skipped, expected);
+            }
+            page_token = page.next_page_token;
+        }
+    })
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn outage(n: usize, minutes: i64) {
+    let mut redis = RedisServer::start();
+    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(60);
+    let starts: Vec<DateTime<Utc>> = (0..n)
+        .map(|i| t0 + TimeDelta::milliseconds((i as i64 * 60_000) / n as i64))
+        .collect();
+    let mut cluster =
+        ProcCluster::start(3, &redis.url(0), &interval_schedules(n, 60, t0, true), "");
+    let consumer = BatchConsumer::start(&redis.url(0), QUEUE);
+    let leader = cluster.wait_for_leader(Duration::from_secs(120));
+    wait_until(t0 + TimeDelta::seconds(120));
+    let value = |name: &str| support::metrics::value(&cluster, leader, name);
+    // Down with its data saved, as a broker's restart keeps it: belfry's markers survive.
+    let _ = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "SHUTDOWN", "SAVE"])
+        .status();
+    let down_at = std::time::Instant::now();
+    println!("outage: Redis down at {} for {minutes} min", Utc::now());
+    let mut paused_after = None;
+    while down_at.elapsed() < Duration::from_secs(minutes as u64 * 60) {
+        if paused_after.is_none() && value("belfry_planning_paused") == 1.0 {
+            paused_after = Some(down_at.elapsed());
+            println!(
+                "outage: planning paused after {:.0} s with {} occurrences in the outbox",
+                down_at.elapsed().as_secs_f64(),
+                value("belfry_outbox_depth")
+            );
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    let peaks: Vec<u64> = (0..3).map(|i| peak_rss_kib(cluster.pid(i))).collect();
+    redis.restart();
+    let up_at = std::time::Instant::now();
+    support::wait_for("the backlog to drain", Duration::from_secs(3600), || {
+        (value("belfry_planning_paused") == 0.0 && value("belfry_outbox_depth") == 0.0)
+            .then_some(())
+    });
+    let drained = up_at.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    let (fired, skipped, expected) = counters(&cluster, leader, &starts);
+    let arrivals = consumer.arrivals();
+    let mut seen = std::collections::HashMap::with_capacity(arrivals.len());
+    for a in &arrivals {
+        *seen
+            .entry((a.schedule.as_str(), a.scheduled_at))
+            .or_insert(0u32) += 1;
+    }
+    let duplicates = seen.values().filter(|n| **n > 1).count();
+    let peaks_after: Vec<u64> = (0..3).map(|i| peak_rss_kib(cluster.pid(i))).collect();
+    println!(
+        "outage schedules={n} minutes={minutes}: peak RSS per node {:?} MiB during the outage, {:?} MiB including the drain; drained in {:.1} s; {} messages, {} distinct occurrences, {duplicates} duplicated; fired {fired} + skipped {skipped} = {} of {expected} occurrences up to each schedule's last",
+        peaks.iter().map(|k| k / 1024).collect::<Vec<_>>(),
+        peaks_after.iter().map(|k| k / 1024).collect::<Vec<_>>(),
+        drained.as_secs_f64(),
+        arrivals.len(),
+        seen.len(),
+        fired + skipped,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -282,8 +405,9 @@ fn main() {
         Some("memory") => memory(num(1, 100_000)),
         Some("memory-history") => memory_with_history(num(1, 100_000)),
         Some("throughput") => throughput(num(1, 20_000), num(2, 30) as i64),
+        Some("outage") => outage(num(1, 100_000), num(2, 30) as i64),
         _ => eprintln!(
-            "usage: cargo bench --bench cluster -- lag|failover|memory|memory-history|throughput [N] [SECONDS]"
+            "usage: cargo bench --bench cluster -- lag|failover|memory|memory-history|throughput|outage [N] [SECONDS|MINUTES]"
         ),
     }
 }
