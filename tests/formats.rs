@@ -90,6 +90,7 @@ fn full_def() -> ScheduleDef {
             ("tier".to_string(), "gold".to_string()),
         ]),
         description: "Nightly reports, every option set".into(),
+        last_run_at: None,
     }
 }
 
@@ -106,6 +107,7 @@ fn minimal_def(name: &str, spec: SpecInput) -> ScheduleDef {
         enabled: true,
         labels: Labels::default(),
         description: String::new(),
+        last_run_at: None,
     }
 }
 
