@@ -96,9 +96,14 @@ fn bad_input_is_one_line_on_stderr_with_exit_code_2() {
         ),
         (&["--solar", "sunset", "--lon", "2"], "--lat"),
         (&["--solar", "sunset", "--lat", "91", "--lon", "2"], "--lat"),
-        (&["--solar", "sunset", "--lat", "1", "--lon", "-181"], "--lon"),
         (
-            &["--solar", "sunset", "--lat", "1", "--lon", "2", "--tz", "UTC"],
+            &["--solar", "sunset", "--lat", "1", "--lon", "-181"],
+            "--lon",
+        ),
+        (
+            &[
+                "--solar", "sunset", "--lat", "1", "--lon", "2", "--tz", "UTC",
+            ],
             "--tz",
         ),
         (&["--every", "1m", "--lat", "1"], "--lat"),

@@ -147,12 +147,21 @@ longitude = 180
     );
     assert_eq!(defs[2].spec.latitude, Some(0.0));
     for (entry, expected) in [
-        ("solar = \"moonrise\"\nlatitude = 1\nlongitude = 1", "sunrise"),
+        (
+            "solar = \"moonrise\"\nlatitude = 1\nlongitude = 1",
+            "sunrise",
+        ),
         ("solar = \"sunset\"\nlatitude = 1", "longitude"),
-        ("solar = \"sunset\"\nlatitude = 100\nlongitude = 1", "latitude"),
+        (
+            "solar = \"sunset\"\nlatitude = 100\nlongitude = 1",
+            "latitude",
+        ),
         ("every = \"1m\"\nlongitude = 1", "longitude"),
         ("every = \"1m\"\nlast_run_at = \"soon\"", "last_run_at"),
-        ("every = \"1m\"\nlast_run_at = \"2030-01-01T00:00:00Z\"", "last_run_at"),
+        (
+            "every = \"1m\"\nlast_run_at = \"2030-01-01T00:00:00Z\"",
+            "last_run_at",
+        ),
     ] {
         let text = format!("[[schedule]]\nname = \"x\"\ntask = \"t\"\n{entry}\n");
         let err = parse("s.toml", &text, now()).unwrap_err().to_string();
