@@ -10,7 +10,7 @@ use std::time::Duration;
 use belfry::api::pb;
 use belfry::schedule::{Spec, SpecInput};
 use chrono::{DateTime, SecondsFormat, Utc};
-use support::procs::{Consumer, ProcCluster, ADMIN_TOKEN};
+use support::procs::{belfry_bin, Consumer, ProcCluster, ADMIN_TOKEN};
 use support::{wait_for, RedisServer};
 
 type Api = pb::schedules_client::SchedulesClient<belfry::api::client::Intercepted>;
@@ -219,6 +219,73 @@ longitude = -0.12
             .expect("an event within a day");
         assert_eq!(instant(&stored.next_run), expected, "{name}");
     }
+
+    // The same through the CLI's `schedule create`.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(belfry_bin())
+            .args(["schedule", "create"])
+            .args(args)
+            .args(["--output", "json"])
+            .env("BELFRY_ENDPOINT", &cluster.nodes[follower].addr)
+            .env("BELFRY_TOKEN", ADMIN_TOKEN)
+            .output()
+            .expect("run belfry")
+    };
+    let made = cli(&[
+        "cli-dawn",
+        "--task",
+        "tasks.lights",
+        "--solar",
+        "dawn_civil",
+        "--lat",
+        "-12.05",
+        "--lon",
+        "-77.04",
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&made.stdout).expect("JSON");
+    assert_eq!(shown["spec"]["solar"], "dawn_civil");
+    assert_eq!(shown["spec"]["latitude"], -12.05);
+    let last = rfc3339(now - chrono::Duration::minutes(90));
+    let made = cli(&[
+        "cli-migrated",
+        "--task",
+        "tasks.migrated",
+        "--every",
+        "1h",
+        "--catchup",
+        "none",
+        "--last-run-at",
+        &last,
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&made.stdout).expect("JSON");
+    assert_eq!(shown["last_run_at"], last.as_str());
+    let refused = cli(&[
+        "cli-bad", "--task", "t", "--solar", "noon", "--lat", "1", "--lon", "1",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("solar_noon"));
+    // Catch-up `none`: the missed occurrence (30 min ago) is skipped, never sent.
+    let skipped = wait_for(
+        "the missed run to be recorded",
+        Duration::from_secs(20),
+        || {
+            support::block(api.get_schedule(pb::GetScheduleRequest {
+                name: "cli-migrated".into(),
+            }))
+            .filter(|stored| stored.skipped_count == 1)
+        },
+    );
+    assert_eq!(skipped.fired_count, 0);
 
     // Refusals name the field.
     let mut bad = hourly("bad", pb::CatchupRule::All, 1, "2999-01-01T00:00:00Z");
