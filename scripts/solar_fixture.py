@@ -6,7 +6,9 @@ Usage: python scripts/solar_fixture.py > tests/fixtures/solar/celery.json
        python scripts/solar_fixture.py --cases FILE   (read cases, print Celery's answers)
 
 The case list is deterministic: every event at latitudes from -66 to 66, longitudes across
-the globe and start instants in every season of 2026 and 2027.
+the globe and start instants in every season of 2026 and 2027; then polar cases (latitudes 70
+to 89, north and south) in the seasons when the event does not happen every day, where Celery
+(like belfry) moves on to the next day on which it happens.
 """
 import json
 import sys
@@ -29,6 +31,21 @@ STARTS = [
     "2026-08-28T09:05:00Z", "2026-09-23T14:59:59Z", "2026-11-11T11:11:11Z",
     "2026-12-21T21:00:00Z", "2027-03-01T00:00:00Z", "2027-06-30T16:40:00Z",
     "2027-10-10T02:00:00Z",
+]
+
+POLAR = [
+    ("sunset", 78.0, 15.6, "2026-06-21T00:00:00Z"),
+    ("sunrise", 70.0, 19.0, "2026-12-10T00:00:00Z"),
+    ("sunrise", -78.0, 166.7, "2026-06-21T00:00:00Z"),
+    ("sunset", -70.0, -2.5, "2026-12-21T00:00:00Z"),
+    ("dusk_astronomical", 60.0, 10.0, "2026-06-01T00:00:00Z"),
+    ("dawn_nautical", 62.0, -7.0, "2026-06-15T00:00:00Z"),
+    ("dawn_civil", 72.0, 40.0, "2026-06-01T00:00:00Z"),
+    ("dusk_civil", -72.0, 2.5, "2026-12-01T00:00:00Z"),
+    ("solar_noon", 80.0, 20.0, "2026-12-21T00:00:00Z"),
+    ("sunrise", 89.0, 0.0, "2026-06-01T00:00:00Z"),
+    ("sunset", 89.0, 0.0, "2026-06-01T00:00:00Z"),
+    ("dawn_astronomical", -85.0, 100.0, "2026-03-01T00:00:00Z"),
 ]
 
 APP = Celery("solar_fixture", set_as_current=True)
@@ -60,6 +77,8 @@ def cases():
             after = STARTS[(i * 3 + e) % len(STARTS)]
             out.append({"event": event, "lat": lat, "lon": lon, "after": after})
             n += 1
+    for event, lat, lon, after in POLAR:
+        out.append({"event": event, "lat": lat, "lon": lon, "after": after})
     return out
 
 

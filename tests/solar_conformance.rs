@@ -114,6 +114,17 @@ fn every_fixture_case_agrees_with_celery() {
         fixture.cases.len(),
         fixture.celery
     );
+    let temperate: Vec<Case> = fixture
+        .cases
+        .iter()
+        .filter(|c| c.lat.abs() <= 66.0)
+        .cloned()
+        .collect();
+    let (worst, case) = compare(&temperate, belfry_next);
+    println!(
+        "{} of them within 66° of the equator: worst difference {worst:.1} s: {case}",
+        temperate.len()
+    );
 }
 
 fn preview(case: &Case) -> DateTime<Utc> {
