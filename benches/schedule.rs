@@ -54,6 +54,24 @@ fn next_occurrence(c: &mut Criterion) {
                 ..Default::default()
             },
         ),
+        (
+            "solar sunset London",
+            SpecInput {
+                solar: Some("sunset".into()),
+                latitude: Some(51.5),
+                longitude: Some(-0.12),
+                ..Default::default()
+            },
+        ),
+        (
+            "solar sunset 78N (no sunset for months)",
+            SpecInput {
+                solar: Some("sunset".into()),
+                latitude: Some(78.0),
+                longitude: Some(15.6),
+                ..Default::default()
+            },
+        ),
     ];
     let start = parse_instant("after", "2025-03-01T00:00:00Z").unwrap();
     for (name, input) in cases {
