@@ -28,6 +28,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                      "-s), for last runs; default: the app's beat_schedule_filename if present")
     dj = sub.add_parser("export-django", help="django-celery-beat's PeriodicTask rows")
     dj.add_argument("--settings", required=True, help="the Django settings module")
+    dj.add_argument("--app", help="MODULE:ATTR of the project's Celery app (default: the app "
+                    "Django's setup made current)")
     rb = sub.add_parser("export-redbeat", help="RedBeat's entries in Redis")
     rb.add_argument("--redis-url", required=True)
     rb.add_argument("--key-prefix", default="redbeat:", help="redbeat_key_prefix (redbeat:)")
@@ -60,10 +62,11 @@ def collect(args: argparse.Namespace) -> List[Any]:
             path = default
         return list(export_app(app, path))
     if args.command == "export-django":
+        from .beat_app import load_app
         from .django_beat import celery_app, export_django, setup_django
 
         setup_django(args.settings)
-        return list(export_django(celery_app()))
+        return list(export_django(load_app(args.app) if args.app else celery_app()))
     from .beat_app import load_app
     from .redbeat import export_redbeat
 
