@@ -16,7 +16,7 @@ fi
 as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
 
 venv="${BELFRY_VENV:-$PWD/.venv}"
-if ! "$venv/bin/python" -c 'import celery, redis, grpc_tools' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import celery, redis, grpc_tools, ephem' >/dev/null 2>&1; then
   echo "==> creating $venv with celery[redis] and grpcio-tools"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::celery::TaskOptions;
-use crate::schedule::{parse_every, SpecInput};
+use crate::schedule::{parse_bounded_instant, parse_every, SpecInput};
 use crate::state::validate::validate_def;
 use crate::state::{CatchupPolicy, CatchupRule, Labels, ScheduleDef};
 
@@ -64,6 +64,12 @@ struct FileSchedule {
     tz: Option<String>,
     start_at: Option<String>,
     end_at: Option<String>,
+    /// A Celery solar event, with `latitude` and `longitude` (degrees).
+    solar: Option<String>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    /// RFC 3339: when the previous scheduler last sent this schedule (read at creation only).
+    last_run_at: Option<String>,
     #[serde(default)]
     args: Vec<Value>,
     #[serde(default)]
@@ -138,6 +144,12 @@ pub fn parse_with_source(
                 .num_seconds() as u64,
             None => CatchupPolicy::default().window_secs,
         };
+        let last_run_at = entry
+            .last_run_at
+            .as_deref()
+            .map(|text| parse_bounded_instant("last_run_at", text))
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
         let mut labels: Labels = entry.labels.into_iter().collect();
         labels.insert(SOURCE_LABEL.into(), source.into());
         let def = ScheduleDef {
@@ -152,6 +164,9 @@ pub fn parse_with_source(
                 tz: entry.tz.map(Into::into),
                 start_at: entry.start_at.map(Into::into),
                 end_at: entry.end_at.map(Into::into),
+                solar: entry.solar.map(Into::into),
+                latitude: entry.latitude,
+                longitude: entry.longitude,
             },
             args: entry.args,
             kwargs: entry.kwargs,
@@ -163,6 +178,7 @@ pub fn parse_with_source(
             enabled: entry.enabled,
             labels,
             description: entry.description,
+            last_run_at,
         };
         validate_def(&def, now).map_err(|e| invalid(e.to_string()))?;
         defs.push(def);

@@ -280,6 +280,7 @@ pub fn arbitrary_def(rng: &mut Rng, index: usize, choice: &DefOptions) -> Schedu
         enabled: rng.chance(3, 4),
         labels: labels(rng),
         description: rng.pick(STRINGS).repeat(rng.below(4)),
+        last_run_at: None,
     }
 }
 

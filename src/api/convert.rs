@@ -56,6 +56,9 @@ pub fn spec_input(spec: &pb::Spec) -> SpecInput {
         tz: non_empty(&spec.timezone),
         start_at: non_empty(&spec.start_at),
         end_at: non_empty(&spec.end_at),
+        solar: non_empty(&spec.solar),
+        latitude: spec.latitude,
+        longitude: spec.longitude,
     }
 }
 
@@ -70,6 +73,9 @@ fn pb_spec(spec: &SpecInput) -> pb::Spec {
         timezone: text(&spec.tz),
         start_at: text(&spec.start_at),
         end_at: text(&spec.end_at),
+        solar: text(&spec.solar),
+        latitude: spec.latitude,
+        longitude: spec.longitude,
     }
 }
 
@@ -182,6 +188,13 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<Labels>(),
         description: spec.description.clone(),
+        last_run_at: match spec.last_run_at.as_str() {
+            "" => None,
+            text => Some(
+                parse_bounded_instant("last_run_at", text)
+                    .map_err(|e| ApiError::invalid(e.field, e.reason))?,
+            ),
+        },
     })
 }
 
@@ -204,6 +217,10 @@ pub fn pb_def(def: &ScheduleDef) -> pb::ScheduleSpec {
         enabled: Some(def.enabled),
         labels: def.labels.clone().into_iter().collect(),
         description: def.description.clone(),
+        last_run_at: def
+            .last_run_at
+            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .unwrap_or_default(),
     }
 }
 
@@ -275,6 +292,7 @@ mod tests {
             enabled: None,
             labels: [("team".to_string(), "data".to_string())].into(),
             description: "d".into(),
+            last_run_at: String::new(),
         }
     }
 

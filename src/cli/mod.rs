@@ -13,6 +13,7 @@ mod preview;
 mod remote;
 mod render;
 mod schedule;
+mod schedule_create;
 mod server;
 
 use std::process::ExitCode;

@@ -17,7 +17,7 @@ use crate::schedule::{parse_bounded_instant, Spec, SpecInput};
 const MAX_COUNT: usize = 100_000;
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("kind").required(true).args(["cron", "crontab", "every", "once"])))]
+#[command(group(ArgGroup::new("kind").required(true).args(["cron", "crontab", "every", "once", "solar"])))]
 pub struct PreviewArgs {
     /// A standard five-field cron string (Vixie meaning), or @hourly/@daily/@weekly/@monthly/@yearly.
     #[arg(long)]
@@ -34,9 +34,20 @@ pub struct PreviewArgs {
     /// The interval's anchor (RFC 3339); defaults to --start-at, then to now.
     #[arg(long)]
     anchor: Option<String>,
-    /// IANA time zone the expression's wall-clock times are read in.
-    #[arg(long, default_value = "UTC")]
-    tz: String,
+    /// A solar event (Celery's names: sunrise, sunset, solar_noon, dawn_civil, dusk_civil,
+    /// dawn_nautical, dusk_nautical, dawn_astronomical, dusk_astronomical); needs --lat and --lon.
+    #[arg(long)]
+    solar: Option<String>,
+    /// Latitude in degrees, north positive (with --solar).
+    #[arg(long, allow_hyphen_values = true)]
+    lat: Option<f64>,
+    /// Longitude in degrees, east positive (with --solar).
+    #[arg(long, allow_hyphen_values = true)]
+    lon: Option<f64>,
+    /// IANA time zone the expression's wall-clock times are read in (default UTC; not with
+    /// --solar, whose instants are absolute).
+    #[arg(long)]
+    tz: Option<String>,
     /// No occurrence before this instant (RFC 3339).
     #[arg(long)]
     start_at: Option<String>,
@@ -49,6 +60,16 @@ pub struct PreviewArgs {
     /// How many occurrences to print.
     #[arg(short = 'n', long = "count", default_value_t = 10)]
     count: usize,
+}
+
+/// A spec error worded with the flag's name (`latitude` is `--lat`).
+fn flag_error(e: &crate::schedule::SpecError) -> String {
+    let flag = match e.field.as_str() {
+        "latitude" => "lat".to_string(),
+        "longitude" => "lon".to_string(),
+        field => field.replace('_', "-"),
+    };
+    format!("{flag}: {}", e.reason)
 }
 
 pub fn run(args: PreviewArgs) -> ExitCode {
@@ -71,16 +92,19 @@ pub fn run(args: PreviewArgs) -> ExitCode {
         cron: args.cron.map(Into::into),
         crontab: args.crontab.map(Into::into),
         once: args.once.map(Into::into),
-        tz: Some(args.tz.into()),
+        tz: args.tz.map(Into::into),
         start_at: args.start_at.map(Into::into),
         end_at: args.end_at.map(Into::into),
+        solar: args.solar.map(Into::into),
+        latitude: args.lat,
+        longitude: args.lon,
     };
     let spec = match input
         .check_instants()
         .and_then(|()| Spec::parse(&input, now))
     {
         Ok(spec) => spec,
-        Err(e) => return fail(format!("--{}", e.to_string().replace('_', "-"))),
+        Err(e) => return fail(format!("--{}", flag_error(&e))),
     };
     let mut out = std::io::stdout().lock();
     for instant in spec.upcoming(after, args.count) {

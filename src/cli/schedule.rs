@@ -42,6 +42,8 @@ pub enum ScheduleCommand {
         #[arg(long, value_parser = key_value)]
         selector: Vec<(String, String)>,
     },
+    /// Create one schedule from flags (a spec kind, the task, its arguments and policy).
+    Create(Box<super::schedule_create::CreateArgs>),
     /// List schedules.
     List {
         #[arg(long, default_value = "")]
@@ -78,7 +80,7 @@ pub enum ScheduleCommand {
     Runs { name: String },
 }
 
-type Api = pb::schedules_client::SchedulesClient<crate::api::client::Intercepted>;
+pub(super) type Api = pb::schedules_client::SchedulesClient<crate::api::client::Intercepted>;
 
 pub async fn run(args: ScheduleArgs) -> Result<(), Failure> {
     let mut client = args.connection.client()?;
@@ -90,6 +92,9 @@ pub async fn run(args: ScheduleArgs) -> Result<(), Failure> {
             prune,
             selector,
         } => apply(api, output, &file, prune, selector).await,
+        ScheduleCommand::Create(create) => {
+            super::schedule_create::create(api, output, *create).await
+        }
         ScheduleCommand::List {
             prefix,
             label,
@@ -275,7 +280,7 @@ async fn runs(api: &mut Api, output: Output, name: String) -> Result<(), Failure
     Ok(())
 }
 
-fn show_schedule(s: &pb::Schedule, output: Output) {
+pub(super) fn show_schedule(s: &pb::Schedule, output: Output) {
     match output {
         Output::Json => print_json(&render::schedule_json(s)),
         Output::Table => render::schedule_details(s),

@@ -1,5 +1,5 @@
-//! The time engine: schedule specs (interval, crontab, cron, once) in an IANA time zone and
-//! "the next occurrence after an instant".
+//! The time engine: schedule specs (interval, crontab, cron, once, solar) in an IANA time zone
+//! and "the next occurrence after an instant".
 //!
 //! Invariant: the same spec and instant give the same answer on every node: no I/O, no clock
 //! reads (an interval's default anchor is the creation instant passed in), no randomness; every
@@ -9,6 +9,7 @@
 mod cron_expr;
 mod field;
 mod interval;
+pub mod solar;
 mod zoned;
 
 use chrono::{DateTime, Duration, Utc};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use cron_expr::CronExpr;
 pub use field::Dialect;
 pub use interval::parse_every;
+pub use solar::{Event as SolarEvent, Solar};
 
 /// A rejected spec: which field, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -37,9 +39,11 @@ impl SpecError {
 }
 
 /// A spec as people and files write it: exactly one of `every`, `cron`, `crontab`, `once`,
-/// plus an optional zone and bounds. Instants are RFC 3339 strings. Boxed strings, not
-/// `String`s: the state keeps one per schedule, and eight spare capacities add up.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `solar` (with `latitude` and `longitude`), plus an optional zone and bounds. Instants are
+/// RFC 3339 strings. Boxed strings, not `String`s: the state keeps one per schedule, and eight
+/// spare capacities add up. Fields added later are left out when absent, so a spec without them
+/// encodes as it always did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpecInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<Box<str>>,
@@ -57,6 +61,15 @@ pub struct SpecInput {
     pub start_at: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_at: Option<Box<str>>,
+    /// A Celery solar event name (`sunrise`, `dusk_civil`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solar: Option<Box<str>>,
+    /// Degrees north, with `solar` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    /// Degrees east, with `solar` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
 }
 
 impl SpecInput {
@@ -93,6 +106,8 @@ pub enum Kind {
     Cron(CronExpr),
     /// A single instant.
     Once(DateTime<Utc>),
+    /// A solar event at a place (absolute instants: no zone applies).
+    Solar(Solar),
 }
 
 /// A validated spec: occurrences are the instants of `kind` inside `[start_at, end_at)`.
@@ -167,6 +182,31 @@ pub fn parse_tz(text: &str) -> Result<Tz, SpecError> {
         .map_err(|_| SpecError::new("tz", format!("{text:?} is not a known IANA time zone")))
 }
 
+/// `latitude` and `longitude` come with `solar` and only with it; a zone does not apply to
+/// solar instants (they are absolute), so `tz` is refused with `solar` rather than ignored.
+fn check_solar_fields(input: &SpecInput) -> Result<(), SpecError> {
+    let coordinates = [("latitude", input.latitude), ("longitude", input.longitude)];
+    if input.solar.is_none() {
+        if let Some((field, _)) = coordinates.iter().find(|(_, v)| v.is_some()) {
+            return Err(SpecError::new(*field, "only applies to a `solar` event"));
+        }
+        return Ok(());
+    }
+    if let Some((field, _)) = coordinates.iter().find(|(_, v)| v.is_none()) {
+        return Err(SpecError::new(
+            *field,
+            "is required with `solar` (degrees, north and east positive)",
+        ));
+    }
+    if input.tz.is_some() {
+        return Err(SpecError::new(
+            "tz",
+            "does not apply to a `solar` event, whose instants are absolute; leave it out",
+        ));
+    }
+    Ok(())
+}
+
 impl Spec {
     /// Validates `input`. An interval without `anchor` or `start_at` is anchored at `created`
     /// (the caller's creation instant, never a clock read here).
@@ -195,6 +235,7 @@ impl Spec {
             ("cron", input.cron.is_some()),
             ("crontab", input.crontab.is_some()),
             ("once", input.once.is_some()),
+            ("solar", input.solar.is_some()),
         ]
         .iter()
         .filter(|(_, present)| *present)
@@ -208,7 +249,7 @@ impl Spec {
             };
             return Err(SpecError::new(
                 "spec",
-                format!("give exactly one of every, cron, crontab, once (found {found})"),
+                format!("give exactly one of every, cron, crontab, once, solar (found {found})"),
             ));
         }
         if input.anchor.is_some() && input.every.is_none() {
@@ -217,6 +258,7 @@ impl Spec {
                 "only applies to an `every` interval",
             ));
         }
+        check_solar_fields(input)?;
         let kind = if let Some(every) = &input.every {
             let anchor = opt_instant("anchor", &input.anchor)?
                 .or(start_at)
@@ -231,6 +273,10 @@ impl Spec {
             Kind::Crontab(CronExpr::parse(text, Dialect::Celery, "crontab")?)
         } else if let Some(at) = &input.once {
             Kind::Once(past_leap_second(parse_instant("once", at)?))
+        } else if let (Some(event), Some(lat), Some(lon)) =
+            (&input.solar, input.latitude, input.longitude)
+        {
+            Kind::Solar(Solar::new(solar::Event::parse(event)?, lat, lon)?)
         } else {
             unreachable!("exactly one kind was checked above")
         };
@@ -258,6 +304,7 @@ impl Spec {
         let next = match &self.kind {
             Kind::Interval { every, anchor } => interval::next_after(*anchor, *every, after),
             Kind::Once(at) => (*at > after).then_some(*at),
+            Kind::Solar(solar) => solar.next_after(after),
             Kind::Cron(expr) | Kind::Crontab(expr) => {
                 let secs = after.timestamp();
                 let found = if expr.is_interval_like() {

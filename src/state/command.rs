@@ -70,6 +70,36 @@ pub struct ScheduleDef {
     pub labels: Labels,
     #[serde(default)]
     pub description: String,
+    /// When the previous scheduler (Celery beat) last sent this schedule. Acts at creation
+    /// only: occurrences at or before it are never sent, those after it follow the catch-up
+    /// policy, and an interval without `anchor` or `start_at` counts from it. A change to an
+    /// existing schedule keeps the stored value (see `StateData::put`). Absent from definitions
+    /// without it, so they encode as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_at: Option<DateTime<Utc>>,
+}
+
+impl ScheduleDef {
+    /// Whether `self` and `other` define the same schedule, leaving out `last_run_at` (a fact
+    /// of the creation, not of the definition).
+    pub fn same_definition(&self, other: &ScheduleDef) -> bool {
+        self.name == other.name
+            && self.task == other.task
+            && self.spec == other.spec
+            && self.args == other.args
+            && self.kwargs == other.kwargs
+            && self.options == other.options
+            && self.catchup == other.catchup
+            && self.enabled == other.enabled
+            && self.labels == other.labels
+            && self.description == other.description
+    }
+
+    /// Whether this definition needs log entry format 2: a solar spec or a `last_run_at`, which
+    /// a build reading format 1 would drop (and so apply differently).
+    pub fn needs_format_2(&self) -> bool {
+        self.last_run_at.is_some() || self.spec.solar.is_some()
+    }
 }
 
 fn default_true() -> bool {
@@ -209,10 +239,12 @@ impl Command {
     /// The lowest log entry format (`formats::LOG_ENTRY`) that carries this command: a
     /// variant, or a field with a meaning, added later names the format it arrived in. A
     /// leader proposes a command only when every member reads its format (ARCHITECTURE.md,
-    /// "Formats"); every command of today is format 1.
+    /// "Formats"). A `Put` of a solar spec or with `last_run_at` is format 2; every other
+    /// command is format 1.
     pub fn format(&self) -> u32 {
         match self {
             Command::Batch(commands) => commands.iter().map(Command::format).max().unwrap_or(1),
+            Command::Put { def, .. } if def.needs_format_2() => 2,
             Command::Put { .. }
             | Command::Delete { .. }
             | Command::SetEnabled { .. }

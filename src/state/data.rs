@@ -92,7 +92,7 @@ impl ScheduleRecord {
         if self.spec.is_some() {
             return None;
         }
-        Spec::parse(&self.def.spec, self.created_at)
+        Spec::parse(&self.def.spec, self.counts_from())
             .err()
             .map(|err| format!("the stored spec cannot be read: {err}"))
     }
@@ -101,9 +101,15 @@ impl ScheduleRecord {
         self.fault.is_some() || self.spec.is_none()
     }
 
+    /// Where an interval without `anchor` or `start_at` counts from: the previous scheduler's
+    /// last run when the schedule was created with one, else the creation instant.
+    fn counts_from(&self) -> DateTime<Utc> {
+        self.def.last_run_at.unwrap_or(self.created_at)
+    }
+
     /// Parses the definition's spec (on create, replace and snapshot load, never per fire).
     fn parse_spec(&mut self) {
-        self.spec = Spec::parse(&self.def.spec, self.created_at).ok();
+        self.spec = Spec::parse(&self.def.spec, self.counts_from()).ok();
     }
 
     /// The next occurrence to plan, from the cached spec and the run state.
@@ -355,15 +361,20 @@ impl StateData {
         incarnation: Uuid,
         at: DateTime<Utc>,
     ) -> Result<CommandResult, Rejection> {
-        let spec = Spec::parse(&def.spec, at).map_err(|e| Rejection::Invalid(e.to_string()))?;
         // The stored definition's name is the map's key itself, so each name is kept once.
-        let name = match self.schedules.get_key_value(&*def.name) {
-            Some((key, _)) => key.clone(),
-            None => def.name.clone(),
+        let (name, kept_last_run) = match self.schedules.get_key_value(&*def.name) {
+            Some((key, record)) => (key.clone(), Some(record.def.last_run_at)),
+            None => (def.name.clone(), None),
         };
+        // `last_run_at` belongs to the creation: a change keeps the stored one.
+        let last_run_at = kept_last_run.unwrap_or(def.last_run_at);
+        // What a new record's `counts_from()` will be (a replace parses again below).
+        let spec = Spec::parse(&def.spec, last_run_at.unwrap_or(at))
+            .map_err(|e| Rejection::Invalid(e.to_string()))?;
         let stored = || {
             Arc::new(ScheduleDef {
                 name: name.clone(),
+                last_run_at,
                 ..def.clone()
             })
         };
@@ -380,15 +391,17 @@ impl StateData {
                         incarnation,
                         created_at: at,
                         updated_at: at,
-                        plan_from: at,
-                        last_fire: None,
+                        // From the previous scheduler's last run: what it missed since then
+                        // is caught up by the policy, as after an outage.
+                        plan_from: last_run_at.map_or(at, |last| last.min(at)),
+                        last_fire: last_run_at,
                         fired: 0,
                         skipped: 0,
                         delivered: 0,
                         history: VecDeque::new(),
                         resumed_at: None,
                         fault: None,
-                        // Parsed at `at`, which is this record's creation instant.
+                        // Parsed from `counts_from()`, as a reload parses it.
                         spec: Some(spec),
                         next: None,
                     }),

@@ -26,7 +26,8 @@ pub struct Changes {
 /// The commands that bring `state` in line with `declared`: a put for every new or changed
 /// definition and, with `prune`, a delete for every schedule carrying all of `prune`'s labels
 /// that `declared` does not name. `incarnation(i)` is the id the `i`-th definition gets if it
-/// is created.
+/// is created. `last_run_at` counts only for a creation: a schedule differing only in it is
+/// unchanged.
 pub fn diff(
     state: &StateData,
     declared: &[ScheduleDef],
@@ -37,7 +38,7 @@ pub fn diff(
     let mut changes = Changes::default();
     for (i, def) in declared.iter().enumerate() {
         let expected_revision = match state.schedules().get(&*def.name) {
-            Some(record) if record.def.as_ref() == def => {
+            Some(record) if record.def.same_definition(def) => {
                 changes.unchanged += 1;
                 continue;
             }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::command::ScheduleDef;
-use crate::schedule::Spec;
+use crate::schedule::{check_instant, Spec};
 
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_TASK_LEN: usize = 256;
@@ -26,6 +26,10 @@ pub const MAX_JSON_DEPTH: usize = 32;
 /// The longest catch-up window: a year. Older occurrences are not a catch-up any more, and the
 /// bound keeps `now - window` inside the range instants can represent.
 pub const MAX_CATCHUP_WINDOW_SECS: u64 = 366 * 86_400;
+
+/// How far `last_run_at` may lie ahead of the leader's clock: the previous scheduler's host
+/// may run a little ahead. Occurrences up to it are still never sent.
+pub const LAST_RUN_AT_AHEAD_SECS: i64 = 300;
 
 /// A rejected definition: the field and the reason.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +98,7 @@ pub fn validate_def(def: &ScheduleDef, now: DateTime<Utc>) -> Result<Spec, DefEr
     def.spec
         .check_instants()
         .map_err(|e| invalid(format!("spec.{}", e.field), e.reason))?;
+    check_last_run_at(def, now)?;
     check_depth("args", def.args.iter())?;
     check_depth("kwargs", def.kwargs.values())?;
     check_depth("options.headers", def.options.headers.values())?;
@@ -135,6 +140,26 @@ pub fn validate_def(def: &ScheduleDef, now: DateTime<Utc>) -> Result<Spec, DefEr
         ));
     }
     Ok(spec)
+}
+
+/// `last_run_at` is an instant the engine works with, and not in the future (beyond
+/// `LAST_RUN_AT_AHEAD_SECS`) of `now`.
+fn check_last_run_at(def: &ScheduleDef, now: DateTime<Utc>) -> Result<(), DefError> {
+    let Some(last) = def.last_run_at else {
+        return Ok(());
+    };
+    check_instant(last).map_err(|reason| invalid("last_run_at", reason))?;
+    if (last - now).num_seconds() > LAST_RUN_AT_AHEAD_SECS {
+        return Err(invalid(
+            "last_run_at",
+            format!(
+                "{} is in the future (now {}); it is when the schedule last ran",
+                last.to_rfc3339(),
+                now.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// How deeply arrays and objects nest in `value` (a scalar is 0, `[]` is 1). Iterative, so a
@@ -296,6 +321,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn last_run_at_is_past_and_in_range() {
+        let now = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mut def = every_minute();
+        for (at, ok) in [
+            ("2026-12-07T11:00:00Z", true),
+            ("2026-12-07T12:04:00Z", true),
+            ("2026-12-07T12:06:00Z", false),
+            ("1970-01-01T00:00:00Z", true),
+            ("1969-12-31T23:59:59Z", false),
+            ("2026-06-30T23:59:60Z", false),
+        ] {
+            def.last_run_at = Some(DateTime::parse_from_rfc3339(at).unwrap().to_utc());
+            match validate_def(&def, now) {
+                Ok(_) => assert!(ok, "{at} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{at} refused: {e}");
+                    assert_eq!(e.field, "last_run_at");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn solar_specs_name_their_fields() {
+        let solar = |event: &str, lat: Option<f64>, lon: Option<f64>| {
+            def(SpecInput {
+                solar: Some(event.into()),
+                latitude: lat,
+                longitude: lon,
+                ..Default::default()
+            })
+        };
+        assert!(validate_def(&solar("sunrise", Some(51.5), Some(-0.12)), Utc::now()).is_ok());
+        assert_eq!(field_of(&solar("moonrise", Some(1.0), Some(1.0))), "solar");
+        assert_eq!(field_of(&solar("sunset", None, Some(1.0))), "latitude");
+        assert_eq!(field_of(&solar("sunset", Some(1.0), None)), "longitude");
+        assert_eq!(
+            field_of(&solar("sunset", Some(91.0), Some(1.0))),
+            "latitude"
+        );
+        assert_eq!(
+            field_of(&solar("sunset", Some(1.0), Some(f64::NAN))),
+            "longitude"
+        );
+        let mut zoned = solar("sunset", Some(1.0), Some(1.0));
+        zoned.spec.tz = Some("Europe/Paris".into());
+        assert_eq!(field_of(&zoned), "tz");
+        let mut both = solar("sunset", Some(1.0), Some(1.0));
+        both.spec.every = Some("1m".into());
+        assert_eq!(field_of(&both), "spec");
+        let mut stray = every_minute();
+        stray.spec.latitude = Some(1.0);
+        assert_eq!(field_of(&stray), "latitude");
     }
 
     #[test]

@@ -109,6 +109,7 @@ pub fn sample_state() -> StateData {
             enabled: true,
             labels: Default::default(),
             description: String::new(),
+            last_run_at: None,
         };
         state.apply(&Command::Put {
             def,

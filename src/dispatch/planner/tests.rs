@@ -27,6 +27,7 @@ fn state_with(rule: CatchupRule, window_secs: u64) -> StateData {
         enabled: true,
         labels: Default::default(),
         description: String::new(),
+        last_run_at: None,
     };
     state.apply(&Command::Put {
         def,

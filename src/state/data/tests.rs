@@ -25,6 +25,7 @@ fn def(name: &str, every: &str) -> ScheduleDef {
         enabled: true,
         labels: Default::default(),
         description: String::new(),
+        last_run_at: None,
     }
 }
 
@@ -584,4 +585,47 @@ fn counters_saturate_instead_of_overflowing() {
         at: t("2025-01-01T00:03:00Z"),
     });
     assert_eq!(paused, CommandResult::Revision(u64::MAX));
+}
+
+#[test]
+fn last_run_at_starts_a_new_schedule_after_the_previous_schedulers_last_run() {
+    let mut s = StateData::default();
+    let mut migrated = def("m", "2m");
+    migrated.last_run_at = Some(t("2025-01-01T00:00:30Z"));
+    put(&mut s, migrated.clone(), Some(0), "2025-01-01T00:05:00Z");
+    let record = &s.schedules()["m"];
+    // An interval counts from the last run; that run itself is never sent again.
+    assert_eq!(record.last_fire, Some(t("2025-01-01T00:00:30Z")));
+    assert_eq!(record.next, Some(t("2025-01-01T00:02:30Z")));
+    let mut copy = s.snapshot_copy();
+    copy.rebuild_indexes();
+    assert_eq!(copy.schedules()["m"].next, record.next);
+
+    // A change keeps the stored value and the anchor, whatever it says.
+    let mut changed = migrated.clone();
+    changed.description = "changed".into();
+    changed.last_run_at = Some(t("2025-01-01T00:04:00Z"));
+    put(&mut s, changed, Some(1), "2025-01-01T00:06:00Z");
+    let record = &s.schedules()["m"];
+    assert_eq!(record.def.last_run_at, Some(t("2025-01-01T00:00:30Z")));
+    assert_eq!(record.next, Some(t("2025-01-01T00:02:30Z")));
+
+    // A declared set differing only in last_run_at is unchanged.
+    let mut declared = (*record.def).clone();
+    declared.last_run_at = None;
+    let changes =
+        crate::state::diff::diff(&s, &[declared], None, t("2025-01-01T00:07:00Z"), |_| {
+            Uuid::nil()
+        });
+    assert_eq!(changes.unchanged, 1);
+
+    // An anchored cron-like spec: the first occurrence after the last run.
+    let mut cron = def("c", "1m");
+    cron.spec = SpecInput {
+        cron: Some("*/10 * * * *".into()),
+        ..Default::default()
+    };
+    cron.last_run_at = Some(t("2025-01-01T00:20:00Z"));
+    put(&mut s, cron, Some(0), "2025-01-01T00:45:00Z");
+    assert_eq!(s.schedules()["c"].next, Some(t("2025-01-01T00:30:00Z")));
 }
