@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shelve
 import tomllib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from conftest import BelfryNode, run_cli, wait_for
@@ -85,20 +85,25 @@ def test_untranslatable_entries_are_refused_by_name(tmp_path):
     assert list(by_name(out)) == ["celery.backend_cleanup", "kept"]
 
 
-def test_last_runs_come_from_beats_schedule_file(tmp_path):
+def beat_schedule_file(tmp_path: Path, last: datetime) -> str:
+    """Beat's own persistent schedule file, written by Celery's PersistentScheduler."""
     import beat_fixture
     from celery.beat import PersistentScheduler
 
     path = str(tmp_path / "celerybeat-schedule")
     scheduler = PersistentScheduler(app=beat_fixture.app, schedule_filename=path, lazy=False)
-    last = datetime(2026, 3, 1, 12, 0, 5, 250000, tzinfo=timezone.utc)
     scheduler.schedule["every-10s"].last_run_at = last
     scheduler.schedule["weekday-mornings"].last_run_at = last
     scheduler.sync()
     scheduler.close()
     with shelve.open(path, flag="r") as db:
         assert db["entries"]["every-10s"].last_run_at == last
+    return path
 
+
+def test_last_runs_come_from_beats_schedule_file(tmp_path):
+    last = datetime(2026, 3, 1, 12, 0, 5, 250000, tzinfo=timezone.utc)
+    path = beat_schedule_file(tmp_path, last)
     proc, out = export(tmp_path, "--app", "beat_fixture:app", "-s", path)
     assert proc.returncode == 0, proc.stderr
     got = by_name(out)
@@ -109,10 +114,12 @@ def test_last_runs_come_from_beats_schedule_file(tmp_path):
 
 
 def test_a_belfry_server_accepts_the_exported_file_and_the_apply(tmp_path, redis_server):
-    env = {"BEAT_FIXTURE_NO_SOLAR": "1"}
-    proc, out = export(tmp_path, "--app", "beat_fixture:app", env=env)
+    last = datetime.now(timezone.utc) - timedelta(minutes=5)
+    path = beat_schedule_file(tmp_path, last)
+    proc, out = export(tmp_path, "--app", "beat_fixture:app", "-s", path)
     assert proc.returncode == 0, proc.stderr
     exported = by_name(out)
+    assert "solar" in exported["sunrise-paris"] and "last_run_at" in exported["every-10s"]
     node = BelfryNode(redis_server.url(), schedules=out.read_text())
     try:
         names = wait_for("the file's schedules", 30, lambda: (
@@ -121,10 +128,12 @@ def test_a_belfry_server_accepts_the_exported_file_and_the_apply(tmp_path, redis
         stored = node.client.get("weekday-mornings").definition
         assert (stored.spec.crontab, stored.spec.timezone) == ("30 7 * * mon-fri", "Europe/Paris")
         assert (stored.options.queue, stored.options.priority) == ("reports", 3)
+        sun = node.client.get("sunrise-paris").definition.spec
+        assert (sun.solar, sun.latitude, sun.longitude) == ("sunrise", 48.85, 2.35)
 
-        proc = run_cli("export", "--app", "beat_fixture:app", "--apply", "--endpoint", node.addr,
-                       env=env)
+        proc = run_cli("export", "--app", "beat_fixture:app", "-s", path, "--apply",
+                       "--endpoint", node.addr)
         assert proc.returncode == 0, proc.stderr
-        assert "applied 12 schedule(s): 0 created, 12 updated" in proc.stderr
+        assert "applied 13 schedule(s): 0 created, 13 updated" in proc.stderr
     finally:
         node.stop()

@@ -1,6 +1,7 @@
 """For every crontab entry the exporter writes from the fixture app, belfry's next 50
 occurrences (`belfry preview`, the time engine the servers run) equal those Celery's own
-schedule object yields in the app's zone, except on the dates the exporter reported."""
+schedule object yields in the app's zone, except on the dates the exporter reported; a solar
+entry's agree within the minute the exporter reports."""
 
 from __future__ import annotations
 
@@ -35,8 +36,13 @@ def celery_occurrences(sched, app, after: datetime, count: int):
 
 
 def belfry_occurrences(entry: dict, after: datetime, count: int):
+    if "solar" in entry:
+        spec = ["--solar", entry["solar"], "--lat", str(entry["latitude"]),
+                "--lon", str(entry["longitude"])]
+    else:
+        spec = ["--crontab", entry["crontab"], "--tz", entry["tz"]]
     text = subprocess.run(
-        [str(belfry_bin()), "preview", "--crontab", entry["crontab"], "--tz", entry["tz"],
+        [str(belfry_bin()), "preview", *spec,
          "--after", after.strftime("%Y-%m-%dT%H:%M:%SZ"), "-n", str(count)],
         check=True, capture_output=True, text=True).stdout
     return [datetime.fromisoformat(line.replace("Z", "+00:00")) for line in text.split()]
@@ -82,3 +88,19 @@ def test_crontabs_match_celery(tmp_path, after):
         assert ours == theirs, f"{name} ({entry['crontab']} in {entry['tz']}) after {after}"
         compared += 1
     assert compared == 7
+
+
+def test_solar_matches_celery_within_the_reported_minute(tmp_path):
+    from belfry.celery_export.beat_app import beat_entries, load_app
+
+    app = load_app("beat_fixture:app")
+    out = tmp_path / "schedules.toml"
+    proc = run_cli("export", "--app", "beat_fixture:app", "-o", str(out))
+    assert "note 'sunrise-paris': solar sunrise: " in proc.stderr
+    entry = {s["name"]: s for s in tomllib.loads(out.read_text())["schedule"]}["sunrise-paris"]
+    after = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    ours = belfry_occurrences(entry, after, COUNT)
+    theirs = celery_occurrences(beat_entries(app)["sunrise-paris"]["schedule"], app, after, COUNT)
+    assert len(ours) == len(theirs) == COUNT
+    worst = max(abs((a - b).total_seconds()) for a, b in zip(ours, theirs))
+    assert worst <= 60, f"sunrise in Paris differs by {worst:.1f}s from Celery's"
