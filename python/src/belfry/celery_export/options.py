@@ -88,10 +88,13 @@ def resolve_queue(app: Any, task: str, opts: Mapping[str, Any], args: Sequence[A
     routing_key = routed.get("routing_key")
     queue_exchange = getattr(queue, "exchange", None)
     exchange_type = routed.get("exchange_type") or getattr(queue_exchange, "type", None) or "direct"
+    # Celery's producer: a direct route without both names goes to the anonymous exchange,
+    # straight onto the queue's list.
     if (not exchange_name or not routing_key) and exchange_type == "direct":
         return str(qname)
+    # The queue's own direct exchange and binding key reach that same list.
     if (exchange_type == "direct" and exchange_name == getattr(queue_exchange, "name", None)
-            and routing_key in (qname, getattr(queue, "routing_key", None)) and routing_key == qname):
+            and routing_key == qname == getattr(queue, "routing_key", qname)):
         return str(qname)
     raise Untranslatable(
         f"exchange {exchange_name or '(the queue default)'!s} ({exchange_type}) with routing key "
