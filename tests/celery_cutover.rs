@@ -2,7 +2,8 @@
 //! and a crontab to a real Redis, is stopped, `belfry-celery export --apply` carries its
 //! schedule and last runs (from beat's own schedule file) into a real three-node cluster, and
 //! every occurrence across the switch reaches Redis exactly once: belfry's first run of each
-//! schedule is the one beat would have sent next, none is sent twice, and none is missing.
+//! schedule is the one beat would have sent next (one that fell due between beat's stop and
+//! the apply is caught up), none is sent twice, and none is missing.
 
 mod support;
 
@@ -173,6 +174,16 @@ fn a_cut_over_from_celery_beat_sends_every_occurrence_once() {
         .status();
     beat.wait().expect("beat exits");
     let beat_count = messages(&redis).len();
+    // Nobody sends for a while: at least one every-5s occurrence falls due in the gap.
+    let last_five = *of(&messages(&redis), "cutover.five", false)
+        .last()
+        .expect("beat sent every-5s");
+    wait_for(
+        "an occurrence due in the gap",
+        Duration::from_secs(10),
+        || (Utc::now() > last_five + TimeDelta::seconds(6)).then_some(()),
+    );
+    let applied_at = Utc::now();
 
     // Export beat's schedule with its last runs and apply it to the cluster.
     let out = Command::new(test_python())
@@ -211,6 +222,10 @@ fn a_cut_over_from_celery_beat_sends_every_occurrence_once() {
         "beat sent nothing after it stopped"
     );
     check_interval(&all, "cutover.five", 5);
+    assert!(
+        of(&all, "cutover.five", true)[0] < applied_at,
+        "the occurrence due in the gap was caught up"
+    );
     check_interval(&all, "cutover.ten", 10);
     check_minutes(&all);
     let by_task: BTreeMap<&str, usize> = all.iter().fold(BTreeMap::new(), |mut m, s| {

@@ -9,7 +9,7 @@ connect to the broker.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from .translate import NO_EFFECT_ON_REDIS, Untranslatable
 
