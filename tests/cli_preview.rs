@@ -90,6 +90,23 @@ fn bad_input_is_one_line_on_stderr_with_exit_code_2() {
         ),
         (&[], "required"),
         (&["--cron", "* * * * *", "--frobnicate"], "frobnicate"),
+        (
+            &["--solar", "moonrise", "--lat", "1", "--lon", "2"],
+            "dusk_astronomical",
+        ),
+        (&["--solar", "sunset", "--lon", "2"], "--lat"),
+        (&["--solar", "sunset", "--lat", "91", "--lon", "2"], "--lat"),
+        (
+            &["--solar", "sunset", "--lat", "1", "--lon", "-181"],
+            "--lon",
+        ),
+        (
+            &[
+                "--solar", "sunset", "--lat", "1", "--lon", "2", "--tz", "UTC",
+            ],
+            "--tz",
+        ),
+        (&["--every", "1m", "--lat", "1"], "--lat"),
     ];
     for (args, expected) in cases {
         let (code, out, err) = preview(args);
@@ -117,4 +134,44 @@ fn stops_at_the_end_of_year_9999_and_refuses_what_the_api_refuses() {
         assert!(out.is_empty());
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+#[test]
+fn solar_events_print_like_the_other_kinds() {
+    let (code, out, err) = preview(&[
+        "--solar",
+        "sunset",
+        "--lat",
+        "78",
+        "--lon",
+        "15.6",
+        "--after",
+        "2026-06-21T00:00:00Z",
+        "-n",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    // The midnight sun: no sunset until late August, then one a day.
+    assert!(lines[0].starts_with("2026-08-2"), "{out}");
+    for line in lines {
+        assert_eq!(line.len(), "2026-08-25T00:00:00Z".len(), "{line}");
+        assert!(line.ends_with('Z'), "{line}");
+    }
+    let (code, out, err) = preview(&[
+        "--solar",
+        "solar_noon",
+        "--lat",
+        "-33.87",
+        "--lon",
+        "151.21",
+        "--after",
+        "2026-12-07T00:00:00Z",
+        "-n",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.starts_with("2026-12-07T01:"), "{out}");
 }

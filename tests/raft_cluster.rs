@@ -312,6 +312,7 @@ fn put(name: &str) -> Command {
             enabled: true,
             labels: Default::default(),
             description: String::new(),
+            last_run_at: None,
         },
         expected_revision: None,
         incarnation: Uuid::new_v4(),

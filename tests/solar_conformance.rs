@@ -58,6 +58,7 @@ fn belfry_next(case: &Case) -> DateTime<Utc> {
 fn compare(cases: &[Case], belfry: impl Fn(&Case) -> DateTime<Utc>) -> (f64, String) {
     let mut worst = (0.0f64, String::new());
     let mut failures = Vec::new();
+    let mut all = Vec::new();
     for case in cases {
         let celery = instant(case.celery.as_deref().expect("Celery's answer"));
         let ours = belfry(case);
@@ -66,6 +67,7 @@ fn compare(cases: &[Case], belfry: impl Fn(&Case) -> DateTime<Utc>) -> (f64, Str
             "{} at ({}, {}) after {}: belfry {} Celery {} ({diff:+.1} s)",
             case.event, case.lat, case.lon, case.after, ours, celery
         );
+        all.push(diff.abs());
         if diff.abs() > worst.0 {
             worst = (diff.abs(), shown.clone());
         }
@@ -78,6 +80,13 @@ fn compare(cases: &[Case], belfry: impl Fn(&Case) -> DateTime<Utc>) -> (f64, Str
         "{} case(s) differ from Celery by more than {TOLERANCE_SECS} s:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+    all.sort_by(f64::total_cmp);
+    let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+    println!(
+        "differences: median {:.1} s, 95th percentile {:.1} s",
+        at(0.5),
+        at(0.95)
     );
     worst
 }

@@ -83,7 +83,7 @@ fn rfc3339(rng: &mut Rng, at: DateTime<Utc>) -> String {
 
 fn spec(rng: &mut Rng) -> SpecInput {
     let mut spec = SpecInput::default();
-    match rng.below(4) {
+    match rng.below(5) {
         0 => {
             spec.every = Some(rng.pick(EVERIES).to_string().into());
             if rng.chance(1, 2) {
@@ -93,12 +93,19 @@ fn spec(rng: &mut Rng) -> SpecInput {
         }
         1 => spec.cron = Some(rng.pick(CRONS).to_string().into()),
         2 => spec.crontab = Some(rng.pick(CRONS).to_string().into()),
-        _ => {
+        3 => {
             let at = instant(rng);
             spec.once = Some(rfc3339(rng, at).into());
         }
+        _ => {
+            let event = rng.pick(&belfry::schedule::SolarEvent::ALL);
+            spec.solar = Some(event.name().into());
+            spec.latitude = Some(rng.between(-90_000, 90_000) as f64 / 1000.0);
+            spec.longitude = Some(rng.between(-180_000, 180_000) as f64 / 1000.0);
+        }
     }
-    if rng.chance(2, 3) {
+    // A zone does not apply to solar events (refused with them).
+    if rng.chance(2, 3) && spec.solar.is_none() {
         spec.tz = Some(rng.pick(ZONES).to_string().into());
     }
     if rng.chance(1, 3) {

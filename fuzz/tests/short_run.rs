@@ -54,6 +54,11 @@ fn once_specs() {
 }
 
 #[test]
+fn solar_specs() {
+    short_run("solar", 2_000);
+}
+
+#[test]
 fn schedules_file() {
     short_run("schedules_file", 5_000);
 }
@@ -98,6 +103,7 @@ fn every_target_runs_here() {
             "crontab",
             "cron",
             "once",
+            "solar",
             "schedules_file",
             "config",
             "api",

@@ -56,6 +56,14 @@ pub fn spec_text(spec: &Option<pb::Spec>) -> String {
         format!("crontab {}", s.crontab)
     } else if !s.cron.is_empty() {
         format!("cron {}", s.cron)
+    } else if !s.solar.is_empty() {
+        let degrees = |v: Option<f64>| v.map_or("?".to_string(), |v| v.to_string());
+        format!(
+            "solar {} ({}, {})",
+            s.solar,
+            degrees(s.latitude),
+            degrees(s.longitude)
+        )
     } else {
         format!("once {}", s.once)
     };
@@ -78,9 +86,15 @@ fn spec_json(spec: &Option<pb::Spec>) -> Value {
         ("timezone", &s.timezone),
         ("start_at", &s.start_at),
         ("end_at", &s.end_at),
+        ("solar", &s.solar),
     ] {
         if !value.is_empty() {
             map.insert(key.into(), value.clone().into());
+        }
+    }
+    for (key, value) in [("latitude", s.latitude), ("longitude", s.longitude)] {
+        if let Some(degrees) = value {
+            map.insert(key.into(), degrees.into());
         }
     }
     Value::Object(map)
@@ -136,6 +150,7 @@ pub fn schedule_json(s: &pb::Schedule) -> Value {
         "enabled": d.enabled.unwrap_or(true),
         "labels": d.labels,
         "description": d.description,
+        "last_run_at": (!d.last_run_at.is_empty()).then_some(&d.last_run_at),
         "revision": s.revision,
         "incarnation": s.incarnation,
         "created_at": instant(&s.created_at),

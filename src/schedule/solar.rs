@@ -289,17 +289,17 @@ struct Sun {
 impl Sun {
     /// At `d` days since J2000.0 (UT). Meeus chapters 25, 22 and 12.
     fn at(d: f64) -> Sun {
-        let t = (d + DELTA_T_SECS / 86_400.0) / 36_525.0;
-        let l0 = 280.46646 + 36_000.76983 * t + 0.000_303_2 * t * t;
-        let m = (357.52911 + 35_999.05029 * t - 0.000_153_7 * t * t).to_radians();
-        let e = 0.016_708_634 - 0.000_042_037 * t - 0.000_000_126_7 * t * t;
+        let t = (d + DELTA_T_SECS / 86400.0) / 36525.0;
+        let l0 = 280.46646 + 36000.76983 * t + 0.0003032 * t * t;
+        let m = (357.52911 + 35999.05029 * t - 0.0001537 * t * t).to_radians();
+        let e = 0.016708634 - 0.000042037 * t - 0.0000001267 * t * t;
         let c = (1.914602 - 0.004817 * t - 0.000014 * t * t) * libm::sin(m)
             + (0.019993 - 0.000101 * t) * libm::sin(2.0 * m)
             + 0.000289 * libm::sin(3.0 * m);
         let true_longitude = l0 + c;
         let true_anomaly = m + c.to_radians();
-        let distance = 1.000_001_018 * (1.0 - e * e) / (1.0 + e * libm::cos(true_anomaly));
-        let omega = (125.04452 - 1_934.136261 * t).to_radians();
+        let distance = 1.000001018 * (1.0 - e * e) / (1.0 + e * libm::cos(true_anomaly));
+        let omega = (125.04452 - 1934.136261 * t).to_radians();
         // Nutation in longitude (Meeus 22, main terms), degrees.
         let nutation = (-17.20 * libm::sin(omega) - 1.32 * libm::sin(2.0 * l0.to_radians())
             + 0.21 * libm::sin(2.0 * omega))
@@ -312,9 +312,9 @@ impl Sun {
         let ra =
             libm::atan2(libm::cos(epsilon) * libm::sin(lambda), libm::cos(lambda)).to_degrees();
         let dec = libm::asin(libm::sin(epsilon) * libm::sin(lambda)).to_degrees();
-        let tu = d / 36_525.0;
-        let gmst = 280.460_618_37 + 360.985_647_366_29 * d + 0.000_387_933 * tu * tu
-            - tu * tu * tu / 38_710_000.0;
+        let tu = d / 36525.0;
+        let gmst = 280.46061837 + 360.98564736629 * d + 0.000387933 * tu * tu
+            - tu * tu * tu / 38710000.0;
         let gast = gmst + nutation * libm::cos(epsilon);
         Sun {
             ra,

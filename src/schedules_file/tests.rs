@@ -107,3 +107,64 @@ fn the_diff_puts_changes_and_deletes_only_file_managed_schedules() {
     ));
     assert!(matches!(&commands[1], Command::Delete { name, .. } if name == "heartbeat"));
 }
+
+#[test]
+fn solar_events_and_last_run_at() {
+    let text = r#"
+[[schedule]]
+name = "lights-on"
+task = "home.lights"
+solar = "sunset"
+latitude = 51.5
+longitude = -0.12
+
+[[schedule]]
+name = "migrated"
+task = "reports.build"
+crontab = "0 * * * *"
+last_run_at = "2024-12-31T23:00:00Z"
+
+[[schedule]]
+name = "equator"
+task = "t"
+solar = "solar_noon"
+latitude = 0
+longitude = 180
+"#;
+    let defs = parse("s.toml", text, now()).unwrap();
+    assert_eq!(defs[0].spec.solar.as_deref(), Some("sunset"));
+    assert_eq!(
+        (defs[0].spec.latitude, defs[0].spec.longitude),
+        (Some(51.5), Some(-0.12))
+    );
+    assert_eq!(
+        defs[1].last_run_at,
+        Some(
+            DateTime::parse_from_rfc3339("2024-12-31T23:00:00Z")
+                .unwrap()
+                .to_utc()
+        )
+    );
+    assert_eq!(defs[2].spec.latitude, Some(0.0));
+    for (entry, expected) in [
+        (
+            "solar = \"moonrise\"\nlatitude = 1\nlongitude = 1",
+            "sunrise",
+        ),
+        ("solar = \"sunset\"\nlatitude = 1", "longitude"),
+        (
+            "solar = \"sunset\"\nlatitude = 100\nlongitude = 1",
+            "latitude",
+        ),
+        ("every = \"1m\"\nlongitude = 1", "longitude"),
+        ("every = \"1m\"\nlast_run_at = \"soon\"", "last_run_at"),
+        (
+            "every = \"1m\"\nlast_run_at = \"2030-01-01T00:00:00Z\"",
+            "last_run_at",
+        ),
+    ] {
+        let text = format!("[[schedule]]\nname = \"x\"\ntask = \"t\"\n{entry}\n");
+        let err = parse("s.toml", &text, now()).unwrap_err().to_string();
+        assert!(err.contains(expected), "{entry}: {err}");
+    }
+}

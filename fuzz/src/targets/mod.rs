@@ -61,6 +61,7 @@ pub fn all() -> Vec<Box<dyn Target>> {
         Box::new(spec::SpecTarget::crontab()),
         Box::new(spec::SpecTarget::cron()),
         Box::new(spec::SpecTarget::once()),
+        Box::new(spec::SpecTarget::solar()),
         Box::new(schedules_file::SchedulesFile),
         Box::new(config::Config::new()),
         Box::new(api::ApiRequest),

@@ -1,9 +1,11 @@
-//! The four spec kinds (`every`, `crontab`, `cron`, `once`): parsing, and on success the next
-//! occurrences from instants across chrono's whole range, which must be strictly increasing,
-//! later than where the search started, inside the spec's bounds and never leap seconds.
+//! The five spec kinds (`every`, `crontab`, `cron`, `once`, `solar`): parsing, and on success
+//! the next occurrences from instants across chrono's whole range, which must be strictly
+//! increasing, later than where the search started, inside the spec's bounds and never leap
+//! seconds.
 //!
 //! Input: lines of `field=value` (`every`, `anchor`, `cron`, `crontab`, `once`, `tz`,
-//! `start_at`, `end_at`); a line without `=` is the target's own field.
+//! `start_at`, `end_at`, `solar`, `latitude`, `longitude`); a line without `=` is the target's
+//! own field.
 
 use belfry::schedule::{
     parse_every, parse_instant, parse_tz, CronExpr, Dialect, Kind as SpecKind, Spec, SpecInput,
@@ -19,6 +21,7 @@ enum Kind {
     Crontab,
     Cron,
     Once,
+    Solar,
 }
 
 pub struct SpecTarget(Kind);
@@ -36,6 +39,9 @@ impl SpecTarget {
     pub fn once() -> Self {
         SpecTarget(Kind::Once)
     }
+    pub fn solar() -> Self {
+        SpecTarget(Kind::Solar)
+    }
 
     fn field(&self) -> &'static str {
         match self.0 {
@@ -43,6 +49,7 @@ impl SpecTarget {
             Kind::Crontab => "crontab",
             Kind::Cron => "cron",
             Kind::Once => "once",
+            Kind::Solar => "solar",
         }
     }
 }
@@ -52,7 +59,17 @@ fn spec_input(own: &str, input: &str) -> SpecInput {
     let mut spec = SpecInput::default();
     for line in input.split('\n') {
         let (key, value) = line.split_once('=').unwrap_or((own, line));
+        let degrees = || value.trim().parse::<f64>().ok();
         let slot = match key {
+            "latitude" => {
+                spec.latitude = degrees();
+                continue;
+            }
+            "longitude" => {
+                spec.longitude = degrees();
+                continue;
+            }
+            "solar" => &mut spec.solar,
             "every" => &mut spec.every,
             "anchor" => &mut spec.anchor,
             "cron" => &mut spec.cron,
@@ -121,7 +138,7 @@ fn holds_leap_second(spec: &Spec) -> bool {
     let kind = match &spec.kind {
         SpecKind::Interval { anchor, .. } => leap(anchor),
         SpecKind::Once(at) => leap(at),
-        SpecKind::Cron(_) | SpecKind::Crontab(_) => false,
+        SpecKind::Cron(_) | SpecKind::Crontab(_) | SpecKind::Solar(_) => false,
     };
     kind || spec.start_at.iter().chain(spec.end_at.iter()).any(leap)
 }
@@ -158,6 +175,7 @@ impl Target for SpecTarget {
             Kind::Crontab => "crontab",
             Kind::Cron => "cron",
             Kind::Once => "once",
+            Kind::Solar => "solar",
         }
     }
 
@@ -167,6 +185,9 @@ impl Target for SpecTarget {
             Kind::Crontab => "Celery `crontab` specs: parse, then next occurrences",
             Kind::Cron => "Vixie `cron` specs: parse, then next occurrences",
             Kind::Once => "`once` specs: parse, then next occurrences",
+            Kind::Solar => {
+                "`solar` events at a latitude and longitude: parse, then next occurrences"
+            }
         }
     }
 
@@ -197,6 +218,11 @@ impl Target for SpecTarget {
                 "9999-12-31T23:59:59Z".into(),
                 "0000-01-01T00:00:00Z".into(),
             ],
+            Kind::Solar => belfry::schedule::SolarEvent::ALL
+                .iter()
+                .zip([0.0, 51.5, -66.0, 78.0, 90.0, -90.0, 69.9, 23.44, -12.0])
+                .map(|(event, lat)| format!("{}\nlatitude={lat}\nlongitude=-0.12", event.name()))
+                .collect(),
         };
         let mut corpus = Vec::new();
         for (i, value) in own.iter().enumerate() {
@@ -267,6 +293,18 @@ impl Target for SpecTarget {
             "\ntz=",
             "\nstart_at=",
             "\nend_at=",
+            "\nsolar=",
+            "\nlatitude=",
+            "\nlongitude=",
+            "sunrise",
+            "dusk_astronomical",
+            "solar_noon",
+            "90",
+            "-180",
+            "66.56",
+            "NaN",
+            "inf",
+            "1e308",
             "Pacific/Apia",
             "Europe/Dublin",
             "Australia/Lord_Howe",

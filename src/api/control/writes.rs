@@ -13,7 +13,11 @@ use uuid::Uuid;
 
 use super::Control;
 use crate::api::error::ApiError;
+use crate::raft::NodeId;
 use crate::state::{Command, CommandResult, FireItem, Rejection, ScheduleDef};
+
+/// How long a write of a newer log entry format waits to hear which format each member reads.
+const FORMAT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Changes at most this many schedules in one `ApplySchedules` (committed in entries of at
 /// most `MAX_COMMANDS_PER_ENTRY` changes).
@@ -80,8 +84,49 @@ pub struct Written {
 }
 
 impl Control {
+    /// Refuses a command of a log entry format that some member (voter or learner) does not
+    /// advertise reading: a node of an earlier build would refuse the entry, or read it without
+    /// the fields it added. A member this leader has not heard from yet (just after an
+    /// election) is waited for up to `FORMAT_WAIT`, then counts as format 1. This is the
+    /// members' advertisement at the time of the write, not a cluster version committed through
+    /// Raft (ARCHITECTURE.md, "Formats").
+    async fn check_members_read(&self, format: u32) -> Result<(), ApiError> {
+        if format <= 1 {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + FORMAT_WAIT;
+        loop {
+            let advertised = self.network.advertised_formats();
+            let members: Vec<NodeId> = {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow();
+                let ids = m.membership_config.membership().nodes().map(|(id, _)| *id);
+                ids.filter(|id| *id != self.node_id).collect()
+            };
+            let unheard = members.iter().any(|id| !advertised.contains_key(id));
+            if unheard && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+            let behind: Vec<String> = members
+                .iter()
+                .filter(|id| advertised.get(id).copied().unwrap_or(1) < format)
+                .map(|id| id.to_string())
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            return Err(ApiError::FailedPrecondition(format!(
+                "this write needs log entry format {format} (a solar spec or last_run_at), \
+                 which node(s) {} do not read yet: upgrade every node first",
+                behind.join(", ")
+            )));
+        }
+    }
+
     /// Commits `command` (grouped with concurrent writes into one entry).
     async fn commit(&self, command: Command) -> Result<(u64, CommandResult), ApiError> {
+        self.check_members_read(command.format()).await?;
         let command = super::admit::admit_off_runtime(command).await?;
         let (reply, committed) = tokio::sync::oneshot::channel();
         self.writes
