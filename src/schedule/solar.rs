@@ -313,8 +313,8 @@ impl Sun {
             libm::atan2(libm::cos(epsilon) * libm::sin(lambda), libm::cos(lambda)).to_degrees();
         let dec = libm::asin(libm::sin(epsilon) * libm::sin(lambda)).to_degrees();
         let tu = d / 36525.0;
-        let gmst = 280.46061837 + 360.98564736629 * d + 0.000387933 * tu * tu
-            - tu * tu * tu / 38710000.0;
+        let gmst =
+            280.46061837 + 360.98564736629 * d + 0.000387933 * tu * tu - tu * tu * tu / 38710000.0;
         let gast = gmst + nutation * libm::cos(epsilon);
         Sun {
             ra,
