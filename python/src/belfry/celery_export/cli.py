@@ -60,6 +60,11 @@ def collect(args: argparse.Namespace) -> List[Any]:
         default = app.conf.beat_schedule_filename
         if path is None and default and any(os.path.exists(default + e) for e in ("", ".db", ".dat")):
             path = default
+        if path:
+            print(f"last runs from beat's schedule file {path}", file=sys.stderr)
+        else:
+            print("no beat schedule file (-s): entries carry no last run, so belfry counts them "
+                  "from the apply", file=sys.stderr)
         return list(export_app(app, path))
     if args.command == "export-django":
         from .beat_app import load_app
