@@ -26,6 +26,19 @@ if ! "$venv/bin/python" -c 'import celery, redis, grpc_tools, ephem' >/dev/null 
     -r tests/celery_app/requirements.txt -r examples/python/requirements.txt
 fi
 export BELFRY_TEST_PYTHON="$venv/bin/python"
+# The belfry Python package (python/) with the exporters' test requirements, installed when
+# missing or when the checkout's package sources or proto/ differ from what was installed.
+digest=$(cat proto/belfry/v1/*.proto python/setup.py python/pyproject.toml \
+  $(LC_ALL=C find python/src/belfry -path python/src/belfry/v1 -prune -o -name '*.py' -print | LC_ALL=C sort) \
+  | sha256sum | cut -d' ' -f1)
+if ! "$venv/bin/python" -c 'import belfry.client, django_celery_beat, redbeat, pytest' >/dev/null 2>&1 \
+  || [ "$(cat "$venv/.belfry-python-digest" 2>/dev/null)" != "$digest" ]; then
+  echo "==> installing the belfry Python package and its test requirements into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r python/tests/requirements.txt
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation --force-reinstall \
+    --no-deps ./python
+  echo "$digest" > "$venv/.belfry-python-digest"
+fi
 
 echo "==> deployment manifests"
 scripts/check-deploy.sh "$venv"
@@ -35,6 +48,8 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked --all-targets -- "$@"
+echo "==> Python package and exporters (pytest)"
+BELFRY_BIN="$PWD/target/debug/belfry" "$venv/bin/python" -m pytest -q python/tests
 # The fault-injection harness against a real cluster: fixed seeds, the main nemeses.
 echo "==> chaos harness (short run)"
 chaos/ci.sh

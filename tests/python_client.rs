@@ -1,7 +1,8 @@
-//! The Python client example (`examples/python`) against a real three-node cluster and a real
-//! `redis-server`: it creates a schedule through a follower and prints the runs it waited for;
-//! the test then checks that schedule through the Rust client and those runs against the
-//! Celery messages in Redis. A wrong token must fail with UNAUTHENTICATED.
+//! The Python client example (`examples/python`, built on the `belfry` package in `python/`)
+//! against a real three-node cluster and a real `redis-server`: it creates a schedule through a
+//! follower and prints the runs it waited for; the test then checks that schedule through the
+//! Rust client and those runs against the Celery messages in Redis. A wrong token must fail
+//! with UNAUTHENTICATED.
 
 mod support;
 
@@ -18,6 +19,19 @@ use support::{repo_root, test_python, RedisServer};
 use tonic::Code;
 
 const TASK: &str = "belfry_test.record";
+
+/// Fails with the way out when the test virtualenv lacks the `belfry` package.
+fn require_package() {
+    let found = Command::new(test_python())
+        .args(["-c", "import belfry.client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "the test virtualenv has no `belfry` package: scripts/test.sh installs it, or run \
+         `$BELFRY_TEST_PYTHON -m pip install ./python`"
+    );
+}
 
 /// Runs the example with `args`; the environment carries no endpoint or token of its own.
 fn example(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -114,6 +128,7 @@ fn queued_messages(redis: &RedisServer) -> BTreeMap<String, Message> {
 
 #[test]
 fn the_python_example_creates_a_schedule_and_sees_its_runs() {
+    require_package();
     let redis = RedisServer::start();
     let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
     let leader = cluster.wait_for_leader(Duration::from_secs(30));

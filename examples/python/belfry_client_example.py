@@ -2,43 +2,17 @@
 """Creates an interval schedule through belfry's gRPC API, waits until its first runs have
 reached Redis, and prints them.
 
-The Python stubs are generated from proto/ at start-up, so they always match the API this
-checkout serves. Exits 0 on success, 1 with a one-line error otherwise.
+It uses the `belfry` Python package (`pip install ./python` from a checkout), whose stubs are
+generated from proto/ when the package is built. Exits 0 on success, 1 with a one-line error
+otherwise.
 """
 
 import argparse
-import importlib
-import importlib.resources
-import json
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import grpc
-from grpc_tools import protoc
-
-PROTO_DIR = Path(__file__).resolve().parents[2] / "proto"
-
-
-def load_stubs(out_dir):
-    """Generates the schedules stubs into out_dir and imports them."""
-    # grpc_tools ships google/protobuf/*.proto, which schedules.proto imports.
-    well_known = importlib.resources.files("grpc_tools") / "_proto"
-    status = protoc.main([
-        "grpc_tools.protoc",
-        f"-I{PROTO_DIR}",
-        f"-I{well_known}",
-        f"--python_out={out_dir}",
-        f"--grpc_python_out={out_dir}",
-        str(PROTO_DIR / "belfry/v1/schedules.proto"),
-    ])
-    if status != 0:
-        sys.exit(f"error: protoc failed on {PROTO_DIR}")
-    sys.path.insert(0, out_dir)
-    return (importlib.import_module("belfry.v1.schedules_pb2"),
-            importlib.import_module("belfry.v1.schedules_pb2_grpc"))
+from belfry import BelfryError, Client, Unavailable, schedule_spec, schedules_pb2
 
 
 def parse_args():
@@ -60,69 +34,49 @@ def parse_args():
 
 def main():
     args = parse_args()
-    with tempfile.TemporaryDirectory(prefix="belfry-stubs-") as out_dir:
-        pb, pb_grpc = load_stubs(out_dir)
-        endpoint = args.endpoint.removeprefix("http://").removeprefix("https://")
-        if args.tls_ca or args.endpoint.startswith("https://"):
-            # Without --tls-ca, the system's trusted roots.
-            ca = Path(args.tls_ca).read_bytes() if args.tls_ca else None
-            channel = grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(ca))
-        else:
-            channel = grpc.insecure_channel(endpoint)
-        metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
-        stub = pb_grpc.SchedulesStub(channel)
-        call = dict(metadata=metadata, timeout=10)
-        created = False
+    created = False
+    with Client(args.endpoint, token=args.token, tls_ca=args.tls_ca) as client:
         try:
-            schedule = stub.CreateSchedule(pb.CreateScheduleRequest(schedule=pb.ScheduleSpec(
-                name=args.name,
-                task=args.task,
-                spec=pb.Spec(every=args.every),
-                args_json=json.dumps([args.name]),
-                kwargs_json=json.dumps({"source": "python-example"}),
-                labels={"example": "python"},
-            )), **call)
+            schedule = client.create(schedule_spec(
+                args.name, args.task, every=args.every, args=[args.name],
+                kwargs={"source": "python-example"}, labels={"example": "python"}))
             created = True
             print(f"created {args.name!r}: revision {schedule.revision}, "
                   f"next run {schedule.next_run.ToJsonString()}")
-            runs = wait_for_runs(stub, pb, args, call)
+            runs = wait_for_runs(client, args)
             print(f"{'SCHEDULED AT':<30} {'TASK ID':<36} OUTCOME")
             for run in runs:
-                outcome = pb.RunOutcome.Name(run.outcome).removeprefix("RUN_OUTCOME_")
+                outcome = schedules_pb2.RunOutcome.Name(run.outcome).removeprefix("RUN_OUTCOME_")
                 print(f"{run.scheduled_at.ToJsonString():<30} {run.task_id:<36} {outcome}")
-        except grpc.RpcError as err:
-            sys.exit(f"error: {err.code().name}: {err.details()}")
+        except BelfryError as err:
+            sys.exit(f"error: {err.code.name}: {err.details}")
         except TimeoutError as err:
             sys.exit(f"error: {err}")
         finally:
             if created and args.cleanup:
-                delete(stub, pb, args.name, call)
-            channel.close()
+                delete(client, args.name)
 
 
-def delete(stub, pb, name, call):
+def delete(client, name):
     try:
-        stub.DeleteSchedule(pb.DeleteScheduleRequest(name=name), **call)
+        client.delete(name)
         print(f"deleted {name!r}")
-    except grpc.RpcError as err:
-        sys.exit(f"error: deleting {name!r}: {err.code().name}: {err.details()}")
+    except BelfryError as err:
+        sys.exit(f"error: deleting {name!r}: {err.code.name}: {err.details}")
 
 
-def wait_for_runs(stub, pb, args, call):
+def wait_for_runs(client, args):
     """Polls ListRuns until `args.runs` runs are confirmed in Redis; returns them, oldest first."""
-    delivered = (pb.RUN_OUTCOME_SENT, pb.RUN_OUTCOME_ALREADY_SENT)
+    delivered = (schedules_pb2.RUN_OUTCOME_SENT, schedules_pb2.RUN_OUTCOME_ALREADY_SENT)
     deadline = time.monotonic() + args.timeout
     runs = []
     while time.monotonic() < deadline:
         try:
-            reply = stub.ListRuns(pb.ListRunsRequest(name=args.name), **call)
-            runs = [r for r in reply.runs if r.outcome in delivered]
+            runs = [r for r in client.list_runs(args.name) if r.outcome in delivered]
             if len(runs) >= args.runs:
                 return list(reversed(runs))  # ListRuns is newest first.
-        except grpc.RpcError as err:
-            # No leader for a moment (an election): reads are safe to retry.
-            if err.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
+        except Unavailable:
+            pass  # No leader for a moment (an election): reads are safe to retry.
         time.sleep(0.5)
     raise TimeoutError(f"{len(runs)} of {args.runs} runs delivered after {args.timeout:g}s")
 
