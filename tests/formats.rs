@@ -674,6 +674,7 @@ fn write_peer_fixtures(dir: &Path) {
             payload,
             format: belfry::formats::PEER,
             highest_format: belfry::formats::HIGHEST,
+            sent_at_micros: 0,
         };
         write(dir, &format!("{name}.pb"), &request.encode_to_vec());
     }
