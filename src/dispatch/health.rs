@@ -55,7 +55,11 @@ impl DispatchHealth {
     }
 
     pub fn confirming(&self, term: u64) {
-        self.with(|inner| inner.phase = Phase::Confirming { term });
+        self.with(|inner| {
+            inner.phase = Phase::Confirming { term };
+            // A pause of an earlier term is no reason in this one.
+            inner.clock = None;
+        });
     }
 
     pub fn dispatching(&self, term: u64) {
