@@ -44,6 +44,10 @@ METRICS = {
     "belfry_redis_errors_total",
     "belfry_api_requests_total",
     "belfry_dispatcher_restarts_total",
+    "belfry_clock_offset_seconds",
+    "belfry_clock_offset_from_quorum_seconds",
+    "belfry_clock_quorum_known",
+    "belfry_clock_steps_total",
 }
 HISTOGRAMS = {
     "belfry_dispatch_lateness_seconds",
@@ -65,6 +69,8 @@ REQUIRED_ALERTS = {
     "BelfryRedisErrors",
     "BelfryFollowerLagging",
     "BelfryNodeDown",
+    "BelfryClockOffset",
+    "BelfryClockStep",
 }
 
 # Secrets the manifests use but do not create: made with kubectl (deploy/README.md).
