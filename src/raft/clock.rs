@@ -249,6 +249,28 @@ impl PeerClocks {
         }
     }
 
+    /// Why this node may not stand for election or dispatch: its clock is beyond the bound.
+    pub fn beyond(&self) -> Option<String> {
+        match self.standing() {
+            Standing::Beyond(e) => Some(beyond_reason(e.own_offset_us, self.max_offset_us)),
+            _ => None,
+        }
+    }
+
+    /// The peers whose clocks this node sees beyond the bound from the quorum's: not to be
+    /// handed leadership. Empty while the quorum's time is unknown.
+    pub fn peers_beyond(&self) -> Vec<NodeId> {
+        let median_us = match self.standing() {
+            Standing::Agreed(e) | Standing::Beyond(e) => e.median_us,
+            Standing::Unknown(_) => return Vec::new(),
+        };
+        self.best_samples()
+            .into_iter()
+            .filter(|(_, s)| (s.offset_us - median_us).abs() > self.max_offset_us)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
     /// How much the local wall clock moved against the monotonic clock since the last look,
     /// when that is a step (more than `STEP_THRESHOLD`), in microseconds (positive: forward).
     pub fn take_step(&self) -> Option<i64> {
@@ -375,6 +397,15 @@ mod tests {
         clocks.record(3, t0, t0 - 2_000_000, t0 - 2_000_000, t0);
         let err = clocks.quorum_now().unwrap_err();
         assert!(err.contains("beyond max_clock_offset"), "{err}");
+        assert!(clocks.beyond().is_some());
+        assert_eq!(clocks.peers_beyond(), Vec::<NodeId>::new());
+        // Seen from a peer: the same node is the one beyond.
+        let peer = PeerClocks::new(2, Duration::from_millis(250));
+        peer.set_voters(vec![1, 2, 3]);
+        let t0 = peer.reference_micros();
+        peer.record(1, t0, t0 + 2_000_000, t0 + 2_000_000, t0);
+        peer.record(3, t0, t0, t0, t0);
+        assert_eq!((peer.beyond(), peer.peers_beyond()), (None, vec![1]));
         // Peers 100 ms ahead: within the bound, the quorum's time runs 100 ms ahead of ours.
         let clocks = PeerClocks::new(1, Duration::from_millis(250));
         clocks.set_voters(vec![1, 2, 3]);

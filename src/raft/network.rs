@@ -108,6 +108,11 @@ impl PeerNetwork {
         self
     }
 
+    /// The clock samples of answered calls, when kept.
+    pub fn clocks(&self) -> Option<&PeerClocks> {
+        self.clocks.as_ref()
+    }
+
     /// The reference time a call starts at, for its clock sample.
     fn sample_start(&self) -> i64 {
         self.clocks.as_ref().map_or(0, PeerClocks::reference_micros)
