@@ -141,42 +141,6 @@ pub async fn watch_leadership(ctx: Arc<DispatchContext>) {
     }
 }
 
-/// Waits while this leader has not heard from a quorum within the timeout, or does not know
-/// the quorum's time (or its own clock is beyond the bound); returns the quorum's time, or
-/// `None` once it no longer leads `term`.
-async fn quorum_gate(ctx: &DispatchContext, term: u64) -> Option<DateTime<Utc>> {
-    let mut paused_because: Option<String> = None;
-    loop {
-        let fresh = {
-            let m = ctx.raft.metrics();
-            let m = m.borrow();
-            if m.state != ServerState::Leader || m.current_term != term {
-                return None;
-            }
-            ctx.quorum_contact.is_within(ctx.quorum_timeout)
-        };
-        if fresh {
-            match ctx.clocks.quorum_now() {
-                Ok(now) => {
-                    if paused_because.take().is_some() {
-                        info!(term, "the quorum's time is known again: dispatch resumes");
-                        ctx.health.clock_wait(None);
-                    }
-                    return Some(now);
-                }
-                Err(why) => {
-                    if paused_because.as_ref() != Some(&why) {
-                        warn!(term, reason = %why, "dispatch paused: no time to go by");
-                        ctx.health.clock_wait(Some(why.clone()));
-                        paused_because = Some(why);
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
-}
-
 /// Whether this node still leads `term`.
 fn leads(ctx: &DispatchContext, term: u64) -> bool {
     let m = ctx.raft.metrics();
@@ -324,7 +288,7 @@ async fn plan_loop(
 ) {
     let mut changes = ctx.changes.clone();
     loop {
-        let Some(now) = quorum_gate(&ctx, term).await else {
+        let Some(now) = super::gate::quorum_gate(&ctx, term).await else {
             return;
         };
         let planned = {
@@ -409,7 +373,7 @@ async fn push_loop(
     // Entries committed by others (a manual run through the API) wake the pusher too.
     let mut changes = ctx.changes.clone();
     loop {
-        let Some(now) = quorum_gate(&ctx, term).await else {
+        let Some(now) = super::gate::quorum_gate(&ctx, term).await else {
             return;
         };
         while let Ok(done) = acks_done.try_recv() {

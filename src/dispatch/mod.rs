@@ -6,6 +6,7 @@
 //! It must not change replicated state except by proposing `Fire` and `Ack` through Raft.
 
 pub mod cursor;
+mod gate;
 pub mod health;
 pub mod ids;
 pub mod leader;
