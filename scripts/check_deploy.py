@@ -48,6 +48,10 @@ METRICS = {
     "belfry_redis_master",
     "belfry_redis_master_changes_total",
     "belfry_redis_replica_wait_timeouts_total",
+    "belfry_clock_offset_seconds",
+    "belfry_clock_offset_from_quorum_seconds",
+    "belfry_clock_quorum_known",
+    "belfry_clock_steps_total",
 }
 HISTOGRAMS = {
     "belfry_redis_replica_ack_seconds",
@@ -70,6 +74,8 @@ REQUIRED_ALERTS = {
     "BelfryRedisErrors",
     "BelfryFollowerLagging",
     "BelfryNodeDown",
+    "BelfryClockOffset",
+    "BelfryClockStep",
 }
 
 # Secrets the manifests use but do not create: made with kubectl (deploy/README.md).

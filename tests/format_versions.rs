@@ -28,6 +28,7 @@ async fn newer_formats_are_refused_and_the_highest_is_advertised() {
             payload,
             format,
             highest_format: format,
+            sent_at_micros: 0,
         }))
     };
     let vote = serde_json::json!({"vote": {"leader_id": {"term": 0, "node_id": 9}, "committed": false}, "last_log_id": null});

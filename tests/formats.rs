@@ -678,6 +678,7 @@ fn write_peer_fixtures(dir: &Path) {
             payload,
             format: belfry::formats::PEER,
             highest_format: belfry::formats::HIGHEST,
+            sent_at_micros: 0,
         };
         write(dir, &format!("{name}.pb"), &request.encode_to_vec());
     }
@@ -1060,5 +1061,89 @@ fn v1_replies_decode() {
     assert_eq!(
         partial.ok(),
         Some(AppendEntriesResponse::PartialSuccess(Some(log_id(2, 5))))
+    );
+}
+
+/// The peer message as a build before the clock timestamps reads it (fields 1–5).
+#[derive(Clone, PartialEq, prost::Message)]
+struct PeerRequestBeforeTimestamps {
+    #[prost(uint64, tag = "1")]
+    target: u64,
+    #[prost(string, tag = "2")]
+    cluster: String,
+    #[prost(bytes = "vec", tag = "3")]
+    payload: Vec<u8>,
+    #[prost(uint32, tag = "4")]
+    format: u32,
+    #[prost(uint32, tag = "5")]
+    highest_format: u32,
+}
+
+/// The peer reply as a build before the clock timestamps reads it (fields 1–2).
+#[derive(Clone, PartialEq, prost::Message)]
+struct PeerReplyBeforeTimestamps {
+    #[prost(bytes = "vec", tag = "1")]
+    payload: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    highest_format: u32,
+}
+
+/// The clock timestamps are new optional fields of the peer messages, not a new format: a
+/// message without them (every v1 fixture) reads as "no clock sample", and a build that
+/// predates them reads a timestamped message as it always did. The timestamped encodings are
+/// golden: a change of their field numbers or types would show here.
+#[test]
+fn peer_clock_timestamps_are_optional_fields() {
+    use belfry::raft::network::proto::{PeerReply, PeerRequest};
+    use prost::Message;
+    for name in ["peer-append-entries", "peer-vote", "peer-install-snapshot"] {
+        let request = PeerRequest::decode(read(1, &format!("{name}.pb")).as_slice())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(request.sent_at_micros, 0, "{name}: no sample");
+    }
+    let request = PeerRequest {
+        target: 2,
+        cluster: "c".into(),
+        payload: b"{}".to_vec(),
+        format: 1,
+        highest_format: 1,
+        sent_at_micros: 1_735_689_600_000_000,
+    };
+    let bytes = request.encode_to_vec();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "08021201631a027b7d200128013080c0b1d09bd38a03");
+    let old = PeerRequestBeforeTimestamps::decode(bytes.as_slice()).expect("an older reader");
+    assert_eq!(
+        (
+            old.target,
+            old.cluster.as_str(),
+            old.payload.as_slice(),
+            old.format
+        ),
+        (2, "c", &b"{}"[..], 1)
+    );
+    let reply = PeerReply {
+        payload: b"{}".to_vec(),
+        highest_format: 1,
+        received_at_micros: 1_735_689_600_000_000,
+        replied_at_micros: 1_735_689_600_000_250,
+    };
+    let bytes = reply.encode_to_vec();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "0a027b7d10011880c0b1d09bd38a0320fac1b1d09bd38a03");
+    let old = PeerReplyBeforeTimestamps::decode(bytes.as_slice()).expect("an older reader");
+    assert_eq!(
+        (old.payload.as_slice(), old.highest_format),
+        (&b"{}"[..], 1)
+    );
+    let older = PeerReplyBeforeTimestamps {
+        payload: b"{}".to_vec(),
+        highest_format: 1,
+    };
+    let read_now = PeerReply::decode(older.encode_to_vec().as_slice()).expect("this build");
+    assert_eq!(
+        (read_now.received_at_micros, read_now.replied_at_micros),
+        (0, 0),
+        "no sample"
     );
 }

@@ -64,3 +64,56 @@ async fn wrong_target_cluster_or_payload_is_refused() {
     assert_eq!(result["Ok"]["vote_granted"], false, "{result}");
     assert!(cluster.is_running(0));
 }
+
+/// Every reply carries the receiver's wall-clock receive and reply times (one clock sample for
+/// the caller), and the clock probe is checked like any other call before it answers.
+#[tokio::test]
+async fn replies_carry_the_receivers_clock_and_the_probe_is_checked_like_any_call() {
+    let redis = RedisServer::start();
+    let mut cluster = ProcCluster::start(1, &redis.url(0), "", "");
+    cluster.wait_for_leader(Duration::from_secs(20));
+    let mut client = PeerClient::connect(format!("http://{}", cluster.nodes[0].addr))
+        .await
+        .expect("connect to the node");
+    let call = |target: u64, payload: &[u8]| {
+        with_cluster_secret(tonic::Request::new(PeerRequest {
+            target,
+            cluster: "belfry".into(),
+            payload: payload.to_vec(),
+            sent_at_micros: chrono::Utc::now().timestamp_micros(),
+            ..Default::default()
+        }))
+    };
+    let before = chrono::Utc::now().timestamp_micros();
+    let probe = client
+        .clock(call(1, b""))
+        .await
+        .expect("probe")
+        .into_inner();
+    let after = chrono::Utc::now().timestamp_micros();
+    assert!(
+        before <= probe.received_at_micros
+            && probe.received_at_micros <= probe.replied_at_micros
+            && probe.replied_at_micros <= after,
+        "{before} {probe:?} {after}"
+    );
+    let vote = serde_json::json!({"vote": {"leader_id": {"term": 0, "node_id": 9}, "committed": false}, "last_log_id": null});
+    let reply = client
+        .vote(call(1, vote.to_string().as_bytes()))
+        .await
+        .expect("a vote reply")
+        .into_inner();
+    assert!(reply.received_at_micros > 0 && reply.replied_at_micros >= reply.received_at_micros);
+
+    let wrong_node = client.clock(call(7, b"")).await.unwrap_err();
+    assert_eq!(wrong_node.code(), tonic::Code::FailedPrecondition);
+    let unauthenticated = client
+        .clock(tonic::Request::new(PeerRequest {
+            target: 1,
+            cluster: "belfry".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
+}

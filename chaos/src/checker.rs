@@ -16,7 +16,11 @@
 //! every instant before F(x) had been planned (belfry plans all schedules in instant order) by
 //! then. So an instant t < F(op start) was settled before an operation, and an instant counts
 //! as possibly skipped-late only if no delivery of an instant ≥ t arrived within the policy's
-//! threshold (minus any clock offset in force: a leader's clock decides lateness).
+//! threshold (minus any clock offset in force: a leader within the bound may be late by it).
+//!
+//! **Never early**: belfry pushes by the quorum's time, so a delivery that reached Redis
+//! before its instant by more than `EARLY_TOLERANCE` fails the run, whatever clock offset was
+//! in force. Each clock fault's effect (the lateness of what fell due during it) is reported.
 //!
 //! Deliveries are matched by task id, recomputed here from the documented scheme (UUIDv5 of
 //! the cluster id, the incarnation and the instant), so a re-created schedule's instants are
@@ -46,8 +50,9 @@ const LOOKAHEAD: Duration = Duration::seconds(1);
 const GRACE: Duration = Duration::seconds(2);
 /// Added to every uncertain edge: timestamps are taken a little before or after the event.
 const SLACK: Duration = Duration::milliseconds(500);
-/// How early a delivery may arrive beyond the clock offset in force.
-const EARLY_TOLERANCE: Duration = Duration::milliseconds(100);
+/// How early a delivery may arrive: the error of the quorum's time on a loopback network and
+/// the harness's own timestamps, nothing more (the clock offset in force does not count).
+pub const EARLY_TOLERANCE: Duration = Duration::milliseconds(50);
 
 /// The cluster id belfry derives from its cluster name.
 pub fn cluster_id(cluster_name: &str) -> Uuid {
@@ -162,6 +167,8 @@ pub struct Totals {
     pub steady: Lateness,
     /// Deliveries whose instant fell during a fault or within `FAULT_SETTLE` after one.
     pub under_faults: Lateness,
+    /// Deliveries that reached Redis before their instant (beyond `EARLY_TOLERANCE`).
+    pub early: usize,
 }
 
 /// Lateness percentiles of a set of deliveries.
@@ -220,8 +227,52 @@ pub struct Verdict {
     pub failures: Vec<String>,
     /// Required instants that reached Redis and were lost by the Celery worker, one line each.
     pub worker_losses: Vec<String>,
+    /// What each clock fault did to dispatch.
+    pub clock_effects: Vec<ClockEffect>,
     #[serde(skip)]
     pub points: Vec<Point>,
+}
+
+/// One clock fault and the deliveries whose instant fell in it (or in the settling after it).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClockEffect {
+    pub detail: String,
+    pub offset_ms: i64,
+    pub start: DateTime<Utc>,
+    pub deliveries: usize,
+    /// The longest a delivery waited past its instant: the dispatch pause the fault caused
+    /// (a leader beyond the bound hands over; within it, it waits by up to its offset).
+    pub max_lateness_ms: Option<i64>,
+    /// The earliest a delivery arrived before its instant (negative lateness), if any did.
+    pub earliest_ms: Option<i64>,
+}
+
+/// The effect of every clock fault on the deliveries around it.
+fn clock_effects(
+    faults: &[FaultWindow],
+    points: &[Point],
+    cutoff: DateTime<Utc>,
+) -> Vec<ClockEffect> {
+    faults
+        .iter()
+        .filter(|f| f.nemesis == Nemesis::Clock.name())
+        .map(|f| {
+            let until = f.end.unwrap_or(cutoff) + Duration::seconds(3);
+            let lateness: Vec<i64> = points
+                .iter()
+                .filter(|p| p.scheduled_at >= f.start && p.scheduled_at <= until)
+                .map(|p| p.lateness_ms)
+                .collect();
+            ClockEffect {
+                detail: f.detail.clone(),
+                offset_ms: f.offset_ms,
+                start: f.start,
+                deliveries: lateness.len(),
+                max_lateness_ms: lateness.iter().copied().max(),
+                earliest_ms: lateness.iter().copied().filter(|l| *l < 0).min(),
+            }
+        })
+        .collect()
 }
 
 /// The input of a check.
@@ -572,9 +623,9 @@ pub fn check(input: &Input) -> Verdict {
             }
             let first = got.iter().map(|a| a.arrived_at).min().unwrap_or(*t);
             let late = (first - *t).num_milliseconds();
-            let offset = offset_around(&history.faults, *t - LOOKAHEAD, *t);
-            if first - *t < -(offset + EARLY_TOLERANCE) {
+            if first - *t < -EARLY_TOLERANCE {
                 row.early += 1;
+                let offset = offset_around(&history.faults, *t - LOOKAHEAD, *t);
                 failures.push(format!(
                     "EARLY {} {}: reached Redis {} ms before its instant (clock offset in force: {} ms)",
                     inc.name,
@@ -705,7 +756,9 @@ pub fn check(input: &Input) -> Verdict {
         t.worker_lost += row.worker_lost;
         t.unexpected += row.unexpected;
         t.skipped_explained += row.skipped_explained.values().sum::<usize>();
+        t.early += row.early;
     }
+    verdict.clock_effects = clock_effects(&history.faults, &verdict.points, cutoff);
     let l = Lateness::of(all_lateness);
     (t.lateness_ms_p50, t.lateness_ms_p99, t.lateness_ms_max) = (l.p50_ms, l.p99_ms, l.max_ms);
     let (faulted, steady): (Vec<&Point>, Vec<&Point>) = verdict

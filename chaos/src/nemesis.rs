@@ -396,7 +396,8 @@ async fn inject(t: &Targets, kind: Nemesis, rng: &mut ChaCha8Rng) {
             close_fault(&t.history, window);
         }
         Nemesis::Clock => {
-            let magnitude = rng.random_range(300..=3_000) as i64;
+            // Up to ±10 s: well beyond belfry's default bound (250 ms), and within it.
+            let magnitude = rng.random_range(100..=10_000) as i64;
             let offset = if coin { magnitude } else { -magnitude };
             let leader = t.leader(Duration::from_secs(10)).await;
             let members = t.cluster.lock().await.members();

@@ -116,6 +116,24 @@ pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
             ms(l.max_ms)
         );
     }
+    if !verdict.clock_effects.is_empty() {
+        let _ = writeln!(
+            out,
+            "clock faults: {} early deliveries in the run; what fell due during each (and 3 s after):",
+            t.early
+        );
+        for c in &verdict.clock_effects {
+            let _ = writeln!(
+                out,
+                "  {:>8} at {}: {} deliveries, max lateness {} ms, earliest {} ms",
+                format!("{:+} ms", c.offset_ms),
+                c.start.format("%H:%M:%S"),
+                c.deliveries,
+                ms(c.max_lateness_ms),
+                ms(c.earliest_ms)
+            );
+        }
+    }
     if !verdict.worker_losses.is_empty() {
         let _ = writeln!(
             out,

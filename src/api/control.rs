@@ -123,6 +123,10 @@ impl Control {
     /// but `Elect` needs this node to be the leader, and not in the middle of a handover.
     pub async fn serve_forwarded(&self, request: LeaderRequest) -> Result<LeaderReply, ApiError> {
         if let LeaderRequest::Elect = request {
+            // A node whose clock is beyond the bound does not stand, even when asked to.
+            if let Some(reason) = self.network.clocks().and_then(|c| c.beyond()) {
+                return Err(ApiError::FailedPrecondition(reason));
+            }
             self.raft
                 .trigger()
                 .elect()

@@ -53,6 +53,10 @@ pub struct ServerArgs {
     /// Raft election timeout range in milliseconds, `min-max` (e.g. 500-900).
     #[arg(long, env = "BELFRY_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<String>,
+    /// The largest offset (ms) of this node's wall clock from the quorum's at which it still
+    /// dispatches and stands for election (default 250).
+    #[arg(long, env = "BELFRY_MAX_CLOCK_OFFSET_MS")]
+    pub max_clock_offset_ms: Option<u64>,
     /// Log format: `text` (default) or `json`.
     #[arg(long, env = "BELFRY_LOG_FORMAT")]
     pub log_format: Option<String>,

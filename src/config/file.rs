@@ -90,6 +90,7 @@ pub(super) struct FileRaft {
     pub(super) election_timeout_max_ms: Option<u64>,
     pub(super) snapshot_every_logs: Option<u64>,
     pub(super) keep_logs_after_snapshot: Option<u64>,
+    pub(super) max_clock_offset_ms: Option<u64>,
 }
 
 pub(super) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

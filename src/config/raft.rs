@@ -1,6 +1,7 @@
-//! The `[raft]` section and `--heartbeat-ms` / `--election-timeout-ms`: Raft's timings.
+//! The `[raft]` section and `--heartbeat-ms` / `--election-timeout-ms` /
+//! `--max-clock-offset-ms`: Raft's timings and the bound on a node's clock offset.
 //!
-//! Invariant: heartbeat < election minimum < election maximum.
+//! Invariant: heartbeat < election minimum < election maximum; the clock bound is positive.
 
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ pub struct RaftTimings {
     pub snapshot_every_logs: u64,
     /// Entries kept before the last snapshot, so a briefly lagging peer catches up from the log.
     pub keep_logs_after_snapshot: u64,
+    /// The largest offset of a node's wall clock from the quorum's at which it dispatches
+    /// and stands for election.
+    pub max_clock_offset: Duration,
 }
 
 impl Default for RaftTimings {
@@ -29,6 +33,7 @@ impl Default for RaftTimings {
             election_max: Duration::from_millis(900),
             snapshot_every_logs: 20_000,
             keep_logs_after_snapshot: 1_000,
+            max_clock_offset: Duration::from_millis(250),
         }
     }
 }
@@ -76,6 +81,12 @@ pub(super) fn resolve(args: &ServerArgs, file: &FileRaft) -> Result<RaftTimings,
     }
     if let Some(n) = file.keep_logs_after_snapshot {
         raft.keep_logs_after_snapshot = n;
+    }
+    if let Some(ms) = args.max_clock_offset_ms.or(file.max_clock_offset_ms) {
+        if ms == 0 {
+            return Err(invalid("max_clock_offset_ms", "must be positive"));
+        }
+        raft.max_clock_offset = Duration::from_millis(ms);
     }
     Ok(raft)
 }

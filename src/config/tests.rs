@@ -22,7 +22,7 @@ fn flags_override_the_file_and_defaults_fill_the_rest() {
     let path = dir.path().join("belfry.toml");
     std::fs::write(
         &path,
-        "node_id = 1\nlisten = \"127.0.0.1:7401\"\ndata_dir = \"/var/lib/belfry\"\n[peers]\n1 = \"a:7400\"\n2 = \"b:7400\"\n[redis]\nurl = \"redis://r:6379/2\"\n[raft]\nheartbeat_ms = 50\n",
+        "node_id = 1\nlisten = \"127.0.0.1:7401\"\ndata_dir = \"/var/lib/belfry\"\n[peers]\n1 = \"a:7400\"\n2 = \"b:7400\"\n[redis]\nurl = \"redis://r:6379/2\"\n[raft]\nheartbeat_ms = 50\nmax_clock_offset_ms = 400\n",
     )
     .unwrap();
     let config = NodeConfig::resolve(&ServerArgs {
@@ -37,6 +37,26 @@ fn flags_override_the_file_and_defaults_fill_the_rest() {
     assert_eq!(config.redis.url, "redis://r:6379/2");
     assert_eq!(config.raft.heartbeat, Duration::from_millis(50));
     assert_eq!(config.raft.election_max, Duration::from_millis(900));
+    assert_eq!(config.raft.max_clock_offset, Duration::from_millis(400));
+}
+
+#[test]
+fn the_clock_bound_defaults_to_250_ms_and_the_flag_overrides_it() {
+    let config = NodeConfig::resolve(&args()).unwrap();
+    assert_eq!(config.raft.max_clock_offset, Duration::from_millis(250));
+    let config = NodeConfig::resolve(&ServerArgs {
+        max_clock_offset_ms: Some(1_000),
+        ..args()
+    })
+    .unwrap();
+    assert_eq!(config.raft.max_clock_offset, Duration::from_secs(1));
+    match NodeConfig::resolve(&ServerArgs {
+        max_clock_offset_ms: Some(0),
+        ..args()
+    }) {
+        Err(ConfigError::Invalid { setting, .. }) => assert_eq!(setting, "max_clock_offset_ms"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! dispatching, and if not, why.
 //!
 //! Invariant: a leader reports ready only while its term is confirmed, its planner and pusher
-//! run, and neither has failed recently. Written by the dispatcher, read by `/readyz` and
+//! run, neither has failed recently, and the quorum's time is known and its clock within the
+//! bound; any node whose clock is beyond the bound is not ready. Written by the dispatcher, read by `/readyz` and
 //! gRPC health; it must not steer dispatch itself.
 
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,10 @@ struct Inner {
     phase: Phase,
     /// The last task failure: when, which task, why.
     failure: Option<(Instant, &'static str, String)>,
+    /// Why dispatch waits for time: the quorum's time is unknown or this clock is beyond it.
+    clock: Option<String>,
+    /// This node's clock is beyond the bound (leader or not), and by how much.
+    clock_beyond: Option<String>,
 }
 
 /// Shared between the dispatcher and the readiness checks (cheap to clone).
@@ -38,6 +43,8 @@ impl Default for DispatchHealth {
         DispatchHealth(Arc::new(Mutex::new(Inner {
             phase: Phase::Idle,
             failure: None,
+            clock: None,
+            clock_beyond: None,
         })))
     }
 }
@@ -48,7 +55,11 @@ impl DispatchHealth {
     }
 
     pub fn confirming(&self, term: u64) {
-        self.with(|inner| inner.phase = Phase::Confirming { term });
+        self.with(|inner| {
+            inner.phase = Phase::Confirming { term };
+            // A pause of an earlier term is no reason in this one.
+            inner.clock = None;
+        });
     }
 
     pub fn dispatching(&self, term: u64) {
@@ -70,6 +81,21 @@ impl DispatchHealth {
         self.with(|inner| inner.failure = Some((Instant::now(), task, reason)));
     }
 
+    /// Dispatch waits for time (`Some(why)`), or goes on (`None`).
+    pub fn clock_wait(&self, reason: Option<String>) {
+        self.with(|inner| inner.clock = reason);
+    }
+
+    /// This node's clock is beyond the bound (`Some(why)`), or within it (`None`).
+    pub fn clock_beyond(&self, reason: Option<String>) {
+        self.with(|inner| inner.clock_beyond = reason);
+    }
+
+    /// Why this node is not ready whatever its role: its clock is beyond the bound.
+    pub fn clock_problem(&self) -> Option<String> {
+        self.with(|inner| inner.clock_beyond.clone())
+    }
+
     /// Why this node, which leads `term`, is not dispatching as it should; `None` when it is.
     pub fn not_dispatching_because(&self, term: u64) -> Option<String> {
         self.with(|inner| {
@@ -80,7 +106,11 @@ impl DispatchHealth {
                 )),
                 _ => Some(format!("leader of term {term} is not dispatching")),
             };
-            phase.or_else(|| match &inner.failure {
+            let clock = inner
+                .clock
+                .as_ref()
+                .map(|why| format!("leader of term {term} paused dispatch: {why}"));
+            phase.or(clock).or_else(|| match &inner.failure {
                 Some((at, task, reason)) if at.elapsed() < FAILURE_SHOWN_FOR => Some(format!(
                     "dispatcher {task} failed {} s ago and was restarted: {reason}",
                     at.elapsed().as_secs()
@@ -123,5 +153,19 @@ mod tests {
         assert_eq!(health.not_dispatching_because(3), None);
         health.ended(3);
         assert!(health.not_dispatching_because(3).is_some());
+    }
+
+    #[test]
+    fn a_clock_pause_is_a_reason_until_it_ends() {
+        let health = DispatchHealth::default();
+        health.dispatching(2);
+        health.clock_wait(Some("no majority of voters agrees on the time".into()));
+        let reason = health.not_dispatching_because(2).expect("paused");
+        assert!(reason.contains("paused dispatch: no majority"), "{reason}");
+        health.clock_wait(None);
+        assert_eq!(health.not_dispatching_because(2), None);
+        assert_eq!(health.clock_problem(), None);
+        health.clock_beyond(Some("clock +2300 ms off".into()));
+        assert!(health.clock_problem().is_some());
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! Invariant: the planner, the pusher and its acker run only while this node leads the term they
 //! were started in, after a linearizable read (the outbox is complete), and only while a quorum
-//! answered within the election timeout (`lease`); only committed `Fire`s are pushed. It must
-//! not run when not leader, nor keep rules of its own on the outbox (`cursor`) or messages.
+//! answered within the election timeout (`lease`) and the quorum's time is known with this
+//! node's clock within the bound (`raft::clock`); only committed `Fire`s are pushed, and
+//! nothing before its instant by the quorum's time. It must not run when not leader, nor keep
+//! rules of its own on the outbox (`cursor`) or messages, nor read the wall clock to decide
+//! what is due.
 //!
 //! - The planner commits `Fire` intents through Raft; the messages it rendered stay in this
 //!   term's `Rendered` cache, not in the log.
@@ -18,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use metrics::{counter, gauge, histogram};
 use openraft::ServerState;
 use tokio::sync::{watch, Notify};
@@ -54,7 +57,14 @@ pub struct DispatchContext {
     pub quorum_contact: super::lease::QuorumContact,
     /// What the dispatcher is doing, for readiness.
     pub health: super::health::DispatchHealth,
+    /// The quorum's time: what is due is decided by it, never by this node's wall clock.
+    pub clocks: crate::raft::clock::PeerClocks,
 }
+
+/// The longest a planner or pusher sleeps before looking at the time again: a wait computed
+/// from the quorum's time is re-checked, so a change in the estimate (a peer's clock stepped)
+/// or in this node's standing is seen within it.
+const RECHECK_TIME: StdDuration = StdDuration::from_secs(1);
 
 /// The first wait before restarting a failed dispatcher task, and the longest.
 const RESTART_MIN: StdDuration = StdDuration::from_millis(100);
@@ -128,25 +138,6 @@ pub async fn watch_leadership(ctx: Arc<DispatchContext>) {
             changed = metrics.changed() => if changed.is_err() { return },
             changed = handing_over.changed() => if changed.is_err() { return },
         }
-    }
-}
-
-/// Waits while this leader has not heard from a quorum within the timeout; returns false once
-/// it no longer leads `term`.
-async fn quorum_gate(ctx: &DispatchContext, term: u64) -> bool {
-    loop {
-        let fresh = {
-            let m = ctx.raft.metrics();
-            let m = m.borrow();
-            if m.state != ServerState::Leader || m.current_term != term {
-                return false;
-            }
-            ctx.quorum_contact.is_within(ctx.quorum_timeout)
-        };
-        if fresh {
-            return true;
-        }
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
     }
 }
 
@@ -299,10 +290,9 @@ async fn plan_loop(
     // Set from a pass that found the outbox full until planning has caught up again.
     let mut after_outage = false;
     loop {
-        if !quorum_gate(&ctx, term).await {
+        let Some(now) = super::gate::quorum_gate(&ctx, term).await else {
             return;
-        }
-        let now = Utc::now();
+        };
         let planned = {
             let applied = ctx.state.read().await;
             let data = &applied.data;
@@ -348,8 +338,9 @@ async fn plan_loop(
             continue;
         }
         let sleep_for = wake_at
-            .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
-            .unwrap_or(StdDuration::from_secs(60));
+            .map(|at| (at - now).to_std().unwrap_or_default())
+            .unwrap_or(StdDuration::from_secs(60))
+            .min(RECHECK_TIME);
         tokio::select! {
             _ = tokio::time::sleep(sleep_for) => {}
             changed = changes.changed() => if changed.is_err() { return },
@@ -437,18 +428,19 @@ async fn push_loop(
     // Entries committed by others (a manual run through the API) wake the pusher too.
     let mut changes = ctx.changes.clone();
     loop {
-        if !quorum_gate(&ctx, term).await {
+        let Some(now) = super::gate::quorum_gate(&ctx, term).await else {
             return;
-        }
+        };
         while let Ok(done) = acks_done.try_recv() {
             cursor.ack_done(&done.ids, done.acknowledged);
         }
-        let (batch, taken) = next_batch(&ctx, &mut cursor, &rendered).await;
+        let (batch, taken) = next_batch(&ctx, &mut cursor, &rendered, now).await;
         if batch.is_empty() {
             let wait = cursor
                 .next_due()
-                .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
-                .unwrap_or(StdDuration::from_secs(60));
+                .map(|at| (at - now).to_std().unwrap_or_default())
+                .unwrap_or(StdDuration::from_secs(60))
+                .min(RECHECK_TIME);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = fires_committed.notified() => {}
@@ -467,7 +459,7 @@ async fn push_loop(
         match result {
             Ok(outcomes) => {
                 backoff = StdDuration::from_millis(50);
-                let pushed = record_pushed(term, &batch, &taken, outcomes);
+                let pushed = record_pushed(term, &batch, &taken, outcomes, &ctx.clocks);
                 cursor.pushed(pushed.delivered.iter().chain(&pushed.already_sent).copied());
                 if to_acker.send(pushed).is_err() {
                     return;
@@ -493,8 +485,8 @@ async fn next_batch(
     ctx: &DispatchContext,
     cursor: &mut OutboxCursor,
     rendered: &Rendered,
+    now: DateTime<Utc>,
 ) -> (Vec<Push>, Vec<Taken>) {
-    let now = Utc::now();
     let applied = ctx.state.read().await;
     let outbox = &applied.data.outbox();
     cursor.take_in(applied.data.outbox_after(cursor.taken_in()));
@@ -518,8 +510,14 @@ async fn next_batch(
 }
 
 /// Counts and logs one pushed batch; returns what the acker must acknowledge.
-fn record_pushed(term: u64, batch: &[Push], taken: &[Taken], outcomes: Vec<PushOutcome>) -> Pushed {
-    let in_redis = Utc::now();
+fn record_pushed(
+    term: u64,
+    batch: &[Push],
+    taken: &[Taken],
+    outcomes: Vec<PushOutcome>,
+    clocks: &crate::raft::clock::PeerClocks,
+) -> Pushed {
+    let in_redis = clocks.quorum_now().unwrap_or_else(|_| Utc::now());
     let mut pushed = Pushed {
         delivered: Vec::new(),
         already_sent: Vec::new(),

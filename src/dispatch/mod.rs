@@ -7,6 +7,7 @@
 
 mod broker;
 pub mod cursor;
+mod gate;
 pub mod health;
 pub mod ids;
 pub mod leader;

@@ -5,6 +5,7 @@
 //! serve, join the cluster, start the background tasks, stop), each step bounded when stopping.
 //! It must not hold scheduling or consensus logic of its own.
 
+mod clock;
 mod cluster;
 mod serve;
 mod storage;
@@ -92,7 +93,9 @@ pub async fn run(
     };
     let state = state_machine.handle();
     let changes = state_machine.changes();
-    let network = peer_network(&config, tls.as_ref().map(|(_, client)| client.clone()));
+    let clocks = crate::raft::clock::PeerClocks::new(config.node_id, config.raft.max_clock_offset);
+    let network = peer_network(&config, tls.as_ref().map(|(_, client)| client.clone()))
+        .with_clocks(clocks.clone());
     let committed_index = log_store.committed_index();
     let raft = Raft::new(
         config.node_id,
@@ -109,7 +112,7 @@ pub async fn run(
         state.clone(),
         config.node_id,
         config.cluster_name.clone(),
-        network,
+        network.clone(),
         encoder.clone(),
         config.raft.election_max,
     );
@@ -123,6 +126,8 @@ pub async fn run(
         state,
         changes,
         committed_index,
+        clocks,
+        network,
     };
     let tasks = start_tasks(
         &config,
@@ -212,6 +217,8 @@ struct Running {
     state: StateHandle,
     changes: tokio::sync::watch::Receiver<u64>,
     committed_index: Arc<std::sync::atomic::AtomicU64>,
+    clocks: crate::raft::clock::PeerClocks,
+    network: PeerNetwork,
 }
 
 /// Readiness, metrics, the dispatcher, the heap trimmer, the cluster log and the schedules
@@ -260,8 +267,17 @@ async fn start_tasks(
         quorum_timeout: config.raft.election_max,
         handing_over: control.handover_watch(),
         quorum_contact: crate::dispatch::lease::QuorumContact::track(raft),
-        health: dispatch_health,
+        health: dispatch_health.clone(),
+        clocks: running.clocks.clone(),
     });
+    tasks.push(tokio::spawn(clock::keep_time(clock::TimeKeeper {
+        raft: raft.clone(),
+        network: running.network,
+        clocks: running.clocks,
+        control: control.clone(),
+        health: dispatch_health,
+        node_id: config.node_id,
+    })));
     tasks.push(tokio::spawn(watch_leadership(ctx)));
     tasks.push(tokio::spawn(crate::heap::release_freed_forever()));
     tasks.push(tokio::spawn(cluster::log_cluster_changes(raft.clone())));

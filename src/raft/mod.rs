@@ -5,6 +5,7 @@
 //! and a peer's AppendEntries (`check_round_trip`). Owns consensus only: it must not interpret
 //! commands (that is `state`) nor talk to Redis.
 
+pub mod clock;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

@@ -3,8 +3,10 @@
 //!
 //! Invariant: a received call reaches Raft (or the `Forward` handler) only if it passed
 //! `PeerAuth`, is in a format this node reads, and is addressed to this node of this cluster;
-//! every call sent carries the cluster secret, when there is one. Owns connections and encoding
-//! only: it must not interpret Raft messages nor forwarded calls.
+//! every call sent carries the cluster secret, when there is one. Every call sent and answered
+//! carries wall-clock timestamps, and every answered call with them is one clock sample
+//! (`clock::PeerClocks`). Owns connections and encoding only: it must not interpret Raft
+//! messages nor forwarded calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
+use super::clock::{wall_micros, PeerClocks};
 use super::peer_auth::{ClusterSecret, PeerAuth};
 use super::{NodeId, Raft, TypeConfig};
 
@@ -62,6 +65,7 @@ fn peer_request(target: NodeId, cluster: &str, payload: Vec<u8>) -> PeerRequest 
         payload,
         format: crate::formats::PEER,
         highest_format: crate::formats::HIGHEST,
+        sent_at_micros: wall_micros(),
     }
 }
 
@@ -80,6 +84,8 @@ pub struct PeerNetwork {
     tls: Option<ClientTlsConfig>,
     /// Sent with every call.
     secret: Option<ClusterSecret>,
+    /// Where the clock samples of answered calls go.
+    clocks: Option<PeerClocks>,
 }
 
 impl PeerNetwork {
@@ -92,7 +98,56 @@ impl PeerNetwork {
             advertised: Arc::default(),
             tls: None,
             secret: None,
+            clocks: None,
         }
+    }
+
+    /// Records a clock sample from every answered call into `clocks`.
+    pub fn with_clocks(mut self, clocks: PeerClocks) -> Self {
+        self.clocks = Some(clocks);
+        self
+    }
+
+    /// The clock samples of answered calls, when kept.
+    pub fn clocks(&self) -> Option<&PeerClocks> {
+        self.clocks.as_ref()
+    }
+
+    /// The reference time a call starts at, for its clock sample.
+    fn sample_start(&self) -> i64 {
+        self.clocks.as_ref().map_or(0, PeerClocks::reference_micros)
+    }
+
+    /// Records the clock sample of a call to `peer` started at `t0` and answered by `reply`.
+    fn record_sample(&self, peer: NodeId, t0: i64, reply: &PeerReply) {
+        if let Some(clocks) = &self.clocks {
+            let t3 = clocks.reference_micros();
+            clocks.record(
+                peer,
+                t0,
+                reply.received_at_micros,
+                reply.replied_at_micros,
+                t3,
+            );
+        }
+    }
+
+    /// Sends a clock probe to `target`: its reply is one clock sample. A peer that predates
+    /// the probe answers `UNIMPLEMENTED`.
+    pub async fn probe_clock(
+        &self,
+        target: NodeId,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<(), Status> {
+        let channel = self.channel(target, addr).map_err(Status::unavailable)?;
+        let mut client = PeerClient::new(channel);
+        let mut request = self.request(target, Vec::new());
+        request.set_timeout(timeout);
+        let t0 = self.sample_start();
+        let reply = client.clock(request).await?.into_inner();
+        self.record_sample(target, t0, &reply);
+        Ok(())
     }
 
     /// Sends the cluster secret with every call.
@@ -174,7 +229,9 @@ impl PeerNetwork {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let mut request = self.request(target, payload);
         request.set_timeout(timeout);
+        let t0 = self.sample_start();
         let reply = client.forward(request).await?.into_inner();
+        self.record_sample(target, t0, &reply);
         record_advertised(&self.advertised, target, &reply);
         Ok(reply.payload)
     }
@@ -250,6 +307,7 @@ impl PeerConnection {
         let mut grpc_request = self.network.request(self.target, payload);
         // openraft's deadline for this RPC, enforced by the client and sent to the server.
         grpc_request.set_timeout(option.hard_ttl());
+        let t0 = self.network.sample_start();
         let sent = match rpc {
             Rpc::AppendEntries => client.append_entries(grpc_request).await,
             Rpc::Vote => client.vote(grpc_request).await,
@@ -267,6 +325,7 @@ impl PeerConnection {
             _ => RPCError::Network(NetworkError::new(&status)),
         })?;
         let reply = reply.into_inner();
+        self.network.record_sample(self.target, t0, &reply);
         record_advertised(&self.advertised, self.target, &reply);
         let result: Result<Resp, E> = serde_json::from_slice(&reply.payload)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -393,13 +452,21 @@ fn check_format(request: &PeerRequest) -> Result<(), Status> {
     .map_err(|e| Status::failed_precondition(e.to_string()))
 }
 
-fn reply<T: Serialize>(result: &T) -> Result<Response<PeerReply>, Status> {
-    let payload = serde_json::to_vec(result)
-        .map_err(|e| Status::internal(format!("encoding the reply: {e}")))?;
-    Ok(Response::new(PeerReply {
+/// A reply carrying `payload`, with this node's wall-clock times: when the request arrived
+/// (`received_at`) and now.
+fn stamped(payload: Vec<u8>, received_at: i64) -> Response<PeerReply> {
+    Response::new(PeerReply {
         payload,
         highest_format: crate::formats::HIGHEST,
-    }))
+        received_at_micros: received_at,
+        replied_at_micros: wall_micros(),
+    })
+}
+
+fn reply<T: Serialize>(result: &T, received_at: i64) -> Result<Response<PeerReply>, Status> {
+    let payload = serde_json::to_vec(result)
+        .map_err(|e| Status::internal(format!("encoding the reply: {e}")))?;
+    Ok(stamped(payload, received_at))
 }
 
 #[tonic::async_trait]
@@ -408,32 +475,39 @@ impl Peer for PeerService {
         &self,
         request: Request<PeerRequest>,
     ) -> Result<Response<PeerReply>, Status> {
+        let received_at = wall_micros();
         let rpc: AppendEntriesRequest<TypeConfig> = self.open(request)?;
-        reply(&self.raft.append_entries(rpc).await)
+        reply(&self.raft.append_entries(rpc).await, received_at)
     }
 
     async fn vote(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let received_at = wall_micros();
         let rpc: VoteRequest<NodeId> = self.open(request)?;
-        reply(&self.raft.vote(rpc).await)
+        reply(&self.raft.vote(rpc).await, received_at)
     }
 
     async fn install_snapshot(
         &self,
         request: Request<PeerRequest>,
     ) -> Result<Response<PeerReply>, Status> {
+        let received_at = wall_micros();
         let rpc: InstallSnapshotRequest<TypeConfig> = self.open(request)?;
-        reply(&self.raft.install_snapshot(rpc).await)
+        reply(&self.raft.install_snapshot(rpc).await, received_at)
     }
 
     async fn forward(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let received_at = wall_micros();
         let payload = self.check(request)?;
         let handler = self
             .forward
             .as_ref()
             .ok_or_else(|| Status::unimplemented("this node serves no API"))?;
-        Ok(Response::new(PeerReply {
-            payload: handler(payload).await,
-            highest_format: crate::formats::HIGHEST,
-        }))
+        Ok(stamped(handler(payload).await, received_at))
+    }
+
+    async fn clock(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let received_at = wall_micros();
+        self.check(request)?;
+        Ok(stamped(Vec::new(), received_at))
     }
 }

@@ -149,6 +149,9 @@ pub async fn not_ready_because(readiness: &Readiness) -> Option<String> {
     if !member {
         return Some("not a member of a cluster yet".into());
     }
+    if let Some(reason) = readiness.dispatch.clock_problem() {
+        return Some(reason);
+    }
     if leader.is_none() {
         return Some("the cluster has no leader".into());
     }

@@ -21,6 +21,14 @@ pub const PLANNING_PAUSED: &str = "belfry_planning_paused";
 pub const OUTBOX_OLDEST_AGE: &str = "belfry_outbox_oldest_age_seconds";
 /// Dispatcher tasks (`task`: planner, pusher) restarted after failing while leading.
 pub const DISPATCHER_RESTARTS: &str = "belfry_dispatcher_restarts_total";
+/// Each peer's wall clock minus this node's (`peer`), from the best recent round trip.
+pub const CLOCK_OFFSET: &str = "belfry_clock_offset_seconds";
+/// This node's wall clock minus the quorum's (the median over a majority of voters).
+pub const CLOCK_OFFSET_FROM_QUORUM: &str = "belfry_clock_offset_from_quorum_seconds";
+/// 1 while a majority of voters agrees on the time (the offset from the quorum is known).
+pub const CLOCK_QUORUM_KNOWN: &str = "belfry_clock_quorum_known";
+/// Steps of the wall clock against the monotonic clock (`direction`: forward, backward).
+pub const CLOCK_STEPS: &str = "belfry_clock_steps_total";
 pub const REDIS_ERRORS: &str = "belfry_redis_errors_total";
 pub const REDIS_PUSH_DURATION: &str = "belfry_redis_push_duration_seconds";
 /// The Redis master pushes go to (1), and masters left behind (0); with Sentinel.

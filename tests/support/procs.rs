@@ -21,6 +21,8 @@ pub struct NodeProc {
     pub starts: u32,
     /// The open-files limit (`ulimit -n`) it is started with, if not the test's own.
     pub files_limit: Option<u64>,
+    /// Extra environment variables it is started with.
+    pub env: Vec<(String, String)>,
 }
 
 /// A cluster of `belfry server` processes sharing one config file layout.
@@ -105,6 +107,7 @@ impl ProcCluster {
                 child: None,
                 starts: 0,
                 files_limit: None,
+                env: Vec::new(),
             })
             .collect();
         ProcCluster {
@@ -158,6 +161,7 @@ impl ProcCluster {
             child: None,
             starts: 0,
             files_limit: None,
+            env: Vec::new(),
         });
         let i = self.nodes.len() - 1;
         self.spawn(i);
@@ -220,6 +224,7 @@ impl ProcCluster {
             .env("BELFRY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("BELFRY_READONLY_TOKEN", READONLY_TOKEN)
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(node.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -605,7 +610,14 @@ pub struct Report {
     pub unexpected: Vec<(String, chrono::DateTime<chrono::Utc>)>,
     pub max_lateness: chrono::Duration,
     pub p99_lateness: chrono::Duration,
+    /// Deliveries that reached Redis before their instant by more than `EARLY_TOLERANCE`:
+    /// (schedule, instant, how early).
+    pub early: Vec<(String, chrono::DateTime<chrono::Utc>, chrono::Duration)>,
 }
+
+/// How early a delivery may reach Redis: the error of the quorum's time on loopback, nothing
+/// more, whatever any node's clock says.
+pub const EARLY_TOLERANCE: chrono::Duration = chrono::Duration::milliseconds(50);
 
 /// Compares arrivals with the expected occurrences (schedule → instants, computed by the test
 /// itself) inside `[from, to]`.
@@ -627,6 +639,17 @@ pub fn check(
         lateness.push(a.arrived_at - a.scheduled_at);
     }
     let mut report = Report::default();
+    for a in arrivals
+        .iter()
+        .filter(|a| a.scheduled_at >= from && a.scheduled_at <= to)
+        .filter(|a| a.arrived_at < a.scheduled_at - EARLY_TOLERANCE)
+    {
+        report.early.push((
+            a.schedule.clone(),
+            a.scheduled_at,
+            a.scheduled_at - a.arrived_at,
+        ));
+    }
     for (schedule, instants) in expected {
         for at in instants.iter().filter(|t| **t >= from && **t <= to) {
             report.expected += 1;
@@ -662,13 +685,15 @@ impl Report {
             self.missing.is_empty()
                 && self.duplicated.is_empty()
                 && self.unexpected.is_empty()
+                && self.early.is_empty()
                 && self.expected > 0,
-            "{context}: expected {}, delivered {}, missing {:?}, duplicated {:?}, unexpected {:?}",
+            "{context}: expected {}, delivered {}, missing {:?}, duplicated {:?}, unexpected {:?}, early {:?}",
             self.expected,
             self.delivered,
             self.missing,
             self.duplicated,
-            self.unexpected
+            self.unexpected,
+            self.early
         );
     }
 }

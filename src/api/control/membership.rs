@@ -299,9 +299,15 @@ impl Control {
                 .and_then(|r| r.get(id).copied().flatten())
                 .map_or(0, |l| l.index)
         };
+        // A voter whose clock is beyond the bound would not stand: chosen only if none is within.
+        let off_clock = self
+            .network
+            .clocks()
+            .map(|c| c.peers_beyond())
+            .unwrap_or_default();
         voters
             .iter()
-            .max_by_key(|id| matched(id))
+            .max_by_key(|id| (!off_clock.contains(id), matched(id)))
             .copied()
             .ok_or_else(|| ApiError::FailedPrecondition("there is no other voter".into()))
     }
