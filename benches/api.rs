@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use belfry::api::pb;
-use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::procs::{Clients, ADMIN_TOKEN};
 use support::RedisServer;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -48,9 +48,9 @@ fn schedule(name: String, kind: &str) -> pb::ScheduleSpec {
 }
 
 fn creates(clients: usize, seconds: u64, target: &str, kind: &'static str) {
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     // `leader`: every client calls the leader; otherwise they are spread over all nodes.
     let only_leader = target == "leader";
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -20,7 +20,7 @@ mod support;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use support::procs::{Arrival, BatchConsumer, ProcCluster};
+use support::procs::{Arrival, Consumer, ProcCluster};
 use support::RedisServer;
 
 const QUEUE: &str = "bench";
@@ -72,12 +72,12 @@ fn lateness_ms(arrivals: &[Arrival], from: DateTime<Utc>, to: DateTime<Utc>) -> 
 
 fn lag(n: usize, seconds: i64) {
     for spread in [true, false] {
-        let redis = RedisServer::start();
+        let redis = RedisServer::start().expect("start redis-server");
         let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
         let mut cluster =
-            ProcCluster::start(3, &redis.url(0), &interval_schedules(n, 60, t0, spread), "");
-        let consumer = BatchConsumer::start(&redis.url(0), QUEUE);
-        cluster.wait_for_leader(Duration::from_secs(60));
+            support::procs::start(3, &redis.url(0), &interval_schedules(n, 60, t0, spread), "");
+        let consumer = Consumer::batch(&redis.url(0), QUEUE);
+        cluster.wait_for_leader(Duration::from_secs(60)).expect("a leader");
         // Measure after the first full minute, once every schedule is planned steadily.
         let from = t0 + TimeDelta::seconds(60);
         let to = from + TimeDelta::seconds(seconds);
@@ -99,14 +99,14 @@ fn lag(n: usize, seconds: i64) {
 }
 
 fn failover(trials: usize) {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
     let mut cluster =
-        ProcCluster::start(3, &redis.url(0), &interval_schedules(10, 1, t0, true), "");
-    let consumer = BatchConsumer::start(&redis.url(0), QUEUE);
+        support::procs::start(3, &redis.url(0), &interval_schedules(10, 1, t0, true), "");
+    let consumer = Consumer::batch(&redis.url(0), QUEUE);
     let mut times = Vec::new();
     for trial in 0..trials {
-        let leader = cluster.wait_for_leader(Duration::from_secs(60));
+        let leader = cluster.wait_for_leader(Duration::from_secs(60)).expect("a leader");
         wait_until(Utc::now() + TimeDelta::seconds(3));
         let killed_at = Utc::now();
         cluster.kill(leader);
@@ -126,7 +126,7 @@ fn failover(trials: usize) {
         let ms = (first - killed_at).num_milliseconds() as f64;
         println!("failover trial {}: {ms:.0} ms", trial + 1);
         times.push(ms);
-        cluster.spawn(leader);
+        cluster.spawn(leader).expect("start a node");
     }
     times.sort_by(|a, b| a.total_cmp(b));
     println!(
@@ -147,8 +147,8 @@ fn resting_rss_kib(pid: u32) -> u64 {
 
 /// The resident size of a one-node cluster with no schedules, at rest.
 fn empty_node_rss_kib(redis: &RedisServer) -> u64 {
-    let mut empty = ProcCluster::start(1, &redis.url(0), "", "");
-    empty.wait_for_leader(Duration::from_secs(60));
+    let mut empty = support::procs::start(1, &redis.url(0), "", "");
+    empty.wait_for_leader(Duration::from_secs(60)).expect("a leader");
     resting_rss_kib(empty.pid(0))
 }
 
@@ -167,15 +167,15 @@ fn bytes_per_schedule(base_kib: u64, loaded_kib: u64, n: usize) -> f64 {
 }
 
 fn memory(n: usize) {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     // Yearly schedules: nothing fires while memory is measured.
     let mut toml = String::with_capacity(n * 120);
     for i in 0..n {
         toml.push_str(&format!("[[schedule]]\nname = \"s{i}\"\ntask = \"bench.yearly\"\ncron = \"0 0 1 1 *\"\nargs = [{i}]\n"));
     }
     let base = empty_node_rss_kib(&redis);
-    let mut cluster = ProcCluster::start(1, &redis.url(0), &toml, "");
-    cluster.wait_for_leader(Duration::from_secs(60));
+    let mut cluster = support::procs::start(1, &redis.url(0), &toml, "");
+    cluster.wait_for_leader(Duration::from_secs(60)).expect("a leader");
     support::wait_for("the schedules to load", Duration::from_secs(1800), || {
         cluster
             .log_lines(0)
@@ -193,7 +193,7 @@ fn memory(n: usize) {
 
 fn memory_with_history(n: usize) {
     const RUNS: usize = 10;
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let base = empty_node_rss_kib(&redis);
     // Ten-second intervals spread over ten seconds (10,000 fires/s at 100,000 schedules, within
     // what a node sustains, so no backlog inflates the heap), each ending after exactly RUNS
@@ -211,8 +211,8 @@ fn memory_with_history(n: usize) {
             at(end)
         ));
     }
-    let mut cluster = ProcCluster::start(1, &redis.url(0), &toml, "");
-    cluster.wait_for_leader(Duration::from_secs(60));
+    let mut cluster = support::procs::start(1, &redis.url(0), &toml, "");
+    cluster.wait_for_leader(Duration::from_secs(60)).expect("a leader");
     let mut redis_conn = redis::Client::open(redis.url(0))
         .and_then(|c| c.get_connection())
         .expect("connect to redis");
@@ -246,11 +246,11 @@ fn memory_with_history(n: usize) {
 }
 
 fn throughput(n: usize, seconds: i64) {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
-    let mut cluster = ProcCluster::start(3, &redis.url(0), &interval_schedules(n, 1, t0, true), "");
-    let consumer = BatchConsumer::start(&redis.url(0), QUEUE);
-    cluster.wait_for_leader(Duration::from_secs(60));
+    let mut cluster = support::procs::start(3, &redis.url(0), &interval_schedules(n, 1, t0, true), "");
+    let consumer = Consumer::batch(&redis.url(0), QUEUE);
+    cluster.wait_for_leader(Duration::from_secs(60)).expect("a leader");
     let from = t0 + TimeDelta::seconds(10);
     let to = from + TimeDelta::seconds(seconds);
     wait_until(to + TimeDelta::seconds(10));

@@ -19,7 +19,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let server = support::RedisServer::start();
+    let server = support::RedisServer::start().expect("start redis-server");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _guard = runtime.enter();
     let sink = RedisSink::new(&SinkConfig::new(server.url(0))).expect("sink");
@@ -54,7 +54,7 @@ fn main() {
         .collect();
     for batch_size in [100usize, 1_000, 5_000] {
         let _: () = redis::cmd("FLUSHALL")
-            .query(&mut server.conn(0))
+            .query(&mut server.conn(0).expect("connect to the test redis-server"))
             .expect("flush");
         let started = Instant::now();
         for chunk in messages.chunks(batch_size) {
@@ -63,7 +63,7 @@ fn main() {
         let elapsed = started.elapsed();
         let queued: usize = redis::cmd("LLEN")
             .arg("celery")
-            .query(&mut server.conn(0))
+            .query(&mut server.conn(0).expect("connect to the test redis-server"))
             .expect("llen");
         assert_eq!(queued, MESSAGES);
         println!(

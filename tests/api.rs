@@ -10,7 +10,7 @@ use std::time::Duration;
 use belfry::api::client::Intercepted;
 use belfry::api::pb;
 use belfry::api::pb::schedules_client::SchedulesClient;
-use support::procs::{Consumer, ProcCluster, ADMIN_TOKEN, READONLY_TOKEN};
+use support::procs::{Clients, Consumer, ProcCluster, ADMIN_TOKEN, READONLY_TOKEN};
 use support::{block, wait_for, RedisServer};
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -48,9 +48,9 @@ async fn cluster_with_one_schedule(
     usize,
     SchedulesClient<Intercepted>,
 ) {
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let client = cluster.client(leader, Some(ADMIN_TOKEN)).schedules;
     client
         .clone()
@@ -77,9 +77,9 @@ fn field_of(status: &tonic::Status) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_rpcs_work_from_any_node() {
     let _serial = SERIAL.lock().await;
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let (f1, f2) = followers(&mut cluster, leader);
     let mut via_follower = cluster.client(f1, Some(ADMIN_TOKEN)).schedules;
     let mut via_other = cluster.client(f2, Some(ADMIN_TOKEN)).schedules;
@@ -388,9 +388,9 @@ async fn updates_without_a_revision_survive_concurrent_writes_to_the_schedule() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_dispatch_and_resume_applies_the_catchup_policy() {
     let _serial = SERIAL.lock().await;
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let (f1, _) = followers(&mut cluster, leader);
     let mut api = cluster.client(f1, Some(ADMIN_TOKEN)).schedules;
     let consumer = Consumer::start(&redis.url(0), QUEUE);
@@ -468,9 +468,9 @@ async fn pause_stops_dispatch_and_resume_applies_the_catchup_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_missing_credentials_are_refused_clearly() {
     let _serial = SERIAL.lock().await;
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let mut admin = cluster.client(0, Some(ADMIN_TOKEN)).schedules;
 
     let invalid = |mut s: pb::ScheduleSpec, edit: fn(&mut pb::ScheduleSpec)| {

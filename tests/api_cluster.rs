@@ -7,14 +7,14 @@ mod support;
 use std::time::Duration;
 
 use belfry::api::pb;
-use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::procs::{Clients, ADMIN_TOKEN};
 use support::{block, wait_for, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_transfer_join_and_remove() {
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let follower = (leader + 1) % 3;
     let mut api = cluster.client(follower, Some(ADMIN_TOKEN)).cluster;
 
@@ -63,7 +63,7 @@ async fn status_transfer_join_and_remove() {
     assert!(!noop.transferred);
 
     // A fourth node joins by itself, as a learner promoted to voter.
-    let joiner = cluster.spawn_joiner();
+    let joiner = cluster.spawn_joiner().expect("start a joiner");
     let joined_id = cluster.nodes[joiner].id;
     wait_for(
         "the joiner to become a voter",
@@ -108,9 +108,9 @@ async fn health_and_reflection_are_served_without_a_token() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
 
-    let mut redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(1, &redis.url(0), "", "");
-    cluster.wait_for_leader(Duration::from_secs(30));
+    let mut redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(1, &redis.url(0), "", "");
+    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let channel =
         tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.nodes[0].addr))
             .unwrap()
@@ -135,7 +135,7 @@ async fn health_and_reflection_are_served_without_a_token() {
         status_of("belfry.v1.Schedules").filter(|s| *s == ServingStatus::NotServing as i32)
     });
     assert_eq!(status_of(""), Some(ServingStatus::Serving as i32));
-    redis.restart();
+    redis.restart().expect("restart redis-server");
     wait_for("Schedules serving again", Duration::from_secs(20), || {
         status_of("belfry.v1.Schedules").filter(|s| *s == ServingStatus::Serving as i32)
     });

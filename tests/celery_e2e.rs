@@ -110,7 +110,7 @@ fn plan() -> Vec<Planned> {
 
 #[test]
 fn a_real_worker_runs_exactly_what_was_pushed_once() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let cluster = Uuid::from_u128(0xbe1f);
     let encoder = Encoder {
         origin: "belfry-test@localhost".into(),
@@ -152,7 +152,7 @@ fn a_real_worker_runs_exactly_what_was_pushed_once() {
     assert!(second.iter().all(|o| *o == PushOutcome::AlreadySent));
 
     let mut worker = CeleryWorker::start(&redis.url(0), &redis.url(1), &["celery", "reports"]);
-    let mut results = redis.conn(1);
+    let mut results = redis.conn(1).expect("connect to the test redis-server");
     let stored: BTreeMap<String, Value> =
         wait_for("every task's result", Duration::from_secs(90), || {
             let mut found = BTreeMap::new();
@@ -163,7 +163,7 @@ fn a_real_worker_runs_exactly_what_was_pushed_once() {
             Some(found)
         });
     // Drained: no message left in any list, none held unacknowledged by the worker.
-    let mut broker = redis.conn(0);
+    let mut broker = redis.conn(0).expect("connect to the test redis-server");
     wait_for("the queues to drain", Duration::from_secs(30), || {
         let keys: Vec<String> = broker.keys("*").ok()?;
         let busy = keys

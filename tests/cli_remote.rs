@@ -6,7 +6,7 @@ mod support;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::procs::{belfry_bin, ProcCluster, ADMIN_TOKEN, READONLY_TOKEN};
+use support::procs::{belfry_bin, ADMIN_TOKEN, READONLY_TOKEN};
 use support::{free_port, wait_for, RedisServer};
 
 struct Cli {
@@ -86,9 +86,9 @@ options = { queue = "cli" }
 
 #[test]
 fn schedule_and_cluster_commands() {
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let follower = (leader + 1) % 3;
     let cli = Cli {
         endpoint: cluster.nodes[follower].addr.clone(),
@@ -160,7 +160,7 @@ fn schedule_and_cluster_commands() {
         .arg("cli")
         .arg(0)
         .arg(-1)
-        .query(&mut redis.conn(0))
+        .query(&mut redis.conn(0).expect("connect to the test redis-server"))
         .expect("LRANGE");
     assert_eq!(queued.len(), 2);
     assert_eq!(

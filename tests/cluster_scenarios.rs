@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use support::procs::{check, Consumer, ProcCluster, Report};
+use support::procs::{Signal, check, Consumer, ProcCluster, Report};
 use support::{wait_for, CeleryWorker, RedisServer};
 
 /// Scenarios run one at a time: each runs three nodes, and two cores are shared.
@@ -73,10 +73,10 @@ struct Scenario {
 const CONFIG: &str = "[raft]\nsnapshot_every_logs = 200\n";
 
 fn start(redis_args: &[&str], config: &str) -> Scenario {
-    let redis = RedisServer::start_with(redis_args);
+    let redis = RedisServer::start_with(redis_args).expect("start redis-server");
     // Whole seconds, a little ahead, so the cluster is up before the first occurrence.
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(4);
-    let cluster = ProcCluster::start(3, &redis.url(0), &schedules(t0), config);
+    let cluster = support::procs::start(3, &redis.url(0), &schedules(t0), config);
     let consumer = Consumer::start(&redis.url(0), QUEUE);
     Scenario {
         redis,
@@ -124,7 +124,7 @@ fn secs(n: i64) -> TimeDelta {
 fn steady_state_delivers_every_occurrence_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = start(&[], CONFIG);
-    s.cluster.wait_for_leader(Duration::from_secs(20));
+    s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
     let report = s.settle_and_check(s.t0 + secs(15), secs(1));
     eprintln!(
         "steady: {} occurrences, p99 lateness {} ms",
@@ -137,18 +137,18 @@ fn steady_state_delivers_every_occurrence_once() {
 fn leader_sigkill_twice_in_a_row_loses_and_repeats_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = start(&[], CONFIG);
-    let first = s.cluster.wait_for_leader(Duration::from_secs(20));
+    let first = s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
     s.wait_until(s.t0 + secs(3));
     s.cluster.kill(first);
     let second = s
         .cluster
-        .wait_for_new_leader(first, Duration::from_secs(20));
-    s.cluster.spawn(first);
+        .wait_for_new_leader(first, Duration::from_secs(20)).expect("a new leader");
+    s.cluster.spawn(first).expect("start a node");
     s.wait_until(Utc::now() + secs(3));
     s.cluster.kill(second);
     s.cluster
-        .wait_for_new_leader(second, Duration::from_secs(20));
-    s.cluster.spawn(second);
+        .wait_for_new_leader(second, Duration::from_secs(20)).expect("a new leader");
+    s.cluster.spawn(second).expect("start a node");
     let report = s.settle_and_check(Utc::now() + secs(4), secs(10));
     eprintln!(
         "two leader kills: {} occurrences, max lateness {} ms",
@@ -161,14 +161,14 @@ fn leader_sigkill_twice_in_a_row_loses_and_repeats_nothing() {
 fn a_frozen_leader_pushes_nothing_new_after_it_thaws() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = start(&[], CONFIG);
-    let frozen = s.cluster.wait_for_leader(Duration::from_secs(20));
+    let frozen = s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
     s.wait_until(s.t0 + secs(3));
-    s.cluster.signal(frozen, "STOP");
+    s.cluster.signal(frozen, Signal::Stop);
     s.cluster
-        .wait_for_new_leader(frozen, Duration::from_secs(20));
+        .wait_for_new_leader(frozen, Duration::from_secs(20)).expect("a new leader");
     s.wait_until(Utc::now() + secs(3));
     let thawed_at = Utc::now();
-    s.cluster.signal(frozen, "CONT");
+    s.cluster.signal(frozen, Signal::Cont);
     s.settle_and_check(Utc::now() + secs(5), secs(10));
     // Judged by what reached Redis, not by the node's log: a push the node made just before it
     // froze is logged (and timed) only once it runs again.
@@ -190,11 +190,11 @@ fn a_redis_outage_delays_but_loses_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Redis persists every write, as a broker should; belfry's markers survive its restart.
     let mut s = start(&["--appendonly", "yes", "--appendfsync", "always"], CONFIG);
-    s.cluster.wait_for_leader(Duration::from_secs(20));
+    s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
     s.wait_until(s.t0 + secs(3));
     s.redis.kill();
     std::thread::sleep(Duration::from_secs(10)); // the outage itself
-    s.redis.restart();
+    s.redis.restart().expect("restart redis-server");
     s.settle_and_check(Utc::now() + secs(4), secs(20));
 }
 
@@ -202,16 +202,21 @@ fn a_redis_outage_delays_but_loses_nothing() {
 fn a_full_cluster_restart_resumes_from_disk() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = start(&[], CONFIG);
-    s.cluster.wait_for_leader(Duration::from_secs(20));
+    s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
     s.wait_until(s.t0 + secs(3));
     for i in 0..3 {
-        s.cluster.terminate(i);
+        let status = s.cluster.terminate(i, Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "node {} did not exit cleanly after SIGTERM: {status:?}",
+            s.cluster.nodes[i].id
+        );
     }
     std::thread::sleep(Duration::from_secs(3)); // the whole cluster is down
     for i in 0..3 {
-        s.cluster.spawn(i);
+        s.cluster.spawn(i).expect("start a node");
     }
-    s.cluster.wait_for_leader(Duration::from_secs(30));
+    s.cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     s.settle_and_check(Utc::now() + secs(4), secs(20));
 }
 
@@ -224,7 +229,7 @@ fn a_wiped_follower_resyncs_by_snapshot() {
         &[],
         "[raft]\nsnapshot_every_logs = 20\nkeep_logs_after_snapshot = 0\n",
     );
-    let leader = s.cluster.wait_for_leader(Duration::from_secs(20));
+    let leader = s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
     let follower = (leader + 1) % 3;
     s.wait_until(s.t0 + secs(2));
     // Once the leader has taken a snapshot, the log before it is gone.
@@ -234,8 +239,8 @@ fn a_wiped_follower_resyncs_by_snapshot() {
         Duration::from_secs(60),
         || leader_snapshot.exists().then_some(()),
     );
-    s.cluster.wipe(follower);
-    s.cluster.spawn(follower);
+    s.cluster.wipe(follower).expect("wipe a node");
+    s.cluster.spawn(follower).expect("start a node");
     let installed = |s: &Scenario| {
         s.cluster
             .log_lines(follower)
@@ -266,7 +271,7 @@ fn a_wiped_follower_resyncs_by_snapshot() {
     // The resynced node carries the schedules: if it now leads, nothing repeats.
     s.cluster.kill(leader);
     s.cluster
-        .wait_for_new_leader(leader, Duration::from_secs(20));
+        .wait_for_new_leader(leader, Duration::from_secs(20)).expect("a new leader");
     s.settle_and_check(Utc::now() + secs(4), secs(10));
 }
 
@@ -274,26 +279,26 @@ fn a_wiped_follower_resyncs_by_snapshot() {
 #[test]
 fn a_celery_worker_runs_each_occurrence_once_across_a_failover() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(4);
     let schedule = format!(
         "[[schedule]]\nname = \"celery-1s\"\ntask = \"belfry_test.record\"\nevery = \"1s\"\nstart_at = \"{}\"\nargs = [\"ü\", 1]\nkwargs = {{ big = 123456789012345678901234567890 }}\n",
         t0.to_rfc3339()
     );
-    let mut cluster = ProcCluster::start(3, &redis.url(0), &schedule, CONFIG);
+    let mut cluster = support::procs::start(3, &redis.url(0), &schedule, CONFIG);
     let mut worker = CeleryWorker::start(&redis.url(0), &redis.url(1), &["celery"]);
-    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
     wait_for("the first occurrences", Duration::from_secs(30), || {
         (Utc::now() > t0 + secs(3)).then_some(())
     });
     cluster.kill(leader);
-    cluster.wait_for_new_leader(leader, Duration::from_secs(20));
+    cluster.wait_for_new_leader(leader, Duration::from_secs(20)).expect("a new leader");
     let to = Utc::now() + secs(3);
     let expected: Vec<DateTime<Utc>> = (0..)
         .map(|k| t0 + secs(k))
         .take_while(|t| *t <= to)
         .collect();
-    let mut results = redis.conn(1);
+    let mut results = redis.conn(1).expect("connect to the test redis-server");
     let stored: Vec<serde_json::Value> =
         wait_for("every occurrence to run", Duration::from_secs(60), || {
             use redis::Commands;
@@ -345,7 +350,7 @@ fn a_celery_worker_runs_each_occurrence_once_across_a_failover() {
 #[test]
 fn sighup_reloads_the_schedules_file_and_refuses_a_bad_one() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
     let entry = |name: &str| {
         format!(
@@ -353,9 +358,9 @@ fn sighup_reloads_the_schedules_file_and_refuses_a_bad_one() {
             t0.to_rfc3339()
         )
     };
-    let mut cluster = ProcCluster::start(1, &redis.url(0), &entry("first"), CONFIG);
+    let mut cluster = support::procs::start(1, &redis.url(0), &entry("first"), CONFIG);
     let consumer = Consumer::start(&redis.url(0), QUEUE);
-    cluster.wait_for_leader(Duration::from_secs(20));
+    cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
     let count = |name: &str| {
         consumer
             .arrivals()
@@ -374,7 +379,7 @@ fn sighup_reloads_the_schedules_file_and_refuses_a_bad_one() {
         "[[schedule]]\nname = \"broken\"\ntask = \"t\"\ncron = \"0 0 30 2 *\"\n",
     )
     .unwrap();
-    cluster.signal(0, "HUP");
+    cluster.signal(0, Signal::Hup);
     wait_for("the refusal to be logged", Duration::from_secs(20), || {
         cluster
             .log_lines(0)
@@ -395,7 +400,7 @@ fn sighup_reloads_the_schedules_file_and_refuses_a_bad_one() {
     );
 
     std::fs::write(&cluster.schedules, entry("second")).unwrap();
-    cluster.signal(0, "HUP");
+    cluster.signal(0, Signal::Hup);
     wait_for("the new schedule to fire", Duration::from_secs(20), || {
         (count("second") >= 2).then_some(())
     });

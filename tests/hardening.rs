@@ -10,7 +10,7 @@ use belfry::api::client::Intercepted;
 use belfry::api::pb;
 use belfry::api::pb::schedules_client::SchedulesClient;
 use support::metrics::http_get;
-use support::procs::{Consumer, ProcCluster, ADMIN_TOKEN};
+use support::procs::{Signal, Clients, Consumer, ProcCluster, ADMIN_TOKEN};
 use support::{wait_for, RedisServer};
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -93,10 +93,10 @@ async fn refused(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_stops_the_cluster() {
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), &heartbeat_file(), "");
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), &heartbeat_file(), "");
     let consumer = Consumer::start(&redis.url(0), HEARTBEAT_QUEUE);
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let follower = (leader + 1) % 3;
     assert_healthy_and_dispatching(&cluster, &consumer, chrono::Utc::now(), "start");
     let mut via_leader = cluster.client(leader, Some(ADMIN_TOKEN)).schedules;
@@ -139,7 +139,7 @@ async fn no_request_stops_the_cluster() {
         heartbeat_file()
     );
     std::fs::write(&cluster.schedules, file).expect("rewrite the schedules file");
-    cluster.signal(leader, "HUP");
+    cluster.signal(leader, Signal::Hup);
     wait_for("the file's schedule", Duration::from_secs(20), || {
         support::block(via_follower.get_schedule(pb::GetScheduleRequest {
             name: "readme-file".into(),
@@ -224,7 +224,7 @@ async fn no_request_stops_the_cluster() {
     // Every node restarts from its data directory and reads its whole log back.
     for i in 0..3 {
         cluster.kill(i);
-        cluster.spawn(i);
+        cluster.spawn(i).expect("start a node");
         let since = chrono::Utc::now();
         assert_healthy_and_dispatching(&cluster, &consumer, since, "a restart");
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use belfry::api::client::{ApiClient, ClientConfig};
 use belfry::api::pb;
-use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::procs::{ADMIN_TOKEN};
 use support::{block, wait_for, RedisServer};
 
 /// The flooded node's open-files limit: a container's usual 1024, scaled down so the test needs
@@ -46,18 +46,18 @@ fn closed(mut stream: &TcpStream) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_neither_exhaust_a_node_nor_take_it_out_of_the_cluster() {
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(
         3,
         &redis.url(0),
         "",
         "[connections]\nhandshake_timeout_ms = 2000\n",
     );
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let target = (leader + 1) % 3;
     cluster.kill(target);
     cluster.nodes[target].files_limit = Some(FILES_LIMIT);
-    cluster.spawn(target);
+    cluster.spawn(target).expect("start a node");
     let addr = cluster.nodes[target].addr.clone();
     wait_for(
         "the restarted node to answer",

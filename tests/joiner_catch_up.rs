@@ -9,12 +9,12 @@ mod support;
 use std::time::Duration;
 
 use belfry::api::pb;
-use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::procs::{Clients, ADMIN_TOKEN};
 use support::{block, wait_for, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_joining_behind_a_large_backlog_catches_up() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     // A hundred one-second schedules: every second's Fire entry carries a hundred rendered
     // messages, so twenty seconds of log are megabytes.
     let mut schedules = String::new();
@@ -24,13 +24,13 @@ async fn a_node_joining_behind_a_large_backlog_catches_up() {
             "x".repeat(200)
         ));
     }
-    let mut cluster = ProcCluster::start(3, &redis.url(0), &schedules, "");
-    cluster.wait_for_leader(Duration::from_secs(30));
+    let mut cluster = support::procs::start(3, &redis.url(0), &schedules, "");
+    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let mut status = cluster.client(0, Some(ADMIN_TOKEN)).cluster;
     wait_for("a backlog of log entries", Duration::from_secs(60), || {
         block(status.get_status(pb::GetStatusRequest {})).filter(|s| s.last_log_index >= 40)
     });
-    let joiner = cluster.spawn_joiner();
+    let joiner = cluster.spawn_joiner().expect("start a joiner");
     let id = cluster.nodes[joiner].id;
     wait_for("the new node to catch up", Duration::from_secs(60), || {
         block(status.get_status(pb::GetStatusRequest {})).filter(|s| {

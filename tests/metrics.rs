@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use belfry::api::pb;
 use support::metrics::{http_get, scrape, series, value};
-use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::procs::{Clients, ADMIN_TOKEN};
 use support::{wait_for, RedisServer};
 
 const PUSHED: &str = "belfry_dispatches_total{outcome=\"pushed\"}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_series_follow_dispatches_leadership_and_redis() {
-    let mut redis = RedisServer::start();
+    let mut redis = RedisServer::start().expect("start redis-server");
     let schedules = "[[schedule]]\nname = \"tick\"\ntask = \"metrics.tick\"\nevery = \"1s\"\n\n\
                      [[schedule]]\nname = \"paused\"\ntask = \"metrics.never\"\nevery = \"1h\"\nenabled = false\n";
-    let mut cluster = ProcCluster::start(3, &redis.url(0), schedules, "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut cluster = support::procs::start(3, &redis.url(0), schedules, "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
 
     for i in 0..3 {
         // A follower may still be starting its metrics port when the leader is known.
@@ -144,7 +144,7 @@ async fn key_series_follow_dispatches_leadership_and_redis() {
             && series(&body, "belfry_outbox_oldest_age_seconds").unwrap_or(0.0) > 0.0)
             .then_some(())
     });
-    redis.restart();
+    redis.restart().expect("restart redis-server");
     wait_for("the leader ready again", Duration::from_secs(30), || {
         http_get(&cluster.nodes[new_leader].metrics_addr, "/readyz").filter(|(s, _)| *s == 200)
     });

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use belfry::api::pb;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::procs::{Clients, ADMIN_TOKEN};
 use support::{repo_root, test_python, RedisServer};
 use tonic::Code;
 
@@ -100,7 +100,7 @@ fn queued_messages(redis: &RedisServer) -> BTreeMap<String, Message> {
         .arg("celery")
         .arg(0)
         .arg(-1)
-        .query(&mut redis.conn(0))
+        .query(&mut redis.conn(0).expect("connect to the test redis-server"))
         .expect("LRANGE celery");
     payloads
         .iter()
@@ -129,9 +129,11 @@ fn queued_messages(redis: &RedisServer) -> BTreeMap<String, Message> {
 #[test]
 fn the_python_example_creates_a_schedule_and_sees_its_runs() {
     require_package();
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let follower = cluster.nodes[(leader + 1) % 3].addr.clone();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let mut api = {

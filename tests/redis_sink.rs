@@ -24,7 +24,7 @@ fn sink(config: SinkConfig) -> RedisSink {
 
 #[tokio::test]
 async fn same_task_id_reaches_its_queue_once() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().expect("start redis-server");
     let sink = sink(SinkConfig::new(server.url(0)));
     let batch = vec![
         push(1, "celery"),
@@ -38,7 +38,7 @@ async fn same_task_id_reaches_its_queue_once() {
     let again = sink.push_batch(&batch).await.unwrap();
     assert_eq!(again, [AlreadySent; 4]);
 
-    let mut conn = server.conn(0);
+    let mut conn = server.conn(0).expect("connect to the test redis-server");
     // LPUSH at the head, BRPOP from the tail: the tail holds the first pushed.
     let celery: Vec<String> = conn.lrange("celery", 0, -1).unwrap();
     assert_eq!(celery, ["message-2", "message-1"]);
@@ -50,12 +50,12 @@ async fn same_task_id_reaches_its_queue_once() {
 
 #[tokio::test]
 async fn a_large_batch_goes_out_in_order() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().expect("start redis-server");
     let sink = sink(SinkConfig::new(server.url(0)));
     let batch: Vec<Push> = (0..5_000).map(|n| push(n, "bulk")).collect();
     let outcomes = sink.push_batch(&batch).await.unwrap();
     assert!(outcomes.iter().all(|o| *o == PushOutcome::Delivered));
-    let mut conn = server.conn(0);
+    let mut conn = server.conn(0).expect("connect to the test redis-server");
     let oldest: Vec<String> = conn.lrange("bulk", -1, -1).unwrap();
     let newest: Vec<String> = conn.lrange("bulk", 0, 0).unwrap();
     assert_eq!(
@@ -67,23 +67,23 @@ async fn a_large_batch_goes_out_in_order() {
 
 #[tokio::test]
 async fn script_is_reloaded_after_a_flush() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().expect("start redis-server");
     let sink = sink(SinkConfig::new(server.url(0)));
     sink.push_batch(&[push(1, "q")]).await.unwrap();
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
-        .query(&mut server.conn(0))
+        .query(&mut server.conn(0).expect("connect to the test redis-server"))
         .unwrap();
     assert_eq!(
         sink.push_batch(&[push(2, "q")]).await.unwrap(),
         [PushOutcome::Delivered]
     );
-    assert_eq!(server.conn(0).llen::<_, usize>("q").unwrap(), 2);
+    assert_eq!(server.conn(0).expect("connect to the test redis-server").llen::<_, usize>("q").unwrap(), 2);
 }
 
 #[tokio::test]
 async fn an_outage_is_reported_and_the_sink_recovers() {
-    let mut server = RedisServer::start();
+    let mut server = RedisServer::start().expect("start redis-server");
     let mut config = SinkConfig::new(server.url(0));
     config.timeout = Duration::from_millis(500);
     let sink = sink(config);
@@ -94,7 +94,7 @@ async fn an_outage_is_reported_and_the_sink_recovers() {
     assert!(matches!(err, SinkError::Unavailable(_)), "{err:?}");
 
     // A fresh, empty server on the same port: the sink reconnects by itself.
-    server.restart();
+    server.restart().expect("restart redis-server");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let outcome = loop {
         match sink.push_batch(&[push(2, "q")]).await {
@@ -108,27 +108,27 @@ async fn an_outage_is_reported_and_the_sink_recovers() {
     };
     assert_eq!(outcome, [PushOutcome::Delivered]);
     assert_eq!(
-        server.conn(0).lrange::<_, Vec<String>>("q", 0, -1).unwrap(),
+        server.conn(0).expect("connect to the test redis-server").lrange::<_, Vec<String>>("q", 0, -1).unwrap(),
         ["message-2"]
     );
 }
 
 #[tokio::test]
 async fn password_database_and_key_prefix_are_honoured() {
-    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]).expect("start redis-server");
     let mut config = SinkConfig::new(server.url(0));
     config.password = Some("s3cret".into());
     config.db = Some(3);
     config.key_prefix = "myapp:belfry:".into();
     let sink = sink(config);
     sink.push_batch(&[push(7, "q")]).await.unwrap();
-    let mut conn = server.conn_with_password(3, Some("s3cret"));
+    let mut conn = server.conn_with_password(3, Some("s3cret")).expect("connect to the test redis-server");
     assert_eq!(conn.llen::<_, usize>("q").unwrap(), 1);
     let marker = format!("myapp:belfry:sent:{}", Uuid::from_u128(7));
     assert!(conn.exists::<_, bool>(&marker).unwrap());
     assert_eq!(
         server
-            .conn_with_password(0, Some("s3cret"))
+            .conn_with_password(0, Some("s3cret")).expect("connect to the test redis-server")
             .llen::<_, usize>("q")
             .unwrap(),
         0
@@ -223,7 +223,7 @@ async fn tls_urls_connect_with_a_private_ca() {
         &path("ca.pem"),
         "--tls-auth-clients",
         "no",
-    ]);
+    ]).expect("start redis-server");
 
     let mut config = SinkConfig::new(format!("rediss://localhost:{port}/0"));
     config.tls_ca_file = Some(dir.path().join("ca.pem"));
@@ -232,7 +232,7 @@ async fn tls_urls_connect_with_a_private_ca() {
     let outcome = wait_for_async(|| sink.push_batch(&batch)).await;
     assert_eq!(outcome, [PushOutcome::Delivered]);
     // The plain port of the same server sees what went over TLS.
-    assert_eq!(server.conn(0).llen::<_, usize>("tls").unwrap(), 1);
+    assert_eq!(server.conn(0).expect("connect to the test redis-server").llen::<_, usize>("tls").unwrap(), 1);
 
     // Without the CA the server's certificate is not trusted.
     let untrusted =

@@ -30,23 +30,23 @@ fn leader_terms(cluster: &ProcCluster, i: usize) -> Vec<u64> {
 
 #[test]
 fn a_leader_killed_and_restarted_at_once_leads_no_more_in_its_old_term() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     // Followers wait several seconds before they stand for election, so the old leader is
     // back well before they would replace it.
-    let mut cluster = ProcCluster::start(
+    let mut cluster = support::procs::start(
         3,
         &redis.url(0),
         "",
         "[raft]\nelection_timeout_min_ms = 4000\nelection_timeout_max_ms = 5000\n",
     );
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let old_term = *leader_terms(&cluster, leader)
         .last()
         .expect("the leader logged its term");
     let seen: Vec<usize> = (0..3).map(|i| leader_terms(&cluster, i).len()).collect();
 
     cluster.kill(leader);
-    cluster.spawn(leader);
+    cluster.spawn(leader).expect("start a node");
 
     let (node, term) = wait_for(
         "a leader after the restart",

@@ -7,18 +7,18 @@ mod support;
 use std::time::Duration;
 
 use belfry::api::pb;
-use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::procs::{Signal, Clients, ADMIN_TOKEN};
 use support::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_told_to_stop_while_its_peers_are_frozen_exits_in_time() {
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let follower = (0..3).find(|i| *i != leader).unwrap_or_default();
     let others: Vec<usize> = (0..3).filter(|i| *i != follower).collect();
     for i in &others {
-        cluster.signal(*i, "STOP");
+        cluster.signal(*i, Signal::Stop);
     }
     // A write the follower forwards to its frozen leader stays open while it shuts down.
     let mut client = cluster.client(follower, Some(ADMIN_TOKEN)).schedules;
@@ -38,9 +38,14 @@ async fn a_follower_told_to_stop_while_its_peers_are_frozen_exits_in_time() {
             .await
     });
     // `terminate` waits up to 20 s for a clean exit.
-    cluster.terminate(follower);
+    let status = cluster.terminate(follower, Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "node {} did not exit cleanly after SIGTERM: {status:?}",
+        cluster.nodes[follower].id
+    );
     for i in &others {
-        cluster.signal(*i, "CONT");
+        cluster.signal(*i, Signal::Cont);
     }
     pending.abort();
 }

@@ -10,7 +10,6 @@ use belfry::raft::log_store::{LogIdentity, LogOpenError, LogStore};
 use belfry::raft::StateMachineStore;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
-use support::procs::ProcCluster;
 
 fn identity(cluster: &str, node_id: u64) -> LogIdentity {
     LogIdentity {
@@ -262,11 +261,11 @@ fn an_empty_data_directory_is_a_new_node_and_reopens_as_the_same_node() {
 /// Starts node 1 of a one-node cluster on a prepared data directory and expects it to refuse:
 /// a non-zero exit (not a panic's 101) naming `file`, and no cluster initialized.
 fn refuses_to_start(prepare: impl FnOnce(&Path), file: &str, expect: &str) {
-    let mut cluster = ProcCluster::prepare(1, "redis://127.0.0.1:1/0", "", "");
+    let mut cluster = support::procs::prepare(1, "redis://127.0.0.1:1/0", "", "");
     let data_dir = cluster.nodes[0].data_dir.clone();
     std::fs::create_dir_all(&data_dir).expect("data dir");
     prepare(&data_dir);
-    cluster.spawn(0);
+    cluster.spawn(0).expect("start a node");
     let status = cluster.wait_exit(0, Duration::from_secs(30));
     let log = std::fs::read_to_string(&cluster.nodes[0].log).unwrap_or_default();
     let Some(status) = status else {

@@ -12,20 +12,20 @@ mod support;
 use std::time::Duration;
 
 use chrono::Utc;
-use support::procs::{Consumer, ProcCluster};
+use support::procs::{Consumer};
 use support::{wait_for, RedisServer};
 
 const QUEUE: &str = "unconfirmed";
 
 #[test]
 fn a_leader_restarted_while_its_peers_are_down_dispatches_once_they_return() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let schedules = format!(
         "[[schedule]]\nname = \"tick\"\ntask = \"tests.tick\"\nevery = \"1s\"\noptions = {{ queue = \"{QUEUE}\" }}\n"
     );
-    let mut cluster = ProcCluster::start(3, &redis.url(0), &schedules, "");
+    let mut cluster = support::procs::start(3, &redis.url(0), &schedules, "");
     let consumer = Consumer::start(&redis.url(0), QUEUE);
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     wait_for("a first dispatch", Duration::from_secs(20), || {
         (!consumer.arrivals().is_empty()).then_some(())
     });
@@ -33,11 +33,11 @@ fn a_leader_restarted_while_its_peers_are_down_dispatches_once_they_return() {
     for i in 0..3 {
         cluster.kill(i);
     }
-    cluster.spawn(leader);
+    cluster.spawn(leader).expect("start a node");
     // Long enough for its confirmation to fail with every peer down.
     std::thread::sleep(Duration::from_secs(3));
     for i in (0..3).filter(|i| *i != leader) {
-        cluster.spawn(i);
+        cluster.spawn(i).expect("start a node");
     }
     let back = Utc::now();
     wait_for(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use belfry::api::pb;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use support::metrics::http_get;
-use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::procs::{Clients, ProcCluster, ADMIN_TOKEN};
 use support::{block, wait_for, RedisServer};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
@@ -53,16 +53,16 @@ fn poison_last_entry(log: &std::path::Path) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_an_undecodable_entry_stays_up_not_ready_and_the_others_go_on() {
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     wait_for("a first write", Duration::from_secs(30), || {
         create(&cluster, 2, "before")
     });
 
     cluster.kill(2);
     let index = poison_last_entry(&cluster.nodes[2].data_dir.join("raft-log.redb"));
-    cluster.spawn(2);
+    cluster.spawn(2).expect("start a node");
 
     let metrics = cluster.nodes[2].metrics_addr.clone();
     let (_, reason) = wait_for(

@@ -7,14 +7,14 @@ mod support;
 use std::time::Duration;
 
 use belfry::api::pb;
-use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::procs::{Clients, ADMIN_TOKEN};
 use support::{block, wait_for, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiping_the_bootstrap_node_and_a_follower_loses_no_schedule() {
-    let redis = RedisServer::start();
-    let mut cluster = ProcCluster::start(3, &redis.url(0), "", "");
-    cluster.wait_for_leader(Duration::from_secs(30));
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
     let mut api = cluster.client(2, Some(ADMIN_TOKEN)).schedules;
     let created = api
         .create_schedule(pb::CreateScheduleRequest {
@@ -40,10 +40,10 @@ async fn wiping_the_bootstrap_node_and_a_follower_loses_no_schedule() {
     });
 
     // Nodes 1 and 2 lose everything and start again, empty, at the same time.
-    cluster.wipe(0);
-    cluster.wipe(1);
-    cluster.spawn(0);
-    cluster.spawn(1);
+    cluster.wipe(0).expect("wipe a node");
+    cluster.wipe(1).expect("wipe a node");
+    cluster.spawn(0).expect("start a node");
+    cluster.spawn(1).expect("start a node");
 
     // A leader is elected and the schedule is still there, same incarnation, still firing,
     // and every node has it again.

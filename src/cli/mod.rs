@@ -8,7 +8,6 @@
 mod cluster;
 mod data;
 mod dev;
-pub mod ports;
 mod preview;
 mod remote;
 mod render;

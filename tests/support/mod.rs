@@ -1,25 +1,16 @@
-//! Real parts for integration tests: a `redis-server` per test on a free loopback port, and a
-//! real Celery worker from the test virtualenv. Each is stopped when dropped.
+//! Real parts for integration tests, on top of the test kit (`belfry_kit`: clusters of server
+//! processes, `redis-server`, the queue consumer): a real Celery worker from the test
+//! virtualenv, blocking gRPC calls, the repository's files. Each process is stopped when
+//! dropped.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+#[allow(unused_imports)]
+pub use belfry_kit::{wait_for, RedisServer};
 
 /// Blocks on a unary gRPC call from synchronous code inside a multi-threaded tokio test (such as
 /// a `wait_for` check): the reply, or `None` on any error.
@@ -35,9 +26,9 @@ pub fn block<T>(
 }
 
 /// A free TCP port on 127.0.0.1, outside the ephemeral range and never handed out twice by
-/// this test binary (see `belfry::cli::ports`).
+/// this test binary (see `belfry_kit::ports`).
 pub fn free_port() -> u16 {
-    belfry::cli::ports::loopback_port().expect("a free loopback port")
+    belfry_kit::ports::loopback_port().expect("a free loopback port")
 }
 
 /// The resident size of process `pid` in KiB, as the OS reports it (0 if it cannot be read).
@@ -48,92 +39,6 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
-}
-
-/// A `redis-server` owned by one test.
-pub struct RedisServer {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    extra_args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    /// Starts with extra `redis-server` arguments, e.g. `["--requirepass", "s3cret"]`.
-    pub fn start_with(extra_args: &[&str]) -> Self {
-        let mut server = RedisServer {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("temp dir for redis"),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(&self.extra_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
-        self.child = Some(child);
-        let port = self.port;
-        wait_for(
-            "redis-server to accept connections",
-            Duration::from_secs(10),
-            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
-        );
-    }
-
-    /// `redis://127.0.0.1:<port>/<db>`.
-    pub fn url(&self, db: u8) -> String {
-        format!("redis://127.0.0.1:{}/{db}", self.port)
-    }
-
-    /// A blocking connection to `db` (with `password` when the server requires one).
-    pub fn conn(&self, db: u8) -> redis::Connection {
-        self.conn_with_password(db, None)
-    }
-
-    pub fn conn_with_password(&self, db: u8, password: Option<&str>) -> redis::Connection {
-        let url = match password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}/{db}", self.port),
-            None => self.url(db),
-        };
-        redis::Client::open(url)
-            .and_then(|c| c.get_connection())
-            .expect("connect to the test redis-server")
-    }
-
-    /// Kills the server (SIGKILL): nothing is saved.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same port, empty.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// The repository root.

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use self::cluster::{NodeSpec, Procs};
+use belfry_kit::ports::loopback_port;
+
+use self::cluster::Procs;
 use self::output::Output;
-use super::ports::loopback_port;
 
 #[derive(Args, Debug)]
 pub struct DevArgs {
@@ -76,8 +77,8 @@ pub enum DevError {
     },
     #[error("could not install redis-server; install it (apt-get install redis-server) and retry")]
     RedisInstall,
-    #[error("redis-server did not start on port {0}")]
-    RedisStart(u16),
+    #[error(transparent)]
+    Kit(belfry_kit::KitError),
     #[error(transparent)]
     Monitor(#[from] monitor::MonitorError),
     #[error(transparent)]
@@ -101,7 +102,6 @@ pub fn run(args: DevArgs) -> ExitCode {
 /// The running session's parts the main loop works with.
 struct Session {
     procs: Procs,
-    addrs: Vec<String>,
     leader: Arc<AtomicUsize>,
     output: Arc<Output>,
 }
@@ -117,8 +117,6 @@ fn run_dev(args: DevArgs) -> Result<(), DevError> {
     }
     let temp = dev_dir(args.dir.clone())?;
     let dir = temp.path.clone();
-    let schedules = dir.join("schedules.toml");
-    std::fs::write(&schedules, SAMPLE).map_err(DevError::io(schedules.display().to_string()))?;
     cluster::write_cluster_secret(&dir)?;
     worker::write_tasks_module(&dir)?;
     let bin = std::env::current_exe().map_err(DevError::io("locating belfry"))?;
@@ -128,13 +126,8 @@ fn run_dev(args: DevArgs) -> Result<(), DevError> {
     let addrs: Vec<String> = (0..3)
         .map(|_| port(()).map(|p| format!("127.0.0.1:{p}")))
         .collect::<Result<_, _>>()?;
-    let peers = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    print_intro(&output, &redis_url, &peers, &addrs, &dir);
+    let nodes = cluster::prepare_nodes(&bin, &dir, &addrs, &redis_url, SAMPLE)?;
+    print_intro(&output, &redis_url, &nodes.peers(), &addrs, &dir);
 
     let mut procs = Procs::default();
     procs.redis = Some(cluster::start_redis(redis_port, &dir)?);
@@ -152,23 +145,18 @@ fn run_dev(args: DevArgs) -> Result<(), DevError> {
         procs.worker = Some(worker::start(&venv, &dir, &redis_url, output.clone())?);
     }
     let leader = Arc::new(AtomicUsize::new(0));
-    let spec = NodeSpec {
-        bin: &bin,
-        dir: &dir,
-        peers: &peers,
-        redis_url: &redis_url,
-    };
-    for (i, addr) in addrs.iter().enumerate() {
-        let child = spec.start(i + 1, addr, &leader, &output)?;
-        procs.nodes.push(Some(child));
+    let logs = nodes.nodes.iter().map(|n| n.log.clone()).collect();
+    cluster::follow_logs(logs, leader.clone(), output.clone(), stop.clone());
+    let nodes = procs.cluster.insert(nodes);
+    for i in 0..addrs.len() {
+        nodes.spawn(i).map_err(DevError::Kit)?;
     }
     let mut session = Session {
         procs,
-        addrs,
         leader,
         output,
     };
-    let result = main_loop(&args, &spec, &mut session, &stop);
+    let result = main_loop(&args, &mut session, &stop);
     stop.store(true, Ordering::SeqCst);
     session.output.note("stopping");
     drop(session);
@@ -200,12 +188,11 @@ fn print_intro(output: &Output, redis_url: &str, peers: &str, addrs: &[String], 
 /// Kills the leader once, restarts it later, and waits for Ctrl-C or the end of `--duration`.
 fn main_loop(
     args: &DevArgs,
-    spec: &NodeSpec,
     session: &mut Session,
     stop: &AtomicBool,
 ) -> Result<(), DevError> {
     let started = Instant::now();
-    let mut killed: Option<(usize, Instant)> = None;
+    let mut failover = Failover::default();
     let mut worker_gone = false;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
@@ -213,32 +200,10 @@ fn main_loop(
         if args.duration > 0 && started.elapsed() >= Duration::from_secs(args.duration) {
             break;
         }
-        let current = session.leader.load(Ordering::SeqCst);
-        let kill_at = Duration::from_secs(args.kill_leader_after);
         if args.kill_leader_after > 0
-            && killed.is_none()
-            && current > 0
-            && started.elapsed() >= kill_at
+            && started.elapsed() >= Duration::from_secs(args.kill_leader_after)
         {
-            if let Some(mut child) = session.procs.nodes[current - 1].take() {
-                session.output.note(&format!(
-                    "  !! killing the leader, node {current}, with SIGKILL"
-                ));
-                let _ = child.kill();
-                let _ = child.wait();
-                session.leader.store(0, Ordering::SeqCst);
-                killed = Some((current, Instant::now()));
-            }
-        }
-        if let Some((id, at)) = killed {
-            if at.elapsed() >= RESTART_AFTER && session.procs.nodes[id - 1].is_none() {
-                session.output.note(&format!(
-                    "  .. restarting node {id} from its data directory"
-                ));
-                let child =
-                    spec.start(id, &session.addrs[id - 1], &session.leader, &session.output)?;
-                session.procs.nodes[id - 1] = Some(child);
-            }
+            failover.step(session)?;
         }
         if let Some(child) = session.procs.worker.as_mut() {
             if !worker_gone && matches!(child.try_wait(), Ok(Some(_))) {
@@ -250,6 +215,42 @@ fn main_loop(
         }
     }
     Ok(())
+}
+
+/// The one leader kill of a session and the restart that follows.
+#[derive(Default)]
+struct Failover {
+    /// The node killed (an id) and when.
+    killed: Option<(usize, Instant)>,
+    restarted: bool,
+}
+
+impl Failover {
+    /// Kills the leader if none was killed yet, and restarts it `RESTART_AFTER` later.
+    fn step(&mut self, session: &mut Session) -> Result<(), DevError> {
+        let Some(nodes) = session.procs.cluster.as_mut() else {
+            return Ok(());
+        };
+        let current = session.leader.load(Ordering::SeqCst);
+        if self.killed.is_none() && current > 0 && nodes.is_running(current - 1) {
+            session.output.note(&format!(
+                "  !! killing the leader, node {current}, with SIGKILL"
+            ));
+            nodes.kill(current - 1);
+            session.leader.store(0, Ordering::SeqCst);
+            self.killed = Some((current, Instant::now()));
+        }
+        if let Some((id, at)) = self.killed {
+            if !self.restarted && at.elapsed() >= RESTART_AFTER {
+                session.output.note(&format!(
+                    "  .. restarting node {id} from its data directory"
+                ));
+                nodes.spawn(id - 1).map_err(DevError::Kit)?;
+                self.restarted = true;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn ctrlc_thread(stop: Arc<AtomicBool>) {

@@ -1,5 +1,5 @@
-//! Loopback TCP ports for the processes this program starts itself (`belfry dev`, the test and
-//! fault-injection harnesses), told to their peers before any of them listens.
+//! Loopback TCP ports for the processes the kit starts (for `belfry dev`, the tests, the
+//! benchmarks and the fault-injection harness), told to their peers before any of them listens.
 //!
 //! Invariant: a port handed out was free a moment before and lies below the kernel's ephemeral
 //! range, where no outgoing connection or port-0 request lands (the kernel picks only when that
