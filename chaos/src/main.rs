@@ -7,14 +7,12 @@ mod api;
 mod celery;
 mod checker;
 mod cluster;
-mod consumer;
 mod expect;
 mod history;
 mod nemesis;
 mod net;
 mod plot;
 mod proxy;
-mod redis_proc;
 mod report;
 mod run;
 mod workload;
@@ -23,6 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use belfry_kit::consumer;
 use clap::Parser;
 
 /// Fault-injection harness and history checker for belfry.

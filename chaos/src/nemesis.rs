@@ -20,7 +20,7 @@ use crate::api::Api;
 use crate::cluster::Cluster;
 use crate::history::{close_fault, incident, open_fault, SharedHistory};
 use crate::proxy::SlowProxy;
-use crate::redis_proc::RedisProc;
+use belfry_kit::RedisServer as RedisProc;
 
 /// Every nemesis, by the name the command line uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -433,7 +433,7 @@ async fn inject(t: &Targets, kind: Nemesis, rng: &mut ChaCha8Rng) {
 
 async fn respawn(t: &Targets, id: u64) {
     let mut c = t.cluster.lock().await;
-    if c.nodes.get(&id).is_some_and(|n| !n.member) {
+    if c.is_retired(id) {
         return;
     }
     if c.is_running(id) {

@@ -15,13 +15,13 @@ use tokio::sync::Mutex;
 
 use crate::api::Api;
 use crate::checker::{self, Final, PreviewCheck};
+use belfry_kit::{Consumer, RedisOptions, RedisServer};
+
 use crate::cluster::{Cluster, ClusterConfig};
-use crate::consumer::Consumer;
 use crate::history::{incident, History, OpKind, SharedHistory};
 use crate::nemesis::{self, Nemesis, Targets};
 use crate::net::{netns_available, Network};
 use crate::proxy::SlowProxy;
-use crate::redis_proc::RedisProc;
 use crate::workload;
 use crate::Args;
 
@@ -41,11 +41,9 @@ pub enum RunError {
     #[error("network: {0}")]
     Net(#[from] crate::net::NetError),
     #[error("redis: {0}")]
-    Redis(#[from] crate::redis_proc::RedisError),
+    Redis(#[from] belfry_kit::KitError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
-    #[error("no free loopback port for Redis: {0}")]
-    Port(std::io::Error),
     #[error("redis proxy: {0}")]
     Proxy(std::io::Error),
     #[error("the cluster elected no leader within {0:?} of starting")]
@@ -186,8 +184,15 @@ pub async fn run(args: Args) -> Result<bool, RunError> {
         Network::loopback()
     };
     let host_ip = net.host_ip();
-    let redis_port = belfry::cli::ports::loopback_port().map_err(RunError::Port)?;
-    let redis = RedisProc::start(&args.redis_server, &out.join("redis"), redis_port)?;
+    // It persists every write (`appendfsync always`), as a production broker should: belfry's
+    // idempotency markers and the queued messages survive a crash, so a restart tests belfry
+    // and not a Redis that forgot what it was told.
+    let redis = RedisServer::launch(RedisOptions {
+        bin: args.redis_server.clone(),
+        dir: Some(out.join("redis")),
+        persist: true,
+        ..RedisOptions::default()
+    })?;
     let direct_url = redis.url(0);
     let proxy = SlowProxy::start(&host_ip, redis.port)
         .await
