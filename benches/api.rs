@@ -50,7 +50,9 @@ fn schedule(name: String, kind: &str) -> pb::ScheduleSpec {
 fn creates(clients: usize, seconds: u64, target: &str, kind: &'static str) {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     // `leader`: every client calls the leader; otherwise they are spread over all nodes.
     let only_leader = target == "leader";
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -19,6 +19,7 @@ mod support;
 
 use std::time::Duration;
 
+use belfry_kit::Schedule;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use support::procs::{Arrival, Consumer, ProcCluster};
 use support::RedisServer;
@@ -33,20 +34,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn interval_schedules(n: usize, every_secs: i64, t0: DateTime<Utc>, spread: bool) -> String {
-    let mut toml = String::with_capacity(n * 160);
-    for i in 0..n {
-        let offset_ms = if spread {
-            (i as i64 * every_secs * 1000) / n as i64
-        } else {
-            0
-        };
-        let start = t0 + TimeDelta::milliseconds(offset_ms);
-        toml.push_str(&format!(
-            "[[schedule]]\nname = \"s{i}\"\ntask = \"bench.tick\"\nevery = \"{every_secs}s\"\nstart_at = \"{}\"\noptions = {{ queue = \"{QUEUE}\" }}\n",
-            start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        ));
-    }
-    toml
+    (0..n)
+        .map(|i| {
+            let offset_ms = if spread {
+                (i as i64 * every_secs * 1000) / n as i64
+            } else {
+                0
+            };
+            Schedule::new(&format!("s{i}"), "bench.tick")
+                .every(&format!("{every_secs}s"))
+                .start_at(t0 + TimeDelta::milliseconds(offset_ms))
+                .queue(QUEUE)
+                .to_toml()
+        })
+        .collect()
 }
 
 fn wait_until(at: DateTime<Utc>) {
@@ -77,7 +78,9 @@ fn lag(n: usize, seconds: i64) {
         let mut cluster =
             support::procs::start(3, &redis.url(0), &interval_schedules(n, 60, t0, spread), "");
         let consumer = Consumer::batch(&redis.url(0), QUEUE);
-        cluster.wait_for_leader(Duration::from_secs(60)).expect("a leader");
+        cluster
+            .wait_for_leader(Duration::from_secs(60))
+            .expect("a leader");
         // Measure after the first full minute, once every schedule is planned steadily.
         let from = t0 + TimeDelta::seconds(60);
         let to = from + TimeDelta::seconds(seconds);
@@ -106,7 +109,9 @@ fn failover(trials: usize) {
     let consumer = Consumer::batch(&redis.url(0), QUEUE);
     let mut times = Vec::new();
     for trial in 0..trials {
-        let leader = cluster.wait_for_leader(Duration::from_secs(60)).expect("a leader");
+        let leader = cluster
+            .wait_for_leader(Duration::from_secs(60))
+            .expect("a leader");
         wait_until(Utc::now() + TimeDelta::seconds(3));
         let killed_at = Utc::now();
         cluster.kill(leader);
@@ -148,7 +153,9 @@ fn resting_rss_kib(pid: u32) -> u64 {
 /// The resident size of a one-node cluster with no schedules, at rest.
 fn empty_node_rss_kib(redis: &RedisServer) -> u64 {
     let mut empty = support::procs::start(1, &redis.url(0), "", "");
-    empty.wait_for_leader(Duration::from_secs(60)).expect("a leader");
+    empty
+        .wait_for_leader(Duration::from_secs(60))
+        .expect("a leader");
     resting_rss_kib(empty.pid(0))
 }
 
@@ -169,13 +176,19 @@ fn bytes_per_schedule(base_kib: u64, loaded_kib: u64, n: usize) -> f64 {
 fn memory(n: usize) {
     let redis = RedisServer::start().expect("start redis-server");
     // Yearly schedules: nothing fires while memory is measured.
-    let mut toml = String::with_capacity(n * 120);
-    for i in 0..n {
-        toml.push_str(&format!("[[schedule]]\nname = \"s{i}\"\ntask = \"bench.yearly\"\ncron = \"0 0 1 1 *\"\nargs = [{i}]\n"));
-    }
+    let toml: String = (0..n)
+        .map(|i| {
+            Schedule::new(&format!("s{i}"), "bench.yearly")
+                .cron("0 0 1 1 *")
+                .args(serde_json::json!([i]))
+                .to_toml()
+        })
+        .collect();
     let base = empty_node_rss_kib(&redis);
     let mut cluster = support::procs::start(1, &redis.url(0), &toml, "");
-    cluster.wait_for_leader(Duration::from_secs(60)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(60))
+        .expect("a leader");
     support::wait_for("the schedules to load", Duration::from_secs(1800), || {
         cluster
             .log_lines(0)
@@ -200,19 +213,22 @@ fn memory_with_history(n: usize) {
     // occurrences; written only now, so that every instant lies ahead of the loaded node's start.
     const EVERY_SECS: i64 = 10;
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(30);
-    let mut toml = String::with_capacity(n * 220);
-    for i in 0..n {
-        let start = t0 + TimeDelta::milliseconds((i as i64 * EVERY_SECS * 1000) / n as i64);
-        let end = start + TimeDelta::seconds(EVERY_SECS * RUNS as i64);
-        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        toml.push_str(&format!(
-            "[[schedule]]\nname = \"s{i}\"\ntask = \"bench.tick\"\nevery = \"{EVERY_SECS}s\"\nstart_at = \"{}\"\nend_at = \"{}\"\nargs = [{i}]\noptions = {{ queue = \"{QUEUE}\" }}\n",
-            at(start),
-            at(end)
-        ));
-    }
+    let toml: String = (0..n)
+        .map(|i| {
+            let start = t0 + TimeDelta::milliseconds((i as i64 * EVERY_SECS * 1000) / n as i64);
+            Schedule::new(&format!("s{i}"), "bench.tick")
+                .every(&format!("{EVERY_SECS}s"))
+                .start_at(start)
+                .end_at(start + TimeDelta::seconds(EVERY_SECS * RUNS as i64))
+                .args(serde_json::json!([i]))
+                .queue(QUEUE)
+                .to_toml()
+        })
+        .collect();
     let mut cluster = support::procs::start(1, &redis.url(0), &toml, "");
-    cluster.wait_for_leader(Duration::from_secs(60)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(60))
+        .expect("a leader");
     let mut redis_conn = redis::Client::open(redis.url(0))
         .and_then(|c| c.get_connection())
         .expect("connect to redis");
@@ -248,9 +264,12 @@ fn memory_with_history(n: usize) {
 fn throughput(n: usize, seconds: i64) {
     let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
-    let mut cluster = support::procs::start(3, &redis.url(0), &interval_schedules(n, 1, t0, true), "");
+    let mut cluster =
+        support::procs::start(3, &redis.url(0), &interval_schedules(n, 1, t0, true), "");
     let consumer = Consumer::batch(&redis.url(0), QUEUE);
-    cluster.wait_for_leader(Duration::from_secs(60)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(60))
+        .expect("a leader");
     let from = t0 + TimeDelta::seconds(10);
     let to = from + TimeDelta::seconds(seconds);
     wait_until(to + TimeDelta::seconds(10));

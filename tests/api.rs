@@ -50,7 +50,9 @@ async fn cluster_with_one_schedule(
 ) {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let client = cluster.client(leader, Some(ADMIN_TOKEN)).schedules;
     client
         .clone()
@@ -79,7 +81,9 @@ async fn schedule_rpcs_work_from_any_node() {
     let _serial = SERIAL.lock().await;
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let (f1, f2) = followers(&mut cluster, leader);
     let mut via_follower = cluster.client(f1, Some(ADMIN_TOKEN)).schedules;
     let mut via_other = cluster.client(f2, Some(ADMIN_TOKEN)).schedules;
@@ -390,7 +394,9 @@ async fn pause_stops_dispatch_and_resume_applies_the_catchup_policy() {
     let _serial = SERIAL.lock().await;
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let (f1, _) = followers(&mut cluster, leader);
     let mut api = cluster.client(f1, Some(ADMIN_TOKEN)).schedules;
     let consumer = Consumer::start(&redis.url(0), QUEUE);
@@ -470,7 +476,9 @@ async fn bad_input_and_missing_credentials_are_refused_clearly() {
     let _serial = SERIAL.lock().await;
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let mut admin = cluster.client(0, Some(ADMIN_TOKEN)).schedules;
 
     let invalid = |mut s: pb::ScheduleSpec, edit: fn(&mut pb::ScheduleSpec)| {

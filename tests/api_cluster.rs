@@ -14,7 +14,9 @@ use support::{block, wait_for, RedisServer};
 async fn status_transfer_join_and_remove() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let follower = (leader + 1) % 3;
     let mut api = cluster.client(follower, Some(ADMIN_TOKEN)).cluster;
 
@@ -110,7 +112,9 @@ async fn health_and_reflection_are_served_without_a_token() {
 
     let mut redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(1, &redis.url(0), "", "");
-    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let channel =
         tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.nodes[0].addr))
             .unwrap()

@@ -56,7 +56,9 @@ async fn commit_and_schedules(clients: &mut ApiClient) -> (u64, u64) {
 async fn a_bulk_apply_is_committed_in_bounded_entries_and_all_of_it_lands() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let mut clients = cluster.client((leader + 1) % 3, Some(ADMIN_TOKEN));
 
     let (commit_before, _) = commit_and_schedules(&mut clients).await;

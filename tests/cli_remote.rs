@@ -88,7 +88,9 @@ options = { queue = "cli" }
 fn schedule_and_cluster_commands() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let follower = (leader + 1) % 3;
     let cli = Cli {
         endpoint: cluster.nodes[follower].addr.clone(),

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use belfry_kit::schedules::{self, Schedule};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use support::procs::{Signal, check, Consumer, ProcCluster, Report};
+use support::procs::{check, Consumer, ProcCluster, Report, Signal};
 use support::{wait_for, CeleryWorker, RedisServer};
 
 /// Scenarios run one at a time: each runs three nodes, and two cores are shared.
@@ -25,17 +26,22 @@ const QUEUE: &str = "scenario";
 
 /// Interval schedules anchored at `t0`, plus an every-minute cron, all on `QUEUE`.
 fn schedules(t0: DateTime<Utc>) -> String {
-    let mut toml = String::new();
-    for (name, secs) in INTERVALS {
-        toml.push_str(&format!(
-            "[[schedule]]\nname = \"{name}\"\ntask = \"belfry_test.record\"\nevery = \"{secs}s\"\nstart_at = \"{}\"\nargs = [\"{name}\"]\noptions = {{ queue = \"{QUEUE}\" }}\n\n",
-            t0.to_rfc3339()
-        ));
-    }
-    toml.push_str(&format!(
-        "[[schedule]]\nname = \"every-minute\"\ntask = \"belfry_test.record\"\ncron = \"* * * * *\"\noptions = {{ queue = \"{QUEUE}\" }}\n"
-    ));
-    toml
+    let mut entries: Vec<Schedule> = INTERVALS
+        .iter()
+        .map(|(name, secs)| {
+            Schedule::new(name, "belfry_test.record")
+                .every(&format!("{secs}s"))
+                .start_at(t0)
+                .args(serde_json::json!([name]))
+                .queue(QUEUE)
+        })
+        .collect();
+    entries.push(
+        Schedule::new("every-minute", "belfry_test.record")
+            .cron("* * * * *")
+            .queue(QUEUE),
+    );
+    schedules::file(&entries)
 }
 
 /// What must have fired in `[t0, to]`, computed from first principles.
@@ -99,6 +105,8 @@ impl Scenario {
         let expected = expected(self.t0, to);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let report = loop {
+            let malformed = self.consumer.malformed();
+            assert!(malformed.is_empty(), "malformed messages: {malformed:?}");
             let report = check(&self.consumer.arrivals(), &expected, self.t0, to);
             if report.missing.is_empty() || std::time::Instant::now() > deadline {
                 break report;
@@ -124,7 +132,9 @@ fn secs(n: i64) -> TimeDelta {
 fn steady_state_delivers_every_occurrence_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = start(&[], CONFIG);
-    s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
+    s.cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     let report = s.settle_and_check(s.t0 + secs(15), secs(1));
     eprintln!(
         "steady: {} occurrences, p99 lateness {} ms",
@@ -137,17 +147,22 @@ fn steady_state_delivers_every_occurrence_once() {
 fn leader_sigkill_twice_in_a_row_loses_and_repeats_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = start(&[], CONFIG);
-    let first = s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
+    let first = s
+        .cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     s.wait_until(s.t0 + secs(3));
     s.cluster.kill(first);
     let second = s
         .cluster
-        .wait_for_new_leader(first, Duration::from_secs(20)).expect("a new leader");
+        .wait_for_new_leader(first, Duration::from_secs(20))
+        .expect("a new leader");
     s.cluster.spawn(first).expect("start a node");
     s.wait_until(Utc::now() + secs(3));
     s.cluster.kill(second);
     s.cluster
-        .wait_for_new_leader(second, Duration::from_secs(20)).expect("a new leader");
+        .wait_for_new_leader(second, Duration::from_secs(20))
+        .expect("a new leader");
     s.cluster.spawn(second).expect("start a node");
     let report = s.settle_and_check(Utc::now() + secs(4), secs(10));
     eprintln!(
@@ -161,11 +176,15 @@ fn leader_sigkill_twice_in_a_row_loses_and_repeats_nothing() {
 fn a_frozen_leader_pushes_nothing_new_after_it_thaws() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = start(&[], CONFIG);
-    let frozen = s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
+    let frozen = s
+        .cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     s.wait_until(s.t0 + secs(3));
     s.cluster.signal(frozen, Signal::Stop);
     s.cluster
-        .wait_for_new_leader(frozen, Duration::from_secs(20)).expect("a new leader");
+        .wait_for_new_leader(frozen, Duration::from_secs(20))
+        .expect("a new leader");
     s.wait_until(Utc::now() + secs(3));
     let thawed_at = Utc::now();
     s.cluster.signal(frozen, Signal::Cont);
@@ -190,7 +209,9 @@ fn a_redis_outage_delays_but_loses_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Redis persists every write, as a broker should; belfry's markers survive its restart.
     let mut s = start(&["--appendonly", "yes", "--appendfsync", "always"], CONFIG);
-    s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
+    s.cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     s.wait_until(s.t0 + secs(3));
     s.redis.kill();
     std::thread::sleep(Duration::from_secs(10)); // the outage itself
@@ -202,7 +223,9 @@ fn a_redis_outage_delays_but_loses_nothing() {
 fn a_full_cluster_restart_resumes_from_disk() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = start(&[], CONFIG);
-    s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
+    s.cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     s.wait_until(s.t0 + secs(3));
     for i in 0..3 {
         let status = s.cluster.terminate(i, Duration::from_secs(20));
@@ -216,7 +239,9 @@ fn a_full_cluster_restart_resumes_from_disk() {
     for i in 0..3 {
         s.cluster.spawn(i).expect("start a node");
     }
-    s.cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    s.cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     s.settle_and_check(Utc::now() + secs(4), secs(20));
 }
 
@@ -229,7 +254,10 @@ fn a_wiped_follower_resyncs_by_snapshot() {
         &[],
         "[raft]\nsnapshot_every_logs = 20\nkeep_logs_after_snapshot = 0\n",
     );
-    let leader = s.cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
+    let leader = s
+        .cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     let follower = (leader + 1) % 3;
     s.wait_until(s.t0 + secs(2));
     // Once the leader has taken a snapshot, the log before it is gone.
@@ -271,7 +299,8 @@ fn a_wiped_follower_resyncs_by_snapshot() {
     // The resynced node carries the schedules: if it now leads, nothing repeats.
     s.cluster.kill(leader);
     s.cluster
-        .wait_for_new_leader(leader, Duration::from_secs(20)).expect("a new leader");
+        .wait_for_new_leader(leader, Duration::from_secs(20))
+        .expect("a new leader");
     s.settle_and_check(Utc::now() + secs(4), secs(10));
 }
 
@@ -281,18 +310,25 @@ fn a_celery_worker_runs_each_occurrence_once_across_a_failover() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(4);
-    let schedule = format!(
-        "[[schedule]]\nname = \"celery-1s\"\ntask = \"belfry_test.record\"\nevery = \"1s\"\nstart_at = \"{}\"\nargs = [\"ü\", 1]\nkwargs = {{ big = 123456789012345678901234567890 }}\n",
-        t0.to_rfc3339()
-    );
+    let schedule = Schedule::new("celery-1s", "belfry_test.record")
+        .every("1s")
+        .start_at(t0)
+        .args(serde_json::json!(["ü", 1]))
+        // Too big for a JSON number without arbitrary precision.
+        .raw("kwargs = { big = 123456789012345678901234567890 }")
+        .to_toml();
     let mut cluster = support::procs::start(3, &redis.url(0), &schedule, CONFIG);
     let mut worker = CeleryWorker::start(&redis.url(0), &redis.url(1), &["celery"]);
-    let leader = cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     wait_for("the first occurrences", Duration::from_secs(30), || {
         (Utc::now() > t0 + secs(3)).then_some(())
     });
     cluster.kill(leader);
-    cluster.wait_for_new_leader(leader, Duration::from_secs(20)).expect("a new leader");
+    cluster
+        .wait_for_new_leader(leader, Duration::from_secs(20))
+        .expect("a new leader");
     let to = Utc::now() + secs(3);
     let expected: Vec<DateTime<Utc>> = (0..)
         .map(|k| t0 + secs(k))
@@ -353,14 +389,17 @@ fn sighup_reloads_the_schedules_file_and_refuses_a_bad_one() {
     let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
     let entry = |name: &str| {
-        format!(
-            "[[schedule]]\nname = \"{name}\"\ntask = \"belfry_test.record\"\nevery = \"1s\"\nstart_at = \"{}\"\noptions = {{ queue = \"{QUEUE}\" }}\n",
-            t0.to_rfc3339()
-        )
+        Schedule::new(name, "belfry_test.record")
+            .every("1s")
+            .start_at(t0)
+            .queue(QUEUE)
+            .to_toml()
     };
     let mut cluster = support::procs::start(1, &redis.url(0), &entry("first"), CONFIG);
     let consumer = Consumer::start(&redis.url(0), QUEUE);
-    cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     let count = |name: &str| {
         consumer
             .arrivals()

@@ -9,14 +9,16 @@ use belfry::api::control::{Forwarded, LeaderReply, LeaderRequest};
 use belfry::api::ApiError;
 use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
-use support::procs::{with_cluster_secret};
+use support::procs::with_cluster_secret;
 use support::RedisServer;
 
 #[tokio::test]
 async fn newer_formats_are_refused_and_the_highest_is_advertised() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(1, &redis.url(0), "", "");
-    cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     let mut client = PeerClient::connect(format!("http://{}", cluster.nodes[0].addr))
         .await
         .expect("connect to the node");

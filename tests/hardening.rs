@@ -10,7 +10,7 @@ use belfry::api::client::Intercepted;
 use belfry::api::pb;
 use belfry::api::pb::schedules_client::SchedulesClient;
 use support::metrics::http_get;
-use support::procs::{Signal, Clients, Consumer, ProcCluster, ADMIN_TOKEN};
+use support::procs::{Clients, Consumer, ProcCluster, Signal, ADMIN_TOKEN};
 use support::{wait_for, RedisServer};
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -96,7 +96,9 @@ async fn no_request_stops_the_cluster() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), &heartbeat_file(), "");
     let consumer = Consumer::start(&redis.url(0), HEARTBEAT_QUEUE);
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let follower = (leader + 1) % 3;
     assert_healthy_and_dispatching(&cluster, &consumer, chrono::Utc::now(), "start");
     let mut via_leader = cluster.client(leader, Some(ADMIN_TOKEN)).schedules;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use belfry::api::client::{ApiClient, ClientConfig};
 use belfry::api::pb;
-use support::procs::{ADMIN_TOKEN};
+use support::procs::ADMIN_TOKEN;
 use support::{block, wait_for, RedisServer};
 
 /// The flooded node's open-files limit: a container's usual 1024, scaled down so the test needs
@@ -53,7 +53,9 @@ async fn idle_connections_neither_exhaust_a_node_nor_take_it_out_of_the_cluster(
         "",
         "[connections]\nhandshake_timeout_ms = 2000\n",
     );
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let target = (leader + 1) % 3;
     cluster.kill(target);
     cluster.nodes[target].files_limit = Some(FILES_LIMIT);

@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use belfry::api::pb;
+use belfry_kit::Schedule;
 use support::procs::{Clients, ADMIN_TOKEN};
 use support::{block, wait_for, RedisServer};
 
@@ -17,15 +18,18 @@ async fn a_node_joining_behind_a_large_backlog_catches_up() {
     let redis = RedisServer::start().expect("start redis-server");
     // A hundred one-second schedules: every second's Fire entry carries a hundred rendered
     // messages, so twenty seconds of log are megabytes.
-    let mut schedules = String::new();
-    for i in 0..100 {
-        schedules.push_str(&format!(
-            "[[schedule]]\nname = \"s{i}\"\ntask = \"tests.backlog\"\nevery = \"1s\"\nargs = [\"{}\"]\n\n",
-            "x".repeat(200)
-        ));
-    }
+    let schedules: String = (0..100)
+        .map(|i| {
+            Schedule::new(&format!("s{i}"), "tests.backlog")
+                .every("1s")
+                .args(serde_json::json!(["x".repeat(200)]))
+                .to_toml()
+        })
+        .collect();
     let mut cluster = support::procs::start(3, &redis.url(0), &schedules, "");
-    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let mut status = cluster.client(0, Some(ADMIN_TOKEN)).cluster;
     wait_for("a backlog of log entries", Duration::from_secs(60), || {
         block(status.get_status(pb::GetStatusRequest {})).filter(|s| s.last_log_index >= 40)

@@ -19,7 +19,9 @@ async fn key_series_follow_dispatches_leadership_and_redis() {
     let schedules = "[[schedule]]\nname = \"tick\"\ntask = \"metrics.tick\"\nevery = \"1s\"\n\n\
                      [[schedule]]\nname = \"paused\"\ntask = \"metrics.never\"\nevery = \"1h\"\nenabled = false\n";
     let mut cluster = support::procs::start(3, &redis.url(0), schedules, "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
 
     for i in 0..3 {
         // A follower may still be starting its metrics port when the leader is known.

@@ -12,7 +12,7 @@ use belfry::api::pb;
 use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
 use belfry::raft::network::MAX_MESSAGE_BYTES;
-use support::procs::{Clients, with_cluster_secret, ADMIN_TOKEN};
+use support::procs::{with_cluster_secret, Clients, ADMIN_TOKEN};
 use support::RedisServer;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -62,7 +62,9 @@ async fn peer_calls_without_the_cluster_secret_are_refused() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
     // A leader at all means the members authenticate each other with the secret.
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let follower = (leader + 1) % 3;
     let (leader_id, follower_id) = (cluster.nodes[leader].id, cluster.nodes[follower].id);
     let mut api = cluster.client(leader, Some(ADMIN_TOKEN)).cluster;

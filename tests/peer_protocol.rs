@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
-use support::procs::{with_cluster_secret};
+use support::procs::with_cluster_secret;
 use support::RedisServer;
 
 #[tokio::test]
 async fn wrong_target_cluster_or_payload_is_refused() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(1, &redis.url(0), "", "");
-    cluster.wait_for_leader(Duration::from_secs(20)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     let addr = format!("http://{}", cluster.nodes[0].addr);
     let mut client = PeerClient::connect(addr)
         .await

@@ -78,7 +78,14 @@ async fn script_is_reloaded_after_a_flush() {
         sink.push_batch(&[push(2, "q")]).await.unwrap(),
         [PushOutcome::Delivered]
     );
-    assert_eq!(server.conn(0).expect("connect to the test redis-server").llen::<_, usize>("q").unwrap(), 2);
+    assert_eq!(
+        server
+            .conn(0)
+            .expect("connect to the test redis-server")
+            .llen::<_, usize>("q")
+            .unwrap(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -108,7 +115,11 @@ async fn an_outage_is_reported_and_the_sink_recovers() {
     };
     assert_eq!(outcome, [PushOutcome::Delivered]);
     assert_eq!(
-        server.conn(0).expect("connect to the test redis-server").lrange::<_, Vec<String>>("q", 0, -1).unwrap(),
+        server
+            .conn(0)
+            .expect("connect to the test redis-server")
+            .lrange::<_, Vec<String>>("q", 0, -1)
+            .unwrap(),
         ["message-2"]
     );
 }
@@ -122,13 +133,16 @@ async fn password_database_and_key_prefix_are_honoured() {
     config.key_prefix = "myapp:belfry:".into();
     let sink = sink(config);
     sink.push_batch(&[push(7, "q")]).await.unwrap();
-    let mut conn = server.conn_with_password(3, Some("s3cret")).expect("connect to the test redis-server");
+    let mut conn = server
+        .conn_with_password(3, Some("s3cret"))
+        .expect("connect to the test redis-server");
     assert_eq!(conn.llen::<_, usize>("q").unwrap(), 1);
     let marker = format!("myapp:belfry:sent:{}", Uuid::from_u128(7));
     assert!(conn.exists::<_, bool>(&marker).unwrap());
     assert_eq!(
         server
-            .conn_with_password(0, Some("s3cret")).expect("connect to the test redis-server")
+            .conn_with_password(0, Some("s3cret"))
+            .expect("connect to the test redis-server")
             .llen::<_, usize>("q")
             .unwrap(),
         0
@@ -223,7 +237,8 @@ async fn tls_urls_connect_with_a_private_ca() {
         &path("ca.pem"),
         "--tls-auth-clients",
         "no",
-    ]).expect("start redis-server");
+    ])
+    .expect("start redis-server");
 
     let mut config = SinkConfig::new(format!("rediss://localhost:{port}/0"));
     config.tls_ca_file = Some(dir.path().join("ca.pem"));
@@ -232,7 +247,14 @@ async fn tls_urls_connect_with_a_private_ca() {
     let outcome = wait_for_async(|| sink.push_batch(&batch)).await;
     assert_eq!(outcome, [PushOutcome::Delivered]);
     // The plain port of the same server sees what went over TLS.
-    assert_eq!(server.conn(0).expect("connect to the test redis-server").llen::<_, usize>("tls").unwrap(), 1);
+    assert_eq!(
+        server
+            .conn(0)
+            .expect("connect to the test redis-server")
+            .llen::<_, usize>("tls")
+            .unwrap(),
+        1
+    );
 
     // Without the CA the server's certificate is not trusted.
     let untrusted =

@@ -39,7 +39,9 @@ fn a_leader_killed_and_restarted_at_once_leads_no_more_in_its_old_term() {
         "",
         "[raft]\nelection_timeout_min_ms = 4000\nelection_timeout_max_ms = 5000\n",
     );
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let old_term = *leader_terms(&cluster, leader)
         .last()
         .expect("the leader logged its term");

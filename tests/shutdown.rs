@@ -7,14 +7,16 @@ mod support;
 use std::time::Duration;
 
 use belfry::api::pb;
-use support::procs::{Signal, Clients, ADMIN_TOKEN};
+use support::procs::{Clients, Signal, ADMIN_TOKEN};
 use support::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_told_to_stop_while_its_peers_are_frozen_exits_in_time() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let follower = (0..3).find(|i| *i != leader).unwrap_or_default();
     let others: Vec<usize> = (0..3).filter(|i| *i != follower).collect();
     for i in &others {

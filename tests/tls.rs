@@ -13,7 +13,7 @@ use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
 use belfry::raft::network::MAX_MESSAGE_BYTES;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use support::procs::{ADMIN_TOKEN};
+use support::procs::ADMIN_TOKEN;
 use support::RedisServer;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -71,7 +71,9 @@ async fn the_api_uses_tls_and_peers_need_a_cluster_certificate() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", &config);
     // A leader at all means the peers reached each other over mutual TLS.
-    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let addr = cluster.nodes[1].addr.clone();
 
     let mut client = ApiClient::new(&ClientConfig {
@@ -194,7 +196,9 @@ async fn with_a_cluster_secret_as_well_peers_need_both() {
     );
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(1, &redis.url(0), "", &config);
-    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let addr = cluster.nodes[0].addr.clone();
     let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&cluster_pki.ca_pem));
     let member = https(&addr)

@@ -11,8 +11,9 @@ mod support;
 
 use std::time::Duration;
 
+use belfry_kit::Schedule;
 use chrono::Utc;
-use support::procs::{Consumer};
+use support::procs::Consumer;
 use support::{wait_for, RedisServer};
 
 const QUEUE: &str = "unconfirmed";
@@ -20,12 +21,15 @@ const QUEUE: &str = "unconfirmed";
 #[test]
 fn a_leader_restarted_while_its_peers_are_down_dispatches_once_they_return() {
     let redis = RedisServer::start().expect("start redis-server");
-    let schedules = format!(
-        "[[schedule]]\nname = \"tick\"\ntask = \"tests.tick\"\nevery = \"1s\"\noptions = {{ queue = \"{QUEUE}\" }}\n"
-    );
+    let schedules = Schedule::new("tick", "tests.tick")
+        .every("1s")
+        .queue(QUEUE)
+        .to_toml();
     let mut cluster = support::procs::start(3, &redis.url(0), &schedules, "");
     let consumer = Consumer::start(&redis.url(0), QUEUE);
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     wait_for("a first dispatch", Duration::from_secs(20), || {
         (!consumer.arrivals().is_empty()).then_some(())
     });

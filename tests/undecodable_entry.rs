@@ -55,7 +55,9 @@ fn poison_last_entry(log: &std::path::Path) -> u64 {
 async fn a_node_with_an_undecodable_entry_stays_up_not_ready_and_the_others_go_on() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     wait_for("a first write", Duration::from_secs(30), || {
         create(&cluster, 2, "before")
     });

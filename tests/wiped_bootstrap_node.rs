@@ -14,7 +14,9 @@ use support::{block, wait_for, RedisServer};
 async fn wiping_the_bootstrap_node_and_a_follower_loses_no_schedule() {
     let redis = RedisServer::start().expect("start redis-server");
     let mut cluster = support::procs::start(3, &redis.url(0), "", "");
-    cluster.wait_for_leader(Duration::from_secs(30)).expect("a leader");
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let mut api = cluster.client(2, Some(ADMIN_TOKEN)).schedules;
     let created = api
         .create_schedule(pb::CreateScheduleRequest {

@@ -298,8 +298,14 @@ impl Cluster {
     }
 
     /// Waits up to `timeout` for a leader other than `old`.
-    pub fn wait_for_new_leader(&mut self, old: usize, timeout: Duration) -> Result<usize, KitError> {
-        poll("a new leader", timeout, || self.leader().filter(|i| *i != old))
+    pub fn wait_for_new_leader(
+        &mut self,
+        old: usize,
+        timeout: Duration,
+    ) -> Result<usize, KitError> {
+        poll("a new leader", timeout, || {
+            self.leader().filter(|i| *i != old)
+        })
     }
 
     /// Node `i`'s whole log, parsed (lines that are not JSON are left out).

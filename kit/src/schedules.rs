@@ -79,7 +79,8 @@ impl Schedule {
 
     /// The Celery queue (`options.queue`).
     pub fn queue(mut self, queue: &str) -> Self {
-        self.options.push(("queue", toml_value(&Value::from(queue))));
+        self.options
+            .push(("queue", toml_value(&Value::from(queue))));
         self
     }
 

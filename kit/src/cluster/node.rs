@@ -178,7 +178,9 @@ impl Node {
         if self.joiner {
             command.args(["--join", &join.join(",")]);
         }
-        command.args(&options.args).envs(options.env.iter().cloned());
+        command
+            .args(&options.args)
+            .envs(options.env.iter().cloned());
         if let Some(lib) = &options.faketime {
             // The offset file is re-read every second: clock changes need no restart.
             // Monotonic clocks stay real, so timers and Raft timeouts are unaffected.
@@ -288,10 +290,8 @@ impl Node {
 
     pub(super) fn set_clock(&mut self, offset_ms: i64) -> Result<(), KitError> {
         self.clock_offset_ms = offset_ms;
-        write_clock_file(&self.clock_file, offset_ms).map_err(KitError::io(format!(
-            "the clock file of node {}",
-            self.id
-        )))
+        write_clock_file(&self.clock_file, offset_ms)
+            .map_err(KitError::io(format!("the clock file of node {}", self.id)))
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use belfry_kit::logs::{leadership_of, LogTail, Leadership};
+use belfry_kit::logs::{leadership_of, Leadership, LogTail};
 use belfry_kit::{Cluster, ClusterOptions, Placement, RedisOptions, RedisServer};
 
 use super::output::Output;

@@ -186,11 +186,7 @@ fn print_intro(output: &Output, redis_url: &str, peers: &str, addrs: &[String], 
 }
 
 /// Kills the leader once, restarts it later, and waits for Ctrl-C or the end of `--duration`.
-fn main_loop(
-    args: &DevArgs,
-    session: &mut Session,
-    stop: &AtomicBool,
-) -> Result<(), DevError> {
+fn main_loop(args: &DevArgs, session: &mut Session, stop: &AtomicBool) -> Result<(), DevError> {
     let started = Instant::now();
     let mut failover = Failover::default();
     let mut worker_gone = false;
