@@ -10,6 +10,7 @@ use std::time::Duration;
 use belfry::api::client::Intercepted;
 use belfry::api::pb;
 use belfry::api::pb::schedules_client::SchedulesClient;
+use belfry_kit::Shared;
 use support::procs::{Clients, Consumer, ProcCluster, ADMIN_TOKEN, READONLY_TOKEN};
 use support::{block, wait_for, RedisServer};
 use tonic::Code;
@@ -76,23 +77,49 @@ fn field_of(status: &tonic::Status) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schedule_rpcs_work_from_any_node() {
-    let _serial = SERIAL.lock().await;
-    let redis = RedisServer::start().expect("start redis-server");
-    let mut cluster = support::procs::start(3, &redis.url(0), "", "");
+/// The cluster the schedule RPC cases share, started by the first of them; each case uses
+/// schedule names of its own. Its processes are stopped when the test binary exits.
+static SHARED: Shared<(RedisServer, ProcCluster)> = Shared::new();
+
+/// Admin clients of the shared cluster's two followers, and its Redis URL.
+fn shared_followers() -> (
+    SchedulesClient<Intercepted>,
+    SchedulesClient<Intercepted>,
+    String,
+) {
+    let mut shared = SHARED.get_or_init(|| {
+        let redis = RedisServer::start().expect("start redis-server");
+        let cluster = support::procs::start(3, &redis.url(0), "", "");
+        (redis, cluster)
+    });
+    let (redis, cluster) = shared.as_mut().expect("the shared cluster runs");
     let leader = cluster
         .wait_for_leader(Duration::from_secs(30))
         .expect("a leader");
-    let (f1, f2) = followers(&mut cluster, leader);
-    let mut via_follower = cluster.client(f1, Some(ADMIN_TOKEN)).schedules;
-    let mut via_other = cluster.client(f2, Some(ADMIN_TOKEN)).schedules;
-    let consumer = Consumer::start(&redis.url(0), QUEUE);
+    let (f1, f2) = followers(cluster, leader);
+    (
+        cluster.client(f1, Some(ADMIN_TOKEN)).schedules,
+        cluster.client(f2, Some(ADMIN_TOKEN)).schedules,
+        redis.url(0),
+    )
+}
 
-    // Create through a follower: forwarded to the leader, visible at once on another follower.
+async fn create(client: &mut SchedulesClient<Intercepted>, name: &str) {
+    client
+        .create_schedule(pb::CreateScheduleRequest {
+            schedule: Some(spec(name, "1h")),
+        })
+        .await
+        .expect("create");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_through_a_follower_is_read_at_once_on_another() {
+    let _serial = SERIAL.lock().await;
+    let (mut via_follower, mut via_other, _) = shared_followers();
     let created = via_follower
         .create_schedule(pb::CreateScheduleRequest {
-            schedule: Some(spec("reports-a", "1h")),
+            schedule: Some(spec("create-a", "1h")),
         })
         .await
         .expect("create through a follower")
@@ -101,7 +128,7 @@ async fn schedule_rpcs_work_from_any_node() {
     assert!(created.next_run.is_some());
     let read = via_other
         .get_schedule(pb::GetScheduleRequest {
-            name: "reports-a".into(),
+            name: "create-a".into(),
         })
         .await
         .expect("linearizable read on another follower")
@@ -109,14 +136,19 @@ async fn schedule_rpcs_work_from_any_node() {
     assert_eq!(read.incarnation, created.incarnation);
     let again = via_other
         .create_schedule(pb::CreateScheduleRequest {
-            schedule: Some(spec("reports-a", "1h")),
+            schedule: Some(spec("create-a", "1h")),
         })
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::AlreadyExists);
+}
 
-    // Optimistic concurrency.
-    let mut changed = spec("reports-a", "30m");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_check_the_expected_revision() {
+    let _serial = SERIAL.lock().await;
+    let (mut via_follower, _, _) = shared_followers();
+    create(&mut via_follower, "revision-a").await;
+    let mut changed = spec("revision-a", "30m");
     changed.description = "every half hour".into();
     let stale = via_follower
         .update_schedule(pb::UpdateScheduleRequest {
@@ -147,15 +179,14 @@ async fn schedule_rpcs_work_from_any_node() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
+}
 
-    // List: pages, prefix, labels.
-    for name in ["reports-b", "reports-c", "reports-d", "billing-a"] {
-        via_other
-            .create_schedule(pb::CreateScheduleRequest {
-                schedule: Some(spec(name, "1h")),
-            })
-            .await
-            .expect("create");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_through_a_prefix_and_filters_by_label() {
+    let _serial = SERIAL.lock().await;
+    let (_, mut via_other, _) = shared_followers();
+    for name in ["list-a", "list-b", "list-c", "list-d", "listing-other"] {
+        create(&mut via_other, name).await;
     }
     let mut names = Vec::new();
     let mut token = String::new();
@@ -164,7 +195,7 @@ async fn schedule_rpcs_work_from_any_node() {
             .list_schedules(pb::ListSchedulesRequest {
                 page_size: 2,
                 page_token: token.clone(),
-                name_prefix: "reports-".into(),
+                name_prefix: "list-".into(),
                 labels: Default::default(),
             })
             .await
@@ -181,7 +212,7 @@ async fn schedule_rpcs_work_from_any_node() {
         }
         token = page.next_page_token;
     }
-    assert_eq!(names, ["reports-a", "reports-b", "reports-c", "reports-d"]);
+    assert_eq!(names, ["list-a", "list-b", "list-c", "list-d"]);
     let none = via_other
         .list_schedules(pb::ListSchedulesRequest {
             labels: [("team".to_string(), "ops".to_string())].into(),
@@ -191,12 +222,22 @@ async fn schedule_rpcs_work_from_any_node() {
         .expect("list by label")
         .into_inner();
     assert!(none.schedules.is_empty());
+}
 
-    // Preview: a stored schedule and a spec not yet stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_shows_a_stored_schedule_and_a_spec_not_yet_stored() {
+    let _serial = SERIAL.lock().await;
+    let (mut via_follower, _, _) = shared_followers();
+    via_follower
+        .create_schedule(pb::CreateScheduleRequest {
+            schedule: Some(spec("preview-a", "30m")),
+        })
+        .await
+        .expect("create");
     let stored = via_follower
         .preview_schedule(pb::PreviewScheduleRequest {
             target: Some(pb::preview_schedule_request::Target::Name(
-                "reports-a".into(),
+                "preview-a".into(),
             )),
             count: 3,
             after: String::new(),
@@ -222,11 +263,17 @@ async fn schedule_rpcs_work_from_any_node() {
         .into_inner();
     // 02:30 does not exist on 2025-03-09 in New York: it fires at the jump, 07:00Z.
     assert_eq!(adhoc.occurrences[0].seconds, 1_741_503_600);
+}
 
-    // Trigger: a manual run with its own task id reaches Redis once and is in the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_trigger_reaches_redis_once_and_is_in_the_history() {
+    let _serial = SERIAL.lock().await;
+    let (mut via_follower, mut via_other, redis_url) = shared_followers();
+    let consumer = Consumer::start(&redis_url, QUEUE);
+    create(&mut via_follower, "trigger-a").await;
     let triggered = via_follower
         .trigger_schedule(pb::ScheduleName {
-            name: "billing-a".into(),
+            name: "trigger-a".into(),
         })
         .await
         .expect("trigger")
@@ -244,7 +291,7 @@ async fn schedule_rpcs_work_from_any_node() {
     );
     let runs = wait_for("the run recorded as sent", Duration::from_secs(20), || {
         let runs = block(via_other.list_runs(pb::ListRunsRequest {
-            name: "billing-a".into(),
+            name: "trigger-a".into(),
         }));
         runs.filter(|r| {
             r.runs.first().is_some_and(|run| {
@@ -253,11 +300,16 @@ async fn schedule_rpcs_work_from_any_node() {
         })
     });
     assert!(runs.runs[0].manual);
+}
 
-    // Delete with a stale revision, then for real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_checks_the_expected_revision() {
+    let _serial = SERIAL.lock().await;
+    let (mut via_follower, mut via_other, _) = shared_followers();
+    create(&mut via_other, "delete-a").await;
     let stale = via_other
         .delete_schedule(pb::DeleteScheduleRequest {
-            name: "reports-d".into(),
+            name: "delete-a".into(),
             expected_revision: Some(9),
         })
         .await
@@ -265,20 +317,25 @@ async fn schedule_rpcs_work_from_any_node() {
     assert_eq!(stale.code(), Code::FailedPrecondition);
     via_other
         .delete_schedule(pb::DeleteScheduleRequest {
-            name: "reports-d".into(),
+            name: "delete-a".into(),
             expected_revision: Some(1),
         })
         .await
         .expect("delete");
     let gone = via_follower
         .get_schedule(pb::GetScheduleRequest {
-            name: "reports-d".into(),
+            name: "delete-a".into(),
         })
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
+}
 
-    // Apply: upsert a set and prune what is labelled as applied but not in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_upserts_a_set_and_prunes_only_what_its_selector_names() {
+    let _serial = SERIAL.lock().await;
+    let (mut via_follower, mut via_other, _) = shared_followers();
+    create(&mut via_other, "apply-unselected").await;
     let applied_label = |mut s: pb::ScheduleSpec| {
         s.labels.insert("set".into(), "nightly".into());
         s
@@ -319,7 +376,7 @@ async fn schedule_rpcs_work_from_any_node() {
     );
     let still_there = via_other
         .get_schedule(pb::GetScheduleRequest {
-            name: "reports-a".into(),
+            name: "apply-unselected".into(),
         })
         .await;
     assert!(still_there.is_ok(), "prune touched an unselected schedule");

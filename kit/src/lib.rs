@@ -10,6 +10,7 @@
 //! - [`schedules`]: a builder for `[[schedule]]` entries of a schedules file.
 //! - [`logs`]: following a node's JSON log as it grows.
 //! - [`ports`], [`wait`]: free loopback ports, polling with a deadline.
+//! - [`shared`]: a cluster (or anything) shared by the tests of one binary, stopped at exit.
 //!
 //! Invariant: every process the kit starts is stopped when the value that started it is
 //! dropped (nodes and Redis are SIGKILLed; `Cluster::shutdown` stops nodes gracefully first).
@@ -23,12 +24,14 @@ pub mod logs;
 pub mod ports;
 pub mod redis_server;
 pub mod schedules;
+pub mod shared;
 pub mod wait;
 
 pub use cluster::{Cluster, ClusterOptions, Node, Placement, Signal};
 pub use consumer::{Arrival, Consumer};
 pub use redis_server::{RedisOptions, RedisServer};
 pub use schedules::Schedule;
+pub use shared::Shared;
 pub use wait::{poll, wait_for};
 
 use std::time::Duration;
