@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use belfry_kit::Schedule;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use support::procs::{Arrival, Consumer, ProcCluster};
+use support::procs::{Arrival, Clients, Consumer, ProcCluster};
 use support::RedisServer;
 
 const QUEUE: &str = "bench";
@@ -348,15 +348,17 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 fn outage(n: usize, minutes: i64) {
-    let mut redis = RedisServer::start();
+    let mut redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(60);
     let starts: Vec<DateTime<Utc>> = (0..n)
         .map(|i| t0 + TimeDelta::milliseconds((i as i64 * 60_000) / n as i64))
         .collect();
     let mut cluster =
-        ProcCluster::start(3, &redis.url(0), &interval_schedules(n, 60, t0, true), "");
-    let consumer = BatchConsumer::start(&redis.url(0), QUEUE);
-    let leader = cluster.wait_for_leader(Duration::from_secs(120));
+        support::procs::start(3, &redis.url(0), &interval_schedules(n, 60, t0, true), "");
+    let consumer = Consumer::batch(&redis.url(0), QUEUE);
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(120))
+        .expect("a leader");
     wait_until(t0 + TimeDelta::seconds(120));
     let value = |name: &str| support::metrics::value(&cluster, leader, name);
     // Down with its data saved, as a broker's restart keeps it: belfry's markers survive.
@@ -378,7 +380,7 @@ fn outage(n: usize, minutes: i64) {
         std::thread::sleep(Duration::from_secs(5));
     }
     let peaks: Vec<u64> = (0..3).map(|i| peak_rss_kib(cluster.pid(i))).collect();
-    redis.restart();
+    redis.restart().expect("restart redis-server");
     let up_at = std::time::Instant::now();
     support::wait_for("the backlog to drain", Duration::from_secs(3600), || {
         (value("belfry_planning_paused") == 0.0 && value("belfry_outbox_depth") == 0.0)

@@ -12,7 +12,7 @@ use std::time::Duration;
 use belfry::api::pb;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use support::metrics::value;
-use support::procs::{Consumer, ProcCluster, READONLY_TOKEN};
+use support::procs::{Clients, Consumer, READONLY_TOKEN};
 use support::{block, wait_for, RedisServer};
 
 const QUEUE: &str = "bounded";
@@ -34,12 +34,15 @@ fn schedules(t0: DateTime<Utc>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_redis_outage_pauses_planning_at_the_bound_and_the_policy_decides_the_rest() {
     // Markers must survive Redis's restart, as a broker's data does.
-    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+        .expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(4);
     let config = format!("[redis]\nmax_outbox = {MAX_OUTBOX}\n");
-    let mut cluster = ProcCluster::start(3, &redis.url(0), &schedules(t0), &config);
+    let mut cluster = support::procs::start(3, &redis.url(0), &schedules(t0), &config);
     let consumer = Consumer::start(&redis.url(0), QUEUE);
-    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
     wait_for("the first occurrences", Duration::from_secs(30), || {
         (consumer.arrivals().len() >= SCHEDULES.len()).then_some(())
     });
@@ -60,7 +63,7 @@ async fn a_long_redis_outage_pauses_planning_at_the_bound_and_the_policy_decides
     wait_for("the pause to last", Duration::from_secs(30), || {
         (Utc::now() >= resume_after).then_some(())
     });
-    redis.restart();
+    redis.restart().expect("restart redis-server");
     wait_for("planning to resume", Duration::from_secs(30), || {
         (value(&cluster, leader, "belfry_planning_paused") == 0.0).then_some(())
     });

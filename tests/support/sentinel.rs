@@ -34,17 +34,20 @@ pub struct SentinelTopology {
 
 impl SentinelTopology {
     pub fn start(replicas: usize) -> SentinelTopology {
-        let master = RedisServer::start();
+        let master = RedisServer::start().expect("start redis-server");
         let master_port = master.port.to_string();
         let mut servers = vec![master];
         for _ in 0..replicas {
-            servers.push(RedisServer::start_with(&[
-                "--replicaof",
-                "127.0.0.1",
-                &master_port,
-                "--replica-announce-ip",
-                "127.0.0.1",
-            ]));
+            servers.push(
+                RedisServer::start_with(&[
+                    "--replicaof",
+                    "127.0.0.1",
+                    &master_port,
+                    "--replica-announce-ip",
+                    "127.0.0.1",
+                ])
+                .expect("start redis-server"),
+            );
         }
         // Replicas in sync before anything is written (so a failover has a candidate).
         for replica in &servers[1..] {
