@@ -10,7 +10,7 @@ use std::time::Duration;
 use belfry::api::pb;
 use belfry::schedule::{Spec, SpecInput};
 use chrono::{DateTime, SecondsFormat, Utc};
-use support::procs::{belfry_bin, Consumer, ProcCluster, ADMIN_TOKEN};
+use support::procs::{belfry_bin, Clients, Consumer, ADMIN_TOKEN};
 use support::{wait_for, RedisServer};
 
 type Api = pb::schedules_client::SchedulesClient<belfry::api::client::Intercepted>;
@@ -55,7 +55,7 @@ async fn get(api: &mut Api, name: &str) -> pb::Schedule {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_run_at_and_solar_on_a_real_cluster() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let consumer = Consumer::start(&redis.url(0), "celery");
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("now");
     let file_last_run = now - chrono::Duration::minutes(150);
@@ -77,8 +77,10 @@ longitude = -0.12
 "#,
         rfc3339(file_last_run)
     );
-    let mut cluster = ProcCluster::start(3, &redis.url(0), &schedules_toml, "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut cluster = support::procs::start(3, &redis.url(0), &schedules_toml, "");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let follower = (leader + 1) % 3;
     let mut api = cluster.client(follower, Some(ADMIN_TOKEN)).schedules;
 
