@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::Value;
-use support::procs::{ProcCluster, ADMIN_TOKEN};
+use support::procs::ADMIN_TOKEN;
 use support::{repo_root, test_python, wait_for, RedisServer};
 
 /// One message in the `celery` list: its task and the instant it stands for.
@@ -38,7 +38,7 @@ fn messages(redis: &RedisServer) -> Vec<Sent> {
         .arg("celery")
         .arg(0)
         .arg(-1)
-        .query(&mut redis.conn(0))
+        .query(&mut redis.conn(0).expect("connect to the test redis-server"))
         .expect("LRANGE celery");
     let mut out: Vec<Sent> = payloads
         .iter()
@@ -156,10 +156,12 @@ fn check_minutes(all: &[Sent]) {
 
 #[test]
 fn a_cut_over_from_celery_beat_sends_every_occurrence_once() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let broker = redis.url(0);
-    let mut cluster = ProcCluster::start(3, &broker, "", "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let mut cluster = support::procs::start(3, &broker, "", "");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     let dir = tempfile::tempdir().expect("beat dir");
     let mut beat = start_beat(dir.path(), &broker);
 

@@ -10,7 +10,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -47,39 +47,26 @@ fn expected(t0: DateTime<Utc>, to: DateTime<Utc>) -> BTreeMap<String, Vec<DateTi
         .collect()
 }
 
-/// Sets a node's wall clock to real time plus `offset_secs` (libfaketime's offset syntax).
-fn set_clock(file: &Path, offset_secs: i64) {
-    std::fs::write(file, format!("{offset_secs:+}\n")).expect("clock file");
+/// Starts `n` nodes under libfaketime, each with its clock at offset 0 (the kit's clock files).
+fn faketime_cluster(n: u64, redis: &RedisServer, schedules_toml: &str) -> ProcCluster {
+    let mut options = support::procs::options(n, &redis.url(0), schedules_toml, "");
+    options.faketime = Some(FAKETIME.into());
+    ProcCluster::start(options).expect("start a cluster under libfaketime")
 }
 
-fn clock_file(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("node{id}.clock"))
-}
-
-/// Starts `n` nodes under libfaketime, each with its clock file at offset 0.
-fn faketime_cluster(n: u64, redis: &RedisServer, schedules_toml: &str) -> (ProcCluster, PathBuf) {
-    let mut cluster = ProcCluster::prepare(n, &redis.url(0), schedules_toml, "");
-    let dir = cluster.config.parent().expect("config dir").to_path_buf();
-    for node in &mut cluster.nodes {
-        let file = clock_file(&dir, node.id);
-        set_clock(&file, 0);
-        node.env = vec![
-            ("LD_PRELOAD".into(), FAKETIME.into()),
-            ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
-            ("FAKETIME_CACHE_DURATION".into(), "1".into()),
-            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
-        ];
-    }
-    for i in 0..n as usize {
-        cluster.spawn(i);
-    }
-    (cluster, dir)
+/// Sets node `i`'s wall clock to real time plus `offset_secs`.
+fn set_clock(cluster: &mut ProcCluster, i: usize, offset_secs: i64) {
+    cluster
+        .set_clock(i, offset_secs * 1_000)
+        .expect("write the clock file");
 }
 
 /// Waits until node `i` stopped leading and another node leads; checks that `i` is not elected
 /// again for a while, that it is not ready and says why, and that it counted the step.
 fn steps_down_and_stays_down(cluster: &mut ProcCluster, i: usize, direction: &str) -> usize {
-    let next = cluster.wait_for_new_leader(i, Duration::from_secs(20));
+    let next = cluster
+        .wait_for_new_leader(i, Duration::from_secs(20))
+        .expect("a new leader");
     let addr = cluster.nodes[i].metrics_addr.clone();
     wait_for(
         "the node off the clock to report not ready",
@@ -110,26 +97,26 @@ fn a_leader_whose_clock_steps_an_hour_either_way_hands_over_and_nothing_is_early
         eprintln!("skipped: libfaketime is not installed at {FAKETIME}");
         return;
     }
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(4);
-    let (mut cluster, dir) = faketime_cluster(3, &redis, &schedules(t0));
+    let mut cluster = faketime_cluster(3, &redis, &schedules(t0));
     let consumer = Consumer::start(&redis.url(0), QUEUE);
-    let first = cluster.wait_for_leader(Duration::from_secs(30));
+    let first = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     wait_for("occurrences to flow", Duration::from_secs(30), || {
         (consumer.arrivals().len() >= 3).then_some(())
     });
 
     // An hour forward (an NTP step, a VM resumed after an hour).
-    let file = clock_file(&dir, cluster.nodes[first].id);
-    set_clock(&file, 3_600);
+    set_clock(&mut cluster, first, 3_600);
     let second = steps_down_and_stays_down(&mut cluster, first, "forward");
-    set_clock(&file, 0);
+    set_clock(&mut cluster, first, 0);
 
     // An hour back (`date -s`), on the new leader.
-    let file = clock_file(&dir, cluster.nodes[second].id);
-    set_clock(&file, -3_600);
+    set_clock(&mut cluster, second, -3_600);
     steps_down_and_stays_down(&mut cluster, second, "backward");
-    set_clock(&file, 0);
+    set_clock(&mut cluster, second, 0);
 
     // Every occurrence of the window once, none early, none lost.
     let to = Utc::now() + TimeDelta::seconds(3);
@@ -159,24 +146,25 @@ fn a_single_node_follows_its_stepped_clock_by_the_catch_up_policy_and_repeats_no
         eprintln!("skipped: libfaketime is not installed at {FAKETIME}");
         return;
     }
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
     let toml = format!(
         "[[schedule]]\nname = \"latest\"\ntask = \"belfry_test.record\"\nevery = \"2s\"\nstart_at = \"{}\"\ncatchup = {{ policy = \"latest\" }}\noptions = {{ queue = \"{QUEUE}\" }}\n",
         t0.to_rfc3339()
     );
-    let (mut cluster, dir) = faketime_cluster(1, &redis, &toml);
+    let mut cluster = faketime_cluster(1, &redis, &toml);
     let consumer = Consumer::start(&redis.url(0), QUEUE);
-    cluster.wait_for_leader(Duration::from_secs(30));
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
     wait_for("occurrences to flow", Duration::from_secs(30), || {
         (consumer.arrivals().len() >= 2).then_some(())
     });
 
     // An hour forward: the node is its own quorum, so its time moves, and the hour it skipped
     // goes by the catch-up policy: only the newest missed occurrence is sent.
-    let file = clock_file(&dir, cluster.nodes[0].id);
     let stepped_at = Utc::now();
-    set_clock(&file, 3_600);
+    set_clock(&mut cluster, 0, 3_600);
     let skipped = "belfry_skipped_occurrences_total{reason=\"superseded_by_latest\"}";
     wait_for(
         "the skipped hour to be recorded",
@@ -196,7 +184,7 @@ fn a_single_node_follows_its_stepped_clock_by_the_catch_up_policy_and_repeats_no
     });
 
     // An hour back: everything up to the newest sent occurrence was sent; nothing again.
-    set_clock(&file, 0);
+    set_clock(&mut cluster, 0, 0);
     let series = "belfry_clock_steps_total{direction=\"backward\"}";
     wait_for(
         "the step back to be counted",
