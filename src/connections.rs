@@ -32,7 +32,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The accepted connections of a listener, within `limits`.
-pub struct Guarded {
+pub(crate) struct Guarded {
     incoming: TcpIncoming,
     permits: Arc<Semaphore>,
     max_connections: usize,
@@ -43,7 +43,7 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    pub fn new(listener: TcpListener, limits: &ConnectionLimits) -> Guarded {
+    pub(crate) fn new(listener: TcpListener, limits: &ConnectionLimits) -> Guarded {
         let max_connections = effective_max_connections(limits.max_connections);
         if max_connections < limits.max_connections {
             warn!(
@@ -131,7 +131,7 @@ impl Stream for Guarded {
 }
 
 /// An accepted connection. It holds one of the listener's permits until it is closed.
-pub struct GuardedStream {
+pub(crate) struct GuardedStream {
     inner: TcpStream,
     _permit: OwnedSemaphorePermit,
     /// Until the first `HANDSHAKE_BYTES` have arrived: when they must have.
@@ -225,7 +225,7 @@ impl AsyncWrite for GuardedStream {
 
 /// The connection limit to use: `configured`, lowered when the process may not open that many
 /// files with room to spare for its own (storage, peers, Redis).
-pub fn effective_max_connections(configured: usize) -> usize {
+pub(crate) fn effective_max_connections(configured: usize) -> usize {
     match open_files_limit() {
         Some(files) => {
             let room = files.saturating_sub(RESERVED_FILES).max(files / 2);

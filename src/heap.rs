@@ -33,7 +33,7 @@ const SETTLED_TRIM_ABOVE_BYTES: usize = 1 << 20;
 
 /// What the allocator holds, in bytes.
 #[derive(Clone, Copy, Debug)]
-pub struct HeapUsage {
+pub(crate) struct HeapUsage {
     /// In live allocations (including large ones mapped on their own).
     pub allocated: usize,
     /// Freed and kept for reuse; part of it may already have been returned to the OS.
@@ -42,7 +42,7 @@ pub struct HeapUsage {
 
 /// The allocator's own statistics, if it can tell.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn usage() -> Option<HeapUsage> {
+pub(crate) fn usage() -> Option<HeapUsage> {
     // SAFETY: mallinfo2 only reads the allocator's own statistics; it takes no arguments
     // and returns a plain struct by value.
     let info = unsafe { libc::mallinfo2() };
@@ -58,12 +58,12 @@ pub fn usage() -> Option<HeapUsage> {
 }
 
 /// Bytes the allocator holds freed, if it can tell.
-pub fn freed_bytes() -> Option<usize> {
+pub(crate) fn freed_bytes() -> Option<usize> {
     usage().map(|u| u.free)
 }
 
 /// The process's resident size in bytes, if the OS tells.
-pub fn resident_bytes() -> Option<usize> {
+pub(crate) fn resident_bytes() -> Option<usize> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * page_size())
@@ -86,7 +86,7 @@ fn report(usage: HeapUsage) {
 
 /// Returns freed memory at the top and inside the arenas to the operating system.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn release_freed() {
+pub(crate) fn release_freed() {
     // SAFETY: malloc_trim(0) only releases pages the allocator itself holds free; it is
     // thread-safe (it locks each arena in turn).
     unsafe {
@@ -100,7 +100,7 @@ pub fn release_freed() {}
 /// Returns freed memory now, off the runtime's worker threads (trimming walks the arenas).
 /// Also called at the end of a bulk job whose garbage may fall short of the periodic pass's
 /// threshold (a file of 100,000 schedules leaves about 30 MiB).
-pub async fn release_freed_now() {
+pub(crate) async fn release_freed_now() {
     let _ = tokio::task::spawn_blocking(release_freed).await;
 }
 
@@ -115,7 +115,7 @@ fn should_trim(freed: usize, after_last_trim: usize, since_last_trim: Duration) 
 /// Runs until aborted: every few seconds, returns freed memory when the allocator has
 /// freed a lot since the last time. (Trimming leaves the free bytes counted, only their pages
 /// go back, so the count is compared with what it was after the last trim.)
-pub async fn release_freed_forever() {
+pub(crate) async fn release_freed_forever() {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut after_last_trim = 0;

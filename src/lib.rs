@@ -37,17 +37,19 @@
 //! (`dispatch::cursor` decides what is due, `dispatch::render` builds the message) pushes it with
 //! `dispatch::sink`'s idempotent script → the acker commits an `Ack` → `state` records the run.
 
+#![warn(unreachable_pub)]
+
 pub mod api;
 pub mod celery;
 pub mod cli;
 pub mod config;
-pub mod connections;
+pub(crate) mod connections;
 pub mod dispatch;
 pub mod formats;
-pub mod heap;
+pub(crate) mod heap;
 pub mod node;
 pub mod raft;
 pub mod schedule;
 pub mod schedules_file;
 pub mod state;
-pub mod telemetry;
+pub(crate) mod telemetry;

@@ -12,7 +12,7 @@ use tonic::{Request, Status};
 use super::error::ApiError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
+pub(crate) enum Role {
     /// Reads only: get, list, preview, runs, status.
     ReadOnly,
     /// Everything.
@@ -97,7 +97,7 @@ impl tonic::service::Interceptor for Authenticator {
 }
 
 /// Refuses the request unless its caller holds `needed`.
-pub fn require<T>(request: &Request<T>, needed: Role) -> Result<(), ApiError> {
+pub(crate) fn require<T>(request: &Request<T>, needed: Role) -> Result<(), ApiError> {
     match request.extensions().get::<Role>() {
         Some(role) if *role >= needed => Ok(()),
         Some(_) => Err(ApiError::PermissionDenied(

@@ -14,7 +14,7 @@ use tonic_prost::{ProstDecoder, ProstEncoder};
 
 /// Named in `build.rs` as the codec of every generated service and client.
 #[derive(Debug, Clone)]
-pub struct CheckedCodec<T, U>(PhantomData<(T, U)>);
+pub(crate) struct CheckedCodec<T, U>(PhantomData<(T, U)>);
 
 impl<T, U> Default for CheckedCodec<T, U> {
     fn default() -> Self {
@@ -43,7 +43,7 @@ where
 
 /// prost's decoder with decode failures reported as `INVALID_ARGUMENT`.
 #[derive(Debug, Clone)]
-pub struct CheckedDecoder<U>(ProstDecoder<U>);
+pub(crate) struct CheckedDecoder<U>(ProstDecoder<U>);
 
 impl<U: Message + Default> Decoder for CheckedDecoder<U> {
     type Item = U;

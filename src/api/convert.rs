@@ -16,7 +16,7 @@ use crate::state::{
     CatchupPolicy, CatchupRule, Labels, RunOutcome, RunRecord, ScheduleDef, ScheduleRecord,
 };
 
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+pub(super) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),
         nanos: at.timestamp_subsec_nanos() as i32,
@@ -46,7 +46,7 @@ fn json<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::invalid(field, format!("must be a JSON {what}: {e}")))
 }
 
-pub fn spec_input(spec: &pb::Spec) -> SpecInput {
+pub(super) fn spec_input(spec: &pb::Spec) -> SpecInput {
     SpecInput {
         every: non_empty(&spec.every),
         anchor: non_empty(&spec.anchor),
@@ -224,7 +224,7 @@ pub fn pb_def(def: &ScheduleDef) -> pb::ScheduleSpec {
     }
 }
 
-pub fn pb_schedule(record: &ScheduleRecord) -> pb::Schedule {
+pub(super) fn pb_schedule(record: &ScheduleRecord) -> pb::Schedule {
     pb::Schedule {
         definition: Some(pb_def(&record.def)),
         revision: record.revision,
@@ -240,7 +240,7 @@ pub fn pb_schedule(record: &ScheduleRecord) -> pb::Schedule {
     }
 }
 
-pub fn pb_run(run: &RunRecord) -> pb::Run {
+pub(super) fn pb_run(run: &RunRecord) -> pb::Run {
     let (outcome, skip_reason) = match run.outcome {
         RunOutcome::Pending => (pb::RunOutcome::Pending, String::new()),
         RunOutcome::Sent => (pb::RunOutcome::Sent, String::new()),

@@ -14,7 +14,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::state::Rejection;
 
 /// How long a client should wait before retrying while the cluster has no leader.
-pub const RETRY_AFTER: Duration = Duration::from_millis(500);
+pub(crate) const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApiError {

@@ -6,13 +6,13 @@
 //! authentication and the mapping to gRPC statuses: it must not touch Raft or the state except
 //! through `control`.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod client;
 mod cluster;
-pub mod codec;
+pub(crate) mod codec;
 pub mod control;
 mod convert;
-pub mod error;
+pub(crate) mod error;
 mod schedules;
 
 use std::sync::Arc;

@@ -27,8 +27,8 @@ use crate::state::ScheduleDef;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1_000;
-pub const MAX_PREVIEW: u32 = 1_000;
-pub use super::control::MAX_APPLY;
+pub(super) const MAX_PREVIEW: u32 = 1_000;
+pub(super) use super::control::MAX_APPLY;
 
 pub struct SchedulesApi {
     control: Arc<Control>,

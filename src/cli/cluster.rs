@@ -11,7 +11,7 @@ use super::render::{print_json, status_json, status_table};
 use crate::api::pb;
 
 #[derive(Args, Debug)]
-pub struct ClusterArgs {
+pub(super) struct ClusterArgs {
     #[command(flatten)]
     pub connection: Connection,
     #[command(subcommand)]
@@ -19,7 +19,7 @@ pub struct ClusterArgs {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum ClusterCommand {
+pub(super) enum ClusterCommand {
     /// Leader, term, members with their roles and lag, outbox depth.
     Status,
     /// Add a node: it joins as a learner and becomes a voter once caught up.
@@ -44,7 +44,7 @@ pub enum ClusterCommand {
     },
 }
 
-pub async fn run(args: ClusterArgs) -> Result<(), Failure> {
+pub(super) async fn run(args: ClusterArgs) -> Result<(), Failure> {
     let mut client = args.connection.client()?;
     let output = args.connection.output;
     let api = &mut client.cluster;

@@ -14,7 +14,7 @@ use crate::raft::log_store::{self, LogIdentity};
 use crate::raft::NodeId;
 
 #[derive(Args, Debug)]
-pub struct DataArgs {
+pub(super) struct DataArgs {
     #[command(subcommand)]
     command: DataCommand,
 }
@@ -38,7 +38,7 @@ enum DataCommand {
 }
 
 /// Runs a `belfry data` subcommand.
-pub fn run(args: DataArgs) -> ExitCode {
+pub(super) fn run(args: DataArgs) -> ExitCode {
     match args.command {
         DataCommand::Adopt {
             data_dir,

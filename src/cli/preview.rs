@@ -18,7 +18,7 @@ const MAX_COUNT: usize = 100_000;
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("kind").required(true).args(["cron", "crontab", "every", "once", "solar"])))]
-pub struct PreviewArgs {
+pub(super) struct PreviewArgs {
     /// A standard five-field cron string (Vixie meaning), or @hourly/@daily/@weekly/@monthly/@yearly.
     #[arg(long)]
     cron: Option<String>,
@@ -72,7 +72,7 @@ fn flag_error(e: &crate::schedule::SpecError) -> String {
     format!("{flag}: {}", e.reason)
 }
 
-pub fn run(args: PreviewArgs) -> ExitCode {
+pub(super) fn run(args: PreviewArgs) -> ExitCode {
     let now = Utc::now();
     let after = match args
         .after

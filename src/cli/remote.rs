@@ -14,14 +14,14 @@ use tonic::Code;
 use crate::api::client::{ApiClient, ClientConfig};
 
 /// Exit codes a script can branch on.
-pub const EXIT_FAILED: u8 = 1;
-pub const EXIT_NOT_FOUND: u8 = 3;
-pub const EXIT_CONFLICT: u8 = 4;
-pub const EXIT_UNAVAILABLE: u8 = 5;
-pub const EXIT_DENIED: u8 = 6;
+pub(super) const EXIT_FAILED: u8 = 1;
+pub(super) const EXIT_NOT_FOUND: u8 = 3;
+pub(super) const EXIT_CONFLICT: u8 = 4;
+pub(super) const EXIT_UNAVAILABLE: u8 = 5;
+pub(super) const EXIT_DENIED: u8 = 6;
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum Output {
+pub(super) enum Output {
     /// Aligned columns for people.
     #[default]
     Table,
@@ -30,7 +30,7 @@ pub enum Output {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct Connection {
+pub(super) struct Connection {
     /// API address of any node: host:port, http://host:port or https://host:port.
     #[arg(
         long,
@@ -63,13 +63,13 @@ pub struct Connection {
 }
 
 /// A failed command: the line to print and the exit code.
-pub struct Failure {
+pub(super) struct Failure {
     pub message: String,
     pub code: u8,
 }
 
 impl Failure {
-    pub fn usage(message: impl std::fmt::Display) -> Failure {
+    pub(super) fn usage(message: impl std::fmt::Display) -> Failure {
         Failure {
             message: message.to_string(),
             code: super::EXIT_USAGE,
@@ -110,7 +110,7 @@ fn code_name(code: Code) -> String {
 }
 
 impl Connection {
-    pub fn client(&self) -> Result<ApiClient, Failure> {
+    pub(super) fn client(&self) -> Result<ApiClient, Failure> {
         let token = match (&self.token, &self.token_file) {
             (Some(token), _) => Some(token.clone()),
             (None, Some(path)) => Some(
@@ -140,7 +140,7 @@ impl Connection {
 }
 
 /// Runs an async command on a small runtime and maps its outcome to an exit code.
-pub fn run_remote<F>(command: F) -> ExitCode
+pub(super) fn run_remote<F>(command: F) -> ExitCode
 where
     F: std::future::Future<Output = Result<(), Failure>>,
 {
@@ -164,7 +164,7 @@ where
 }
 
 /// Parses `key=value`.
-pub fn key_value(text: &str) -> Result<(String, String), String> {
+pub(super) fn key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("{text:?} is not key=value"))

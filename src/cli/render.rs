@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::pb;
 
-pub fn instant(ts: &Option<prost_types::Timestamp>) -> Option<String> {
+pub(super) fn instant(ts: &Option<prost_types::Timestamp>) -> Option<String> {
     ts.as_ref()
         .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, t.nanos.max(0) as u32))
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -20,7 +20,7 @@ fn or_dash(text: Option<String>) -> String {
 }
 
 /// Prints rows with columns padded to their widest cell.
-pub fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -41,14 +41,14 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-pub fn print_json(value: &Value) {
+pub(super) fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
 }
 
-pub fn spec_text(spec: &Option<pb::Spec>) -> String {
+pub(super) fn spec_text(spec: &Option<pb::Spec>) -> String {
     let Some(s) = spec else { return "-".into() };
     let kind = if !s.every.is_empty() {
         format!("every {}", s.every)
@@ -136,7 +136,7 @@ fn rule_name(rule: i32) -> &'static str {
     }
 }
 
-pub fn schedule_json(s: &pb::Schedule) -> Value {
+pub(super) fn schedule_json(s: &pb::Schedule) -> Value {
     let d = s.definition.clone().unwrap_or_default();
     let catchup = d.catchup.unwrap_or_default();
     json!({
@@ -164,7 +164,7 @@ pub fn schedule_json(s: &pb::Schedule) -> Value {
     })
 }
 
-pub fn schedule_rows(schedules: &[pb::Schedule]) -> Vec<Vec<String>> {
+pub(super) fn schedule_rows(schedules: &[pb::Schedule]) -> Vec<Vec<String>> {
     schedules
         .iter()
         .map(|s| {
@@ -190,12 +190,12 @@ pub fn schedule_rows(schedules: &[pb::Schedule]) -> Vec<Vec<String>> {
         .collect()
 }
 
-pub const SCHEDULE_HEADER: [&str; 8] = [
+pub(super) const SCHEDULE_HEADER: [&str; 8] = [
     "NAME", "TASK", "SPEC", "ENABLED", "NEXT RUN", "LAST RUN", "FIRED", "REV",
 ];
 
 /// `key: value` lines for one schedule.
-pub fn schedule_details(s: &pb::Schedule) {
+pub(super) fn schedule_details(s: &pb::Schedule) {
     let value = schedule_json(s);
     if let Value::Object(map) = value {
         for (key, v) in map {
@@ -219,7 +219,7 @@ fn outcome_name(outcome: i32) -> &'static str {
     }
 }
 
-pub fn run_json(r: &pb::Run) -> Value {
+pub(super) fn run_json(r: &pb::Run) -> Value {
     json!({
         "scheduled_at": instant(&r.scheduled_at),
         "dispatched_at": instant(&r.dispatched_at),
@@ -230,7 +230,7 @@ pub fn run_json(r: &pb::Run) -> Value {
     })
 }
 
-pub fn run_rows(runs: &[pb::Run]) -> Vec<Vec<String>> {
+pub(super) fn run_rows(runs: &[pb::Run]) -> Vec<Vec<String>> {
     runs.iter()
         .map(|r| {
             vec![
@@ -254,7 +254,7 @@ fn role_name(role: i32) -> &'static str {
     }
 }
 
-pub fn status_json(s: &pb::ClusterStatus) -> Value {
+pub(super) fn status_json(s: &pb::ClusterStatus) -> Value {
     json!({
         "cluster_name": s.cluster_name,
         "leader_id": s.leader_id,
@@ -275,7 +275,7 @@ pub fn status_json(s: &pb::ClusterStatus) -> Value {
     })
 }
 
-pub fn status_table(s: &pb::ClusterStatus) {
+pub(super) fn status_table(s: &pb::ClusterStatus) {
     println!(
         "cluster {}  leader {}  term {}  commit {}  applied {}  schedules {}  outbox {}",
         s.cluster_name,

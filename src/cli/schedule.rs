@@ -18,10 +18,10 @@ use crate::api::pb;
 use crate::schedules_file::{parse_with_source, SOURCE_LABEL};
 
 /// The `belfry.io/source` label of schedules `schedule apply` manages.
-pub const SOURCE_APPLY: &str = "apply";
+pub(super) const SOURCE_APPLY: &str = "apply";
 
 #[derive(Args, Debug)]
-pub struct ScheduleArgs {
+pub(super) struct ScheduleArgs {
     #[command(flatten)]
     pub connection: Connection,
     #[command(subcommand)]
@@ -29,7 +29,7 @@ pub struct ScheduleArgs {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum ScheduleCommand {
+pub(super) enum ScheduleCommand {
     /// Create or update the schedules of a TOML file (`[[schedule]]` entries).
     Apply {
         #[arg(long, short = 'f')]
@@ -82,7 +82,7 @@ pub enum ScheduleCommand {
 
 pub(super) type Api = pb::schedules_client::SchedulesClient<crate::api::client::Intercepted>;
 
-pub async fn run(args: ScheduleArgs) -> Result<(), Failure> {
+pub(super) async fn run(args: ScheduleArgs) -> Result<(), Failure> {
     let mut client = args.connection.client()?;
     let output = args.connection.output;
     let api = &mut client.schedules;

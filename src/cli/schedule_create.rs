@@ -13,7 +13,7 @@ use crate::schedule::parse_every;
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("kind").required(true).args(["cron", "crontab", "every", "once", "solar"])))]
-pub struct CreateArgs {
+pub(super) struct CreateArgs {
     name: String,
     /// The registered Celery task name.
     #[arg(long)]
@@ -132,7 +132,7 @@ fn schedule_spec(a: CreateArgs) -> Result<pb::ScheduleSpec, Failure> {
     })
 }
 
-pub async fn create(
+pub(super) async fn create(
     api: &mut super::schedule::Api,
     output: Output,
     args: CreateArgs,

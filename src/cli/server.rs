@@ -13,7 +13,7 @@ use tracing::error;
 use super::fail;
 use crate::config::{NodeConfig, ServerArgs};
 
-pub fn run(args: ServerArgs) -> ExitCode {
+pub(super) fn run(args: ServerArgs) -> ExitCode {
     let config = match NodeConfig::resolve(&args) {
         Ok(config) => config,
         Err(err) => return fail(err),
@@ -50,7 +50,7 @@ pub fn run(args: ServerArgs) -> ExitCode {
 }
 
 /// Logs go to stderr, human-readable unless `json`; `RUST_LOG` filters (default `info`).
-pub fn init_logging(json: bool) {
+pub(super) fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,tower=warn")
     });

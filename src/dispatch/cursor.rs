@@ -13,17 +13,17 @@ use uuid::Uuid;
 use crate::state::OutboxEntry;
 
 /// Where an occurrence stands in line: its instant, then its commit sequence number.
-pub type Place = (DateTime<Utc>, u64);
+pub(crate) type Place = (DateTime<Utc>, u64);
 
 /// One occurrence handed out to be pushed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Taken {
+pub(crate) struct Taken {
     pub place: Place,
     pub task_id: Uuid,
 }
 
 #[derive(Debug, Default)]
-pub struct OutboxCursor {
+pub(crate) struct OutboxCursor {
     /// Outbox entries not pushed yet in this term.
     waiting: BTreeMap<Place, Uuid>,
     /// The commit sequence number of the last entry taken in: each pass reads only what was
@@ -34,12 +34,12 @@ pub struct OutboxCursor {
 
 impl OutboxCursor {
     /// The commit sequence number up to which entries were taken in.
-    pub fn taken_in(&self) -> u64 {
+    pub(crate) fn taken_in(&self) -> u64 {
         self.taken_in
     }
 
     /// Takes in entries committed after `taken_in()`, given in commit order.
-    pub fn take_in<'a>(&mut self, committed: impl IntoIterator<Item = &'a OutboxEntry>) {
+    pub(crate) fn take_in<'a>(&mut self, committed: impl IntoIterator<Item = &'a OutboxEntry>) {
         for entry in committed {
             self.waiting
                 .insert((entry.scheduled_at, entry.seq), entry.task_id);
@@ -50,7 +50,7 @@ impl OutboxCursor {
     /// Up to `max` occurrences due by `now`, in order, that are still in the outbox
     /// (`pending`) and not in flight. Those no longer pending (acknowledged meanwhile) or in
     /// flight leave the line; an in-flight one comes back if its `Ack` fails.
-    pub fn take_due(
+    pub(crate) fn take_due(
         &mut self,
         now: DateTime<Utc>,
         max: usize,
@@ -73,17 +73,17 @@ impl OutboxCursor {
     }
 
     /// The instant of the next occurrence waiting, if any.
-    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_due(&self) -> Option<DateTime<Utc>> {
         self.waiting.first_key_value().map(|((at, _), _)| *at)
     }
 
     /// These were pushed: in flight until their `Ack` commits or fails.
-    pub fn pushed(&mut self, ids: impl IntoIterator<Item = Uuid>) {
+    pub(crate) fn pushed(&mut self, ids: impl IntoIterator<Item = Uuid>) {
         self.in_flight.extend(ids);
     }
 
     /// A push of these failed: back in line, in their places.
-    pub fn push_failed(&mut self, taken: impl IntoIterator<Item = Taken>) {
+    pub(crate) fn push_failed(&mut self, taken: impl IntoIterator<Item = Taken>) {
         for Taken { place, task_id } in taken {
             self.waiting.insert(place, task_id);
         }
@@ -92,7 +92,7 @@ impl OutboxCursor {
     /// The `Ack` of `ids` committed (`acknowledged`) or failed. After a failure they are still
     /// in the outbox: the whole outbox is taken in again, so they are pushed again (the markers
     /// stop duplicates) and acknowledged then.
-    pub fn ack_done(&mut self, ids: &[Uuid], acknowledged: bool) {
+    pub(crate) fn ack_done(&mut self, ids: &[Uuid], acknowledged: bool) {
         for id in ids {
             self.in_flight.remove(id);
         }

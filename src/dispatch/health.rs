@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// How long after a dispatcher task failed the node still reports it: a task that keeps
 /// failing and being restarted never looks healthy between two failures.
-pub const FAILURE_SHOWN_FOR: Duration = Duration::from_secs(30);
+pub(crate) const FAILURE_SHOWN_FOR: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Phase {

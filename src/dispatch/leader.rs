@@ -37,7 +37,7 @@ use crate::state::OutboxEntry;
 use crate::telemetry::names;
 
 /// Everything the dispatcher needs, shared by the tasks of every term.
-pub struct DispatchContext {
+pub(crate) struct DispatchContext {
     pub raft: Raft,
     pub state: StateHandle,
     pub changes: watch::Receiver<u64>,
@@ -104,7 +104,7 @@ impl Drop for AbortOnDrop {
 
 /// Follows leadership and runs `lead` for each term this node leads. Runs until the Raft
 /// metrics channel closes (node shutdown).
-pub async fn watch_leadership(ctx: Arc<DispatchContext>) {
+pub(crate) async fn watch_leadership(ctx: Arc<DispatchContext>) {
     let mut metrics = ctx.raft.metrics();
     let mut handing_over = ctx.handing_over.clone();
     let mut running: Option<(u64, AbortOnDrop)> = None;

@@ -17,7 +17,7 @@ use crate::raft::Raft;
 const NEVER: u64 = u64::MAX;
 
 #[derive(Clone)]
-pub struct QuorumContact {
+pub(crate) struct QuorumContact {
     base: Instant,
     /// Milliseconds after `base` of the last quorum acknowledgement, or `NEVER`.
     acked_at_ms: Arc<AtomicU64>,
@@ -25,7 +25,7 @@ pub struct QuorumContact {
 
 impl QuorumContact {
     /// Follows `raft`'s metrics from a background task for as long as they are published.
-    pub fn track(raft: &Raft) -> QuorumContact {
+    pub(crate) fn track(raft: &Raft) -> QuorumContact {
         let contact = QuorumContact {
             base: Instant::now(),
             acked_at_ms: Arc::new(AtomicU64::new(NEVER)),
@@ -50,7 +50,7 @@ impl QuorumContact {
     }
 
     /// Whether a quorum acknowledged this node within `within`.
-    pub fn is_within(&self, within: Duration) -> bool {
+    pub(crate) fn is_within(&self, within: Duration) -> bool {
         let acked_at = self.acked_at_ms.load(Ordering::Acquire);
         acked_at != NEVER && self.now_ms().saturating_sub(acked_at) <= within.as_millis() as u64
     }

@@ -6,15 +6,15 @@
 //! It must not change replicated state except by proposing `Fire` and `Ack` through Raft.
 
 mod broker;
-pub mod cursor;
+pub(crate) mod cursor;
 mod gate;
-pub mod health;
-pub mod ids;
-pub mod leader;
-pub mod lease;
-pub mod planner;
+pub(crate) mod health;
+pub(crate) mod ids;
+pub(crate) mod leader;
+pub(crate) mod lease;
+pub(crate) mod planner;
 pub mod render;
-pub mod sentinel;
+pub(crate) mod sentinel;
 pub mod sink;
 
 pub use health::DispatchHealth;

@@ -17,11 +17,11 @@ use crate::state::{
 
 /// The default bound on the outbox: several times the largest burst a large installation
 /// plans at once (100,000 schedules due at one instant), about 100 MB per node when full.
-pub const DEFAULT_MAX_OUTBOX: usize = 500_000;
+pub(crate) const DEFAULT_MAX_OUTBOX: usize = 500_000;
 
 /// Planning limits and thresholds.
 #[derive(Clone, Debug)]
-pub struct PlanConfig {
+pub(crate) struct PlanConfig {
     /// Occurrences due within this much of now are committed early; the pusher still waits for
     /// their instant, so Raft's commit latency does not add to their lateness.
     pub lookahead: Duration,
@@ -51,7 +51,7 @@ impl Default for PlanConfig {
 
 /// What one pass decided.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub fires: Vec<FireItem>,
     /// The message of each fire, rendered now so the pusher need not (and so a definition that
     /// cannot be rendered is skipped, not committed).
@@ -66,7 +66,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.fires.is_empty() && self.skips.is_empty() && self.faults.is_empty()
     }
 }
@@ -83,21 +83,10 @@ struct Pass<'a> {
     after_outage: bool,
 }
 
-/// Plans every schedule whose next occurrence is due by `now + lookahead`.
-pub fn plan(
-    state: &StateData,
-    now: DateTime<Utc>,
-    config: &PlanConfig,
-    encoder: &Encoder,
-    cluster_id: Uuid,
-) -> Plan {
-    plan_after(state, now, config, encoder, cluster_id, false)
-}
-
-/// `plan`, told whether planning was paused for a full outbox since it last caught up: the
-/// catch-up policy's skips then carry the cause `broker_unavailable`. With the outbox full,
-/// nothing is planned.
-pub fn plan_after(
+/// Plans every schedule whose next occurrence is due by `now + lookahead`. `after_outage` says
+/// whether planning was paused for a full outbox since it last caught up: the catch-up policy's
+/// skips then carry the cause `broker_unavailable`. With the outbox full, nothing is planned.
+pub(crate) fn plan_after(
     state: &StateData,
     now: DateTime<Utc>,
     config: &PlanConfig,
@@ -161,7 +150,7 @@ fn plan_guarded(pass: &Pass, record: &ScheduleRecord, first: DateTime<Utc>, plan
 }
 
 /// The text a panic was raised with.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -11,12 +11,12 @@ use std::time::Duration;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 /// The URL scheme of a Sentinel-managed broker, as kombu spells it.
-pub const SCHEME: &str = "sentinel://";
+pub(crate) const SCHEME: &str = "sentinel://";
 
 /// The sentinels of a `sentinel://` URL and what it says of the master: its password and
 /// database (kombu takes both from the URL; the sentinels get their own password).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SentinelUrl {
+pub(crate) struct SentinelUrl {
     pub sentinels: Vec<(String, u16)>,
     pub master_password: Option<String>,
     pub master_username: Option<String>,
@@ -24,14 +24,14 @@ pub struct SentinelUrl {
 }
 
 /// True when `url` names sentinels rather than a Redis server.
-pub fn is_sentinel_url(url: &str) -> bool {
+pub(crate) fn is_sentinel_url(url: &str) -> bool {
     url.trim_start().starts_with(SCHEME)
 }
 
 /// Parses `sentinel://[[user]:password@]host[:port][/db]` alternatives joined by `;`. The
 /// password and database are the master's; the first alternative that gives them decides.
 /// The error never repeats the URL (it may hold a password).
-pub fn parse(url: &str) -> Result<SentinelUrl, String> {
+pub(crate) fn parse(url: &str) -> Result<SentinelUrl, String> {
     let mut parsed = SentinelUrl {
         sentinels: Vec::new(),
         master_password: None,
@@ -99,7 +99,7 @@ fn has_path(rest: &str) -> bool {
 
 /// How to reach the sentinels themselves.
 #[derive(Clone, Debug, Default)]
-pub struct SentinelAuth {
+pub(crate) struct SentinelAuth {
     pub username: Option<String>,
     pub password: Option<String>,
     pub tls: bool,
@@ -109,14 +109,14 @@ pub struct SentinelAuth {
 
 /// Why no master could be found.
 #[derive(Debug, thiserror::Error)]
-pub enum DiscoveryError {
+pub(crate) enum DiscoveryError {
     #[error("no sentinel named a master {master:?} that answers as one ({tried})")]
     NoMaster { master: String, tried: String },
 }
 
 /// Asks each sentinel in turn where `master` is, and returns the first address whose server
 /// says it is the master. Every failure is collected so the error says what each one said.
-pub async fn find_master(
+pub(crate) async fn find_master(
     sentinels: &[(String, u16)],
     auth: &SentinelAuth,
     master: &str,

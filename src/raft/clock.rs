@@ -23,15 +23,15 @@ use chrono::{DateTime, Utc};
 use super::NodeId;
 
 /// Samples older than this are not used.
-pub const FRESH_FOR: Duration = Duration::from_secs(5);
+pub(crate) const FRESH_FOR: Duration = Duration::from_secs(5);
 /// Samples kept per peer; the one with the shortest round trip is the estimate.
 const KEEP: usize = 8;
 /// A change of the local wall clock against the monotonic clock larger than this between two
 /// looks is a step.
-pub const STEP_THRESHOLD: Duration = Duration::from_millis(100);
+pub(crate) const STEP_THRESHOLD: Duration = Duration::from_millis(100);
 
 /// The local wall clock now, in microseconds since the Unix epoch.
-pub fn wall_micros() -> i64 {
+pub(crate) fn wall_micros() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_micros() as i64,
         Err(e) => -(e.duration().as_micros() as i64),
@@ -83,7 +83,12 @@ pub struct Estimate {
 
 /// The pure rule: this node's own offset from the reference (`own_us`, always fresh) and the
 /// fresh samples of the other voters, out of `voters` voters in all, against the bound.
-pub fn standing(own_us: i64, peers: &[Sample], voters: usize, max_offset_us: i64) -> Standing {
+pub(crate) fn standing(
+    own_us: i64,
+    peers: &[Sample],
+    voters: usize,
+    max_offset_us: i64,
+) -> Standing {
     let needed = voters / 2 + 1;
     let mut all: Vec<Sample> = Vec::with_capacity(peers.len() + 1);
     all.push(Sample {
@@ -284,7 +289,7 @@ impl PeerClocks {
 }
 
 /// The reason given for a clock beyond the bound.
-pub fn beyond_reason(own_offset_us: i64, max_offset_us: i64) -> String {
+pub(crate) fn beyond_reason(own_offset_us: i64, max_offset_us: i64) -> String {
     format!(
         "this node's clock is {:+} ms off the quorum's, beyond max_clock_offset ({} ms)",
         own_offset_us / 1000,

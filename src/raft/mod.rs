@@ -5,10 +5,10 @@
 //! and a peer's AppendEntries (`check_round_trip`). Owns consensus only: it must not interpret
 //! commands (that is `state`) nor talk to Redis.
 
-pub mod clock;
+pub(crate) mod clock;
 pub mod log_store;
 pub mod network;
-pub mod state_machine;
+pub(crate) mod state_machine;
 
 pub use state_machine::{
     read_snapshot, snapshot_path, Applied, SnapshotBuilder, StateHandle, StateMachineStore,

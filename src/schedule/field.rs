@@ -17,7 +17,7 @@ pub enum Dialect {
 }
 
 /// The static description of one of the five fields.
-pub struct FieldKind {
+pub(super) struct FieldKind {
     pub name: &'static str,
     pub min: u32,
     pub max: u32,
@@ -48,31 +48,31 @@ const MONTHS: &[&str] = &[
     "december",
 ];
 
-pub const MINUTE: FieldKind = FieldKind {
+pub(super) const MINUTE: FieldKind = FieldKind {
     name: "minute",
     min: 0,
     max: 59,
     names: &[],
 };
-pub const HOUR: FieldKind = FieldKind {
+pub(super) const HOUR: FieldKind = FieldKind {
     name: "hour",
     min: 0,
     max: 23,
     names: &[],
 };
-pub const DAY_OF_MONTH: FieldKind = FieldKind {
+pub(super) const DAY_OF_MONTH: FieldKind = FieldKind {
     name: "day_of_month",
     min: 1,
     max: 31,
     names: &[],
 };
-pub const MONTH: FieldKind = FieldKind {
+pub(super) const MONTH: FieldKind = FieldKind {
     name: "month_of_year",
     min: 1,
     max: 12,
     names: MONTHS,
 };
-pub const DAY_OF_WEEK: FieldKind = FieldKind {
+pub(super) const DAY_OF_WEEK: FieldKind = FieldKind {
     name: "day_of_week",
     min: 0,
     max: 6,
@@ -81,7 +81,7 @@ pub const DAY_OF_WEEK: FieldKind = FieldKind {
 
 /// A parsed field: the set of allowed values and how the text was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Field {
+pub(super) struct Field {
     /// Bit `v` is set when value `v` is allowed.
     pub bits: u64,
     /// The text began with `*` (Vixie's rule for combining the two day fields).
@@ -93,7 +93,7 @@ pub struct Field {
 impl FieldKind {
     /// Parses `text` for this field in `dialect`. `spec_field` names the spec field in errors
     /// (`cron` or `crontab`).
-    pub fn parse(
+    pub(super) fn parse(
         &self,
         text: &str,
         dialect: Dialect,

@@ -68,7 +68,7 @@ pub fn parse_every(text: &str) -> Result<Duration, SpecError> {
 }
 
 /// The first `anchor + k × every` (k ≥ 0) strictly after `after`.
-pub fn next_after(
+pub(super) fn next_after(
     anchor: DateTime<Utc>,
     every: Duration,
     after: DateTime<Utc>,

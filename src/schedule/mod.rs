@@ -9,7 +9,7 @@
 mod cron_expr;
 mod field;
 mod interval;
-pub mod solar;
+pub(crate) mod solar;
 mod zoned;
 
 use chrono::{DateTime, Duration, Utc};

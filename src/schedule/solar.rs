@@ -30,7 +30,7 @@ use super::SpecError;
 /// How far ahead a search looks for a day on which the event happens. Every event happens at
 /// least once a year at every latitude (even at the poles the sun crosses each horizon once a
 /// year), so a year and a few days always finds one.
-pub const MAX_SEARCH_DAYS: i64 = 370;
+pub(crate) const MAX_SEARCH_DAYS: i64 = 370;
 
 /// The nine events of Celery's `solar` schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

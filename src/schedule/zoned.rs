@@ -57,7 +57,7 @@ fn first_offset_change(tz: &Tz, mut lo: i64, mut hi: i64, offset: i64) -> Option
 }
 
 /// Real-time rule: the first instant after `after` whose local wall-clock time matches.
-pub fn next_real_time(expr: &CronExpr, tz: &Tz, after: i64) -> Option<i64> {
+pub(super) fn next_real_time(expr: &CronExpr, tz: &Tz, after: i64) -> Option<i64> {
     let mut from = after.checked_add(1)?;
     for _ in 0..MAX_SEGMENTS {
         let offset = offset_at(tz, from)?;
@@ -94,7 +94,7 @@ pub fn next_real_time(expr: &CronExpr, tz: &Tz, after: i64) -> Option<i64> {
 }
 
 /// Wall-time rule: the first instant after `after` at which some matching wall time fires.
-pub fn next_wall_time(expr: &CronExpr, tz: &Tz, after: i64) -> Option<i64> {
+pub(super) fn next_wall_time(expr: &CronExpr, tz: &Tz, after: i64) -> Option<i64> {
     // Any wall time at or before wall(after) was reached by `after`, so it cannot fire later.
     let mut wall = naive_from_secs(after.checked_add(offset_at(tz, after)?)?.checked_add(1)?)?;
     for _ in 0..MAX_REPEATED_MATCHES {

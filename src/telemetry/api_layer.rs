@@ -18,7 +18,7 @@ use super::names::{API_REQUESTS, API_REQUEST_DURATION};
 const API_PREFIX: &str = "/belfry.v1.";
 
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ApiMetricsLayer;
+pub(crate) struct ApiMetricsLayer;
 
 impl<S> Layer<S> for ApiMetricsLayer {
     type Service = ApiMetrics<S>;
@@ -29,7 +29,7 @@ impl<S> Layer<S> for ApiMetricsLayer {
 }
 
 #[derive(Clone, Debug)]
-pub struct ApiMetrics<S> {
+pub(crate) struct ApiMetrics<S> {
     inner: S,
 }
 

@@ -27,7 +27,7 @@ use crate::raft::{NodeId, Raft};
 const REDIS_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What `/readyz` looks at.
-pub struct Readiness {
+pub(crate) struct Readiness {
     pub node_id: NodeId,
     pub raft: Raft,
     pub sink: RedisSink,
@@ -40,7 +40,7 @@ struct Endpoints {
 }
 
 /// Binds `addr` (failing at once if it cannot) and serves until the task is aborted.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: &str,
     handle: PrometheusHandle,
     readiness: Readiness,
@@ -57,7 +57,7 @@ pub async fn serve(
 /// Serves the metrics port of a node that cannot take part in its cluster (its log holds an
 /// entry it cannot decode): `/healthz` answers 200, since the process is alive and a restart
 /// would meet the same entry, and `/readyz` answers 503 with `reason`, until the task is aborted.
-pub async fn serve_faulted(
+pub(crate) async fn serve_faulted(
     addr: &str,
     handle: PrometheusHandle,
     reason: String,
@@ -129,7 +129,7 @@ async fn readyz(State(endpoints): State<Arc<Endpoints>>) -> (StatusCode, String)
 }
 
 /// Why this node should not receive API traffic now, or `None` when it is ready.
-pub async fn not_ready_because(readiness: &Readiness) -> Option<String> {
+pub(crate) async fn not_ready_because(readiness: &Readiness) -> Option<String> {
     let (leader, leading, term, member) = {
         let m = readiness.raft.metrics();
         let m = m.borrow();

@@ -8,11 +8,11 @@
 
 mod api_layer;
 mod http;
-pub mod names;
+pub(crate) mod names;
 mod recorder;
 mod sampler;
 
-pub use api_layer::ApiMetricsLayer;
-pub use http::{not_ready_because, serve, serve_faulted, Readiness};
-pub use recorder::{install, TelemetryError};
-pub use sampler::sample_forever;
+pub(crate) use api_layer::ApiMetricsLayer;
+pub(crate) use http::{not_ready_because, serve, serve_faulted, Readiness};
+pub(crate) use recorder::{install, TelemetryError};
+pub(crate) use sampler::sample_forever;

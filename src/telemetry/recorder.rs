@@ -35,7 +35,7 @@ const API_BUCKETS: &[f64] = &[
 static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
 /// The recorder's handle, installing it on first use (one per process).
-pub fn install() -> Result<PrometheusHandle, TelemetryError> {
+pub(crate) fn install() -> Result<PrometheusHandle, TelemetryError> {
     let mut installed = HANDLE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());

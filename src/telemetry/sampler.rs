@@ -24,7 +24,7 @@ const STATE_EVERY: Duration = Duration::from_secs(1);
 const COUNT_SCHEDULES_EVERY: u32 = 5;
 
 /// Runs until the Raft metrics channel closes (the node shut down).
-pub async fn sample_forever(
+pub(crate) async fn sample_forever(
     raft: Raft,
     state: StateHandle,
     committed: Arc<AtomicU64>,

@@ -19,15 +19,15 @@ use crate::state::{Command, CommandResult, MAX_COMMANDS_PER_ENTRY};
 const IN_FLIGHT: usize = 4;
 
 /// The log index of the entry and the command's own result.
-pub type Committed = Result<(u64, CommandResult), ApiError>;
+pub(super) type Committed = Result<(u64, CommandResult), ApiError>;
 
-pub struct PendingWrite {
+pub(super) struct PendingWrite {
     pub command: Command,
     pub reply: oneshot::Sender<Committed>,
 }
 
 /// Starts the committer; writes are sent through the returned channel.
-pub fn start(raft: Raft) -> mpsc::Sender<PendingWrite> {
+pub(super) fn start(raft: Raft) -> mpsc::Sender<PendingWrite> {
     let (tx, rx) = mpsc::channel(MAX_COMMANDS_PER_ENTRY * IN_FLIGHT);
     tokio::spawn(run(raft, rx));
     tx

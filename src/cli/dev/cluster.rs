@@ -23,7 +23,7 @@ use super::DevError;
 const SECRET_FILE: &str = "cluster-secret";
 
 /// Writes a fresh random cluster secret, readable by the owner only.
-pub fn write_cluster_secret(dir: &Path) -> Result<(), DevError> {
+pub(super) fn write_cluster_secret(dir: &Path) -> Result<(), DevError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     // Two version-4 UUIDs: 244 bits from the operating system's random source.
@@ -45,7 +45,7 @@ pub fn write_cluster_secret(dir: &Path) -> Result<(), DevError> {
 
 /// Every process of the cluster; dropping it stops them all.
 #[derive(Default)]
-pub struct Procs {
+pub(super) struct Procs {
     pub cluster: Option<Cluster>,
     pub redis: Option<RedisServer>,
     pub worker: Option<Child>,
@@ -65,7 +65,7 @@ impl Drop for Procs {
     }
 }
 
-pub fn ensure_redis_server() -> Result<(), DevError> {
+pub(super) fn ensure_redis_server() -> Result<(), DevError> {
     if Command::new("redis-server")
         .arg("--version")
         .output()
@@ -103,7 +103,7 @@ pub fn ensure_redis_server() -> Result<(), DevError> {
 
 /// Starts the dev Redis on `port` (nothing kept on disk) and waits until it accepts
 /// connections.
-pub fn start_redis(port: u16, dir: &Path) -> Result<RedisServer, DevError> {
+pub(super) fn start_redis(port: u16, dir: &Path) -> Result<RedisServer, DevError> {
     RedisServer::launch(RedisOptions {
         dir: Some(dir.to_path_buf()),
         port: Some(port),
@@ -114,7 +114,7 @@ pub fn start_redis(port: u16, dir: &Path) -> Result<RedisServer, DevError> {
 
 /// The three nodes at `addrs`, with their files in `dir` (the sample schedules file among
 /// them), not started yet.
-pub fn prepare_nodes(
+pub(super) fn prepare_nodes(
     bin: &Path,
     dir: &Path,
     addrs: &[String],
@@ -148,7 +148,7 @@ const DEV_CHOICES: [&str; 2] = ["API authentication is OFF", "TLS is OFF"];
 
 /// Follows the nodes' logs (node `i + 1` writes `logs[i]`) from a thread of its own until
 /// `stop`: prints their noteworthy lines and tracks who leads (a node id, 0 for none).
-pub fn follow_logs(
+pub(super) fn follow_logs(
     logs: Vec<PathBuf>,
     leader: Arc<AtomicUsize>,
     output: Arc<Output>,

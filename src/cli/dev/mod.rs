@@ -25,7 +25,7 @@ use self::cluster::Procs;
 use self::output::Output;
 
 #[derive(Args, Debug)]
-pub struct DevArgs {
+pub(super) struct DevArgs {
     /// Seconds after start at which the leader is killed (0: never).
     #[arg(long, default_value_t = 20)]
     kill_leader_after: u64,
@@ -68,7 +68,7 @@ tz = "Europe/Paris"
 
 /// Why the dev session could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum DevError {
+pub(super) enum DevError {
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -92,7 +92,7 @@ impl DevError {
     }
 }
 
-pub fn run(args: DevArgs) -> ExitCode {
+pub(super) fn run(args: DevArgs) -> ExitCode {
     match run_dev(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => super::fail(err),

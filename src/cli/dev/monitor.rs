@@ -23,7 +23,7 @@ use super::output::Output;
 
 /// One message belfry pushed, as the dev output shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Dispatch {
+pub(super) struct Dispatch {
     /// When Redis ran the push.
     pub pushed_at: DateTime<Utc>,
     pub schedule: String,
@@ -35,7 +35,7 @@ pub struct Dispatch {
 
 impl Dispatch {
     /// How late the push was, in milliseconds (0 when the due instant does not parse).
-    pub fn late_ms(&self) -> i64 {
+    pub(super) fn late_ms(&self) -> i64 {
         DateTime::parse_from_rfc3339(&self.due)
             .map(|due| (self.pushed_at - due.to_utc()).num_milliseconds())
             .unwrap_or_default()
@@ -43,7 +43,7 @@ impl Dispatch {
 
     /// The dispatch line. Its shape is relied on by readers of `belfry dev`'s output; change it
     /// only together with the README and the format test.
-    pub fn line(&self) -> String {
+    pub(super) fn line(&self) -> String {
         format!(
             "{}  {:<22} {:<16} due {}  late {:>5} ms  id {}",
             self.pushed_at.format("%H:%M:%S%.3f"),
@@ -58,7 +58,7 @@ impl Dispatch {
 
 /// Why the monitor connection could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum MonitorError {
+pub(crate) enum MonitorError {
     #[error("cannot reach the dev Redis at {addr}: {source}")]
     Connect {
         addr: String,
@@ -90,7 +90,7 @@ fn open(addr: &str) -> Result<BufReader<TcpStream>, MonitorError> {
 /// Connects (retrying until `deadline`), then prints every dispatch from a thread of its own
 /// until `stop`, reconnecting if the connection drops. Returns once the first connection is
 /// up, so no push made after it is missed.
-pub fn watch(
+pub(super) fn watch(
     addr: &str,
     output: Arc<Output>,
     stop: Arc<AtomicBool>,
@@ -139,7 +139,7 @@ fn follow(reader: &mut BufReader<TcpStream>, output: &Output, stop: &AtomicBool)
 
 /// The dispatches in one monitor line: the messages of an `LPUSH` run by a script (only
 /// belfry's push script runs one, and only when the marker was new).
-pub fn dispatches(line: &[u8]) -> Vec<Dispatch> {
+pub(super) fn dispatches(line: &[u8]) -> Vec<Dispatch> {
     let Some((pushed_at, source, args)) = parse_line(line) else {
         return Vec::new();
     };

@@ -17,7 +17,7 @@ const HOLD: Duration = Duration::from_secs(1);
 
 /// The shared printer.
 #[derive(Default)]
-pub struct Output {
+pub(super) struct Output {
     state: Mutex<State>,
 }
 
@@ -31,13 +31,13 @@ struct State {
 
 impl Output {
     /// A line about the cluster itself.
-    pub fn note(&self, line: &str) {
+    pub(super) fn note(&self, line: &str) {
         let _guard = self.lock();
         println!("{line}");
     }
 
     /// A dispatch line, followed by any worker line about the same task that came first.
-    pub fn dispatch(&self, task_id: &str, line: &str) {
+    pub(super) fn dispatch(&self, task_id: &str, line: &str) {
         let mut state = self.lock();
         println!("{line}");
         if state.shown.len() == REMEMBERED {
@@ -53,7 +53,7 @@ impl Output {
     }
 
     /// A worker line, about task `task_id` if it names one.
-    pub fn worker(&self, task_id: Option<&str>, line: &str) {
+    pub(super) fn worker(&self, task_id: Option<&str>, line: &str) {
         let mut state = self.lock();
         match task_id {
             Some(id) if !state.shown.iter().any(|shown| shown == id) => {
@@ -66,7 +66,7 @@ impl Output {
     }
 
     /// Prints the worker lines that waited longer than `HOLD`.
-    pub fn flush_stale(&self) {
+    pub(super) fn flush_stale(&self) {
         let mut state = self.lock();
         state.held.retain(|(since, _, held)| {
             let stale = since.elapsed() >= HOLD;

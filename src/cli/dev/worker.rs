@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use super::output::Output;
 
 /// The bundled module; its task names match the sample schedules.
-pub const TASKS_PY: &str = include_str!("tasks.py");
+pub(super) const TASKS_PY: &str = include_str!("tasks.py");
 /// What is installed into a new virtualenv.
 const REQUIREMENT: &str = "celery[redis]>=5.3,<6";
 
 /// Why the worker could not be started.
 #[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
+pub(crate) enum WorkerError {
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -43,7 +43,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> WorkerError {
 /// The virtualenv to run the worker from: `$BELFRY_VENV`; else `./.venv` when it already has
 /// Celery (`scripts/test.sh` makes one); else `belfry/dev-venv` in the user's cache directory.
 /// The path is absolute, because the worker runs in the dev directory.
-pub fn venv_dir() -> PathBuf {
+pub(super) fn venv_dir() -> PathBuf {
     let absolute = |dir: PathBuf| std::path::absolute(&dir).unwrap_or(dir);
     if let Some(dir) = std::env::var_os("BELFRY_VENV").filter(|d| !d.is_empty()) {
         return absolute(PathBuf::from(dir));
@@ -74,7 +74,7 @@ fn has_celery(venv: &Path) -> bool {
 }
 
 /// Makes sure `venv` can run a Celery worker, creating it and installing Celery if not.
-pub fn ensure_venv(venv: &Path, output: &Output) -> Result<(), WorkerError> {
+pub(super) fn ensure_venv(venv: &Path, output: &Output) -> Result<(), WorkerError> {
     if has_celery(venv) {
         return Ok(());
     }
@@ -109,19 +109,19 @@ pub fn ensure_venv(venv: &Path, output: &Output) -> Result<(), WorkerError> {
 }
 
 /// The command a user runs to attach a worker of their own, from `dir`.
-pub fn command_line(redis_url: &str) -> String {
+pub(super) fn command_line(redis_url: &str) -> String {
     format!("celery -A tasks --broker {redis_url} worker --loglevel INFO")
 }
 
 /// Writes the bundled module into `dir`, so any worker started there can import it.
-pub fn write_tasks_module(dir: &Path) -> Result<(), WorkerError> {
+pub(super) fn write_tasks_module(dir: &Path) -> Result<(), WorkerError> {
     let path = dir.join("tasks.py");
     std::fs::write(&path, TASKS_PY).map_err(io(path.display().to_string()))
 }
 
 /// Starts the worker in `dir` (where `tasks.py` is). Everything it writes goes to
 /// `dir/worker.log`; its log lines are also shown through `output`.
-pub fn start(
+pub(super) fn start(
     venv: &Path,
     dir: &Path,
     redis_url: &str,
@@ -172,7 +172,7 @@ pub fn start(
 /// Whether a worker log line is shown, and if so the task id it is about and its text without
 /// Celery's `[time: LEVEL/process]` prefix. Shown: a task's received / succeeded / failed /
 /// retry lines, connection and readiness, and every warning or error.
-pub fn shown(line: &str) -> Option<(Option<&str>, &str)> {
+pub(super) fn shown(line: &str) -> Option<(Option<&str>, &str)> {
     let rest = line.strip_prefix('[')?;
     let (prefix, text) = rest.split_once("] ")?;
     let level = prefix.rsplit(": ").next()?.split('/').next()?;
@@ -187,7 +187,7 @@ pub fn shown(line: &str) -> Option<(Option<&str>, &str)> {
 }
 
 /// Stops the worker with SIGTERM (a warm shutdown), then SIGKILL if it lingers.
-pub fn stop(child: &mut Child) {
+pub(super) fn stop(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

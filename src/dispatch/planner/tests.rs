@@ -43,12 +43,13 @@ fn run(state: &StateData, now: DateTime<Utc>) -> Plan {
         origin: "test".into(),
         layout: KombuLayout::default(),
     };
-    plan(
+    plan_after(
         state,
         now,
         &PlanConfig::default(),
         &encoder,
         Uuid::from_u128(99),
+        false,
     )
 }
 
@@ -183,7 +184,7 @@ fn a_pass_is_bounded() {
         max_fires: 10,
         ..PlanConfig::default()
     };
-    let plan = plan(&state, t(T0), &config, &encoder, Uuid::nil());
+    let plan = plan_after(&state, t(T0), &config, &encoder, Uuid::nil(), false);
     assert_eq!(plan.fires.len(), 10);
     assert_eq!(plan.wake_at, Some(t(T0)));
 }
