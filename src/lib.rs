@@ -1,7 +1,8 @@
 //! belfry: a highly available periodic task scheduler that dispatches Celery tasks.
 //!
 //! The library holds every part of the `belfry` binary so that integration tests, benchmarks,
-//! the fuzzer and the chaos harness drive the same code the server runs.
+//! the fuzzer and the chaos harness drive the same code the server runs. What none of them
+//! needs is `pub(crate)`; `unreachable_pub` keeps a `pub` from hiding in a private module.
 //!
 //! Invariant: each layer uses only those above it in the map below, so the pure core
 //! (`schedule`, `celery`, `state`) never reaches I/O, Raft or the network.
