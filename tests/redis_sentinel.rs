@@ -12,6 +12,9 @@ use belfry::dispatch::{Push, RedisSink, SinkConfig};
 use support::sentinel::{kill_server_on, SentinelTopology, MASTER_NAME};
 use uuid::Uuid;
 
+/// One topology at a time: each is six Redis processes, and two cores are shared.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const BATCHES: usize = 60;
 const PER_BATCH: usize = 50;
 const KILL_AFTER: usize = 15;
@@ -39,6 +42,7 @@ struct Run {
 /// Pushes `BATCHES` batches one after another, each retried until it is confirmed, while a
 /// thread SIGKILLs the master once `KILL_AFTER` are; then reads the queue on the new master.
 async fn push_through_a_failover(min_replicas: u32) -> Run {
+    let _serial = SERIAL.lock().await;
     let topology = SentinelTopology::start(2);
     let mut config = SinkConfig::new(topology.url(0));
     config.master_name = Some(MASTER_NAME.into());
@@ -81,8 +85,7 @@ async fn push_through_a_failover(min_replicas: u32) -> Run {
         done.store(b + 1, Ordering::SeqCst);
     }
     let killed_at = killer.join().expect("the killer thread");
-    let new_master = topology.master_port().expect("a new master");
-    assert_ne!(new_master, master_port, "the sentinels promoted a replica");
+    let new_master = topology.wait_for_new_master(master_port);
     let mut conn = redis::Client::open(format!("redis://127.0.0.1:{new_master}/0"))
         .and_then(|c| c.get_connection())
         .expect("connect to the new master");
@@ -139,4 +142,125 @@ async fn without_min_replicas_only_the_last_moment_before_the_kill_can_be_lost()
         "lost without min_replicas: {lost} of {}",
         BATCHES * PER_BATCH
     );
+}
+
+/// A real cluster pushing through Sentinel with `min_replicas = 1`, a consumer and a real
+/// Celery worker both following the master: the master is SIGKILLed during steady dispatch,
+/// and every occurrence arrives exactly once, the worker running tasks on both sides of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
+    use belfry_kit::schedules::{self, Schedule};
+    use chrono::{DurationRound, TimeDelta, Utc};
+    use std::collections::BTreeMap;
+    use support::procs::check;
+    use support::{wait_for, CeleryWorker};
+
+    const QUEUE: &str = "followed";
+    let _serial = SERIAL.lock().await;
+    let mut topology = SentinelTopology::start(2);
+    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(5);
+    let names = ["sentinel-a", "sentinel-b", "sentinel-c"];
+    let mut entries: Vec<Schedule> = names
+        .iter()
+        .map(|name| {
+            Schedule::new(name, "belfry_test.record")
+                .every("1s")
+                .start_at(t0)
+                .queue(QUEUE)
+        })
+        .collect();
+    entries.push(
+        Schedule::new("sentinel-worker", "belfry_test.record")
+            .every("1s")
+            .start_at(t0),
+    );
+    let config = format!("[redis]\nmaster_name = \"{MASTER_NAME}\"\nmin_replicas = 1\n");
+    let cluster = support::procs::start(3, &topology.url(0), &schedules::file(&entries), &config);
+    let sentinel_ports: Vec<u16> = topology.sentinels.iter().map(|s| s.port).collect();
+    let consumer = belfry_kit::Consumer::following(move || master_url(&sentinel_ports, 0), QUEUE);
+    let mut worker = CeleryWorker::start_with(
+        &topology.url(0),
+        &topology.url(1),
+        &["celery"],
+        &[("BELFRY_TEST_MASTER_NAME", MASTER_NAME)],
+    );
+    wait_for("steady dispatch", Duration::from_secs(60), || {
+        (consumer.arrivals().len() >= 3 * names.len()).then_some(())
+    });
+    let killed_at = Utc::now();
+    topology.kill_master_and_wait_for_failover();
+    let to = Utc::now() + TimeDelta::seconds(4);
+    wait_for("the window to pass", Duration::from_secs(60), || {
+        (Utc::now() > to + TimeDelta::seconds(1)).then_some(())
+    });
+    let expected: BTreeMap<String, Vec<chrono::DateTime<Utc>>> = names
+        .iter()
+        .map(|name| {
+            let instants = (0..)
+                .map(|k| t0 + TimeDelta::seconds(k))
+                .take_while(|t| *t <= to)
+                .collect();
+            (name.to_string(), instants)
+        })
+        .collect();
+    let report = wait_for("every occurrence", Duration::from_secs(60), || {
+        let report = check(&consumer.arrivals(), &expected, t0, to);
+        report.missing.is_empty().then_some(report)
+    });
+    report.assert_exactly_once(&format!(
+        "master killed at {killed_at}\n{}",
+        cluster.log_text()
+    ));
+
+    // The worker ran the fourth schedule's tasks before and after the failover, each once.
+    let backend_port = topology.master_port().expect("a master");
+    let mut results = redis::Client::open(format!("redis://127.0.0.1:{backend_port}/1"))
+        .and_then(|c| c.get_connection())
+        .expect("connect to the new master");
+    let after = killed_at + TimeDelta::seconds(3);
+    let ran = wait_for(
+        "the worker to run after the failover",
+        Duration::from_secs(60),
+        || {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("celery-task-meta-*")
+                .query(&mut results)
+                .ok()?;
+            let instants: Vec<String> = keys
+                .iter()
+                .filter_map(|k| redis::cmd("GET").arg(k).query::<String>(&mut results).ok())
+                .filter_map(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
+                .filter_map(|v| {
+                    v["result"]["belfry_scheduled_at"]
+                        .as_str()
+                        .map(String::from)
+                })
+                .collect();
+            let late = instants
+                .iter()
+                .filter_map(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .any(|at| at.to_utc() > after);
+            late.then_some(instants)
+        },
+    );
+    let mut distinct = ran.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ran.len(), "a task ran twice: {ran:?}");
+    worker.stop();
+}
+
+/// `redis://` URL of the master the sentinels on `ports` name now.
+fn master_url(ports: &[u16], db: u8) -> Option<String> {
+    ports.iter().find_map(|port| {
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|c| c.get_connection())
+            .ok()?;
+        let (host, master): (String, String) = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(MASTER_NAME)
+            .query(&mut conn)
+            .ok()?;
+        Some(format!("redis://{host}:{master}/{db}"))
+    })
 }

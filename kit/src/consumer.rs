@@ -119,24 +119,33 @@ pub struct Consumer {
 impl Consumer {
     /// Takes messages one by one, reliably across Redis crashes.
     pub fn start(redis_url: &str, queue: &str) -> Consumer {
-        Self::run(redis_url, queue, consume)
+        Self::run(fixed(redis_url), queue, consume)
     }
 
     /// Takes messages in batches of up to 1,000, decoding them only when asked.
     pub fn batch(redis_url: &str, queue: &str) -> Consumer {
-        Self::run(redis_url, queue, consume_batches)
+        Self::run(fixed(redis_url), queue, consume_batches)
+    }
+
+    /// Takes messages one by one from whichever server `locate` names each time it
+    /// (re)connects: the master a set of sentinels names, through a failover.
+    pub fn following(
+        locate: impl Fn() -> Option<String> + Send + Sync + 'static,
+        queue: &str,
+    ) -> Consumer {
+        Self::run(Arc::new(locate), queue, consume_replicated)
     }
 
     fn run(
-        redis_url: &str,
+        locate: Locate,
         queue: &str,
-        body: fn(&str, &str, &Mutex<Seen>, &AtomicBool),
+        body: fn(&Locate, &str, &Mutex<Seen>, &AtomicBool),
     ) -> Consumer {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (url, list) = (redis_url.to_string(), queue.to_string());
+        let list = queue.to_string();
         let (seen2, stop2) = (seen.clone(), stop.clone());
-        let thread = std::thread::spawn(move || body(&url, &list, &seen2, &stop2));
+        let thread = std::thread::spawn(move || body(&locate, &list, &seen2, &stop2));
         Consumer {
             seen,
             queue: queue.to_string(),
@@ -180,20 +189,54 @@ fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
     seen.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn connect(url: &str) -> Option<redis::Connection> {
-    let conn = redis::Client::open(url).and_then(|c| c.get_connection());
+/// Names the Redis URL to connect to, asked at every (re)connection.
+type Locate = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+fn fixed(url: &str) -> Locate {
+    let url = url.to_string();
+    Arc::new(move || Some(url.clone()))
+}
+
+fn connect(locate: &Locate) -> Option<redis::Connection> {
+    let conn = match locate() {
+        Some(url) => redis::Client::open(url).and_then(|c| c.get_connection()),
+        None => Err(redis::RedisError::from(std::io::Error::other(
+            "no server to connect to",
+        ))),
+    };
     if conn.is_err() {
         std::thread::sleep(Duration::from_millis(50));
     }
     conn.ok()
 }
 
-fn consume(url: &str, queue: &str, seen: &Mutex<Seen>, stop: &AtomicBool) {
+fn consume(locate: &Locate, queue: &str, seen: &Mutex<Seen>, stop: &AtomicBool) {
+    consume_with(locate, queue, seen, stop, false)
+}
+
+/// `consume` against a master whose replicas may replace it: each pop and each removal counts
+/// only once a replica has it (`WAIT`), so a promoted replica never hands back a message
+/// already recorded, nor loses one taken but not yet recorded.
+fn consume_replicated(locate: &Locate, queue: &str, seen: &Mutex<Seen>, stop: &AtomicBool) {
+    consume_with(locate, queue, seen, stop, true)
+}
+
+/// True when a replica has everything this connection wrote (always, without replicas).
+fn replicated(conn: &mut redis::Connection, wait: bool) -> bool {
+    !wait
+        || redis::cmd("WAIT")
+            .arg(1)
+            .arg(1_000)
+            .query::<i64>(conn)
+            .is_ok_and(|n| n >= 1)
+}
+
+fn consume_with(locate: &Locate, queue: &str, seen: &Mutex<Seen>, stop: &AtomicBool, wait: bool) {
     let processing = format!("{queue}:kit-consumer-processing");
     // Payloads recorded but perhaps not yet removed from the processing list when Redis died.
     let mut recorded_unremoved: HashSet<String> = HashSet::new();
     while !stop.load(Ordering::Relaxed) {
-        let Some(mut conn) = connect(url) else {
+        let Some(mut conn) = connect(locate) else {
             continue;
         };
         let leftover: Vec<String> = redis::cmd("LRANGE")
@@ -223,13 +266,17 @@ fn consume(url: &str, queue: &str, seen: &Mutex<Seen>, stop: &AtomicBool) {
                 .query(&mut conn);
             let Ok(moved) = moved else { break };
             let Some(payload) = moved else { continue };
+            if !replicated(&mut conn, wait) {
+                // Recorded from the processing list once a master is known to have it.
+                break;
+            }
             lock(seen).record(queue, &payload, Utc::now());
             let removed: Result<i64, _> = redis::cmd("LREM")
                 .arg(&processing)
                 .arg(1)
                 .arg(&payload)
                 .query(&mut conn);
-            if removed.is_err() {
+            if removed.is_err() || !replicated(&mut conn, wait) {
                 recorded_unremoved.insert(payload);
                 break;
             }
@@ -237,9 +284,9 @@ fn consume(url: &str, queue: &str, seen: &Mutex<Seen>, stop: &AtomicBool) {
     }
 }
 
-fn consume_batches(url: &str, queue: &str, seen: &Mutex<Seen>, stop: &AtomicBool) {
+fn consume_batches(locate: &Locate, queue: &str, seen: &Mutex<Seen>, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        let Some(mut conn) = connect(url) else {
+        let Some(mut conn) = connect(locate) else {
             continue;
         };
         while !stop.load(Ordering::Relaxed) {

@@ -1,6 +1,7 @@
 """A small Celery app that belfry's end-to-end tests run a real worker for.
 
-The broker and result backend come from BELFRY_TEST_BROKER / BELFRY_TEST_BACKEND. Every task
+The broker and result backend come from BELFRY_TEST_BROKER / BELFRY_TEST_BACKEND (with
+BELFRY_TEST_MASTER_NAME for sentinel:// URLs). Every task
 stores what it received (arguments and belfry's headers) in the result backend, so a test can
 assert exactly what ran.
 """
@@ -22,6 +23,14 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
 )
+# A Sentinel-managed broker and backend (sentinel:// URLs) name their master here, as kombu
+# and Celery's Redis backend read it.
+if os.environ.get("BELFRY_TEST_MASTER_NAME"):
+    sentinel = {"master_name": os.environ["BELFRY_TEST_MASTER_NAME"]}
+    app.conf.update(
+        broker_transport_options=sentinel,
+        result_backend_transport_options=sentinel,
+    )
 
 
 def _received(task, args, kwargs):

@@ -70,6 +70,16 @@ impl CeleryWorker {
     /// Starts a solo-pool worker consuming `queues`, with the broker in `broker_url` and
     /// results stored in `backend_url`.
     pub fn start(broker_url: &str, backend_url: &str, queues: &[&str]) -> Self {
+        Self::start_with(broker_url, backend_url, queues, &[])
+    }
+
+    /// `start`, with extra environment for the app (`BELFRY_TEST_MASTER_NAME` for Sentinel).
+    pub fn start_with(
+        broker_url: &str,
+        backend_url: &str,
+        queues: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for celery");
         let log = dir.path().join("worker.log");
         let log_file = std::fs::File::create(&log).expect("worker log file");
@@ -90,6 +100,7 @@ impl CeleryWorker {
             .env("BELFRY_TEST_BROKER", broker_url)
             .env("BELFRY_TEST_BACKEND", backend_url)
             .env("PYTHONUNBUFFERED", "1")
+            .envs(env.iter().copied())
             .stdout(log_file.try_clone().expect("clone log handle"))
             .stderr(log_file)
             .spawn()

@@ -73,9 +73,30 @@ impl SentinelTopology {
             .join(";")
     }
 
+    /// The master's port, once every sentinel names the same one other than `old` (a
+    /// sentinel learns of a failover another one led a moment later).
+    pub fn wait_for_new_master(&self, old: u16) -> u16 {
+        wait_for(
+            "every sentinel to name the new master",
+            Duration::from_secs(60),
+            || {
+                let named: Vec<Option<u16>> = (0..self.sentinels.len())
+                    .map(|i| self.named_by(i))
+                    .collect();
+                let first = named.first().copied().flatten()?;
+                (first != old && named.iter().all(|p| *p == Some(first))).then_some(first)
+            },
+        )
+    }
+
     /// The master's port as the first sentinel that answers names it.
     pub fn master_port(&self) -> Option<u16> {
-        self.sentinels.iter().find_map(|s| {
+        (0..self.sentinels.len()).find_map(|i| self.named_by(i))
+    }
+
+    /// The master's port as sentinel `i` names it.
+    fn named_by(&self, i: usize) -> Option<u16> {
+        self.sentinels.get(i).and_then(|s| {
             let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", s.port))
                 .and_then(|c| c.get_connection())
                 .ok()?;
@@ -97,17 +118,16 @@ impl SentinelTopology {
             .expect("the master is one of ours")
     }
 
-    /// SIGKILLs the master and waits until the sentinels have promoted another server and it
-    /// takes writes. Returns the new master's slot.
+    /// SIGKILLs the master and waits until every sentinel names another server as master
+    /// and it takes writes. Returns the new master's slot.
     pub fn kill_master_and_wait_for_failover(&mut self) -> usize {
         let old = self.master();
         self.servers[old].kill();
-        let old_port = self.servers[old].port;
+        let port = self.wait_for_new_master(self.servers[old].port);
         wait_for(
-            "the sentinels to promote a replica",
+            "the new master to take writes",
             Duration::from_secs(60),
             || {
-                let port = self.master_port().filter(|p| *p != old_port)?;
                 info(port, "replication")
                     .contains("role:master")
                     .then_some(())
