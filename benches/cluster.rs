@@ -338,15 +338,6 @@ fn counters(cluster: &ProcCluster, leader: usize, starts: &[DateTime<Utc>]) -> (
     })
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn outage(n: usize, minutes: i64) {
     let mut redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(60);
@@ -379,7 +370,9 @@ fn outage(n: usize, minutes: i64) {
         }
         std::thread::sleep(Duration::from_secs(5));
     }
-    let peaks: Vec<u64> = (0..3).map(|i| peak_rss_kib(cluster.pid(i))).collect();
+    let peaks: Vec<u64> = (0..3)
+        .map(|i| support::peak_rss_kib(cluster.pid(i)))
+        .collect();
     redis.restart().expect("restart redis-server");
     let up_at = std::time::Instant::now();
     support::wait_for("the backlog to drain", Duration::from_secs(3600), || {
@@ -397,7 +390,9 @@ fn outage(n: usize, minutes: i64) {
             .or_insert(0u32) += 1;
     }
     let duplicates = seen.values().filter(|n| **n > 1).count();
-    let peaks_after: Vec<u64> = (0..3).map(|i| peak_rss_kib(cluster.pid(i))).collect();
+    let peaks_after: Vec<u64> = (0..3)
+        .map(|i| support::peak_rss_kib(cluster.pid(i)))
+        .collect();
     println!(
         "outage schedules={n} minutes={minutes}: peak RSS per node {:?} MiB during the outage, {:?} MiB including the drain; drained in {:.1} s; {} messages, {} distinct occurrences, {duplicates} duplicated; fired {fired} + skipped {skipped} = {} of {expected} occurrences up to each schedule's last",
         peaks.iter().map(|k| k / 1024).collect::<Vec<_>>(),

@@ -14,6 +14,7 @@ mod render;
 mod schedule;
 mod schedule_create;
 mod server;
+mod spec_flags;
 
 use std::process::ExitCode;
 

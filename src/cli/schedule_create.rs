@@ -5,51 +5,21 @@
 //! judges them: errors come back naming the field. It must not validate more than the shape of
 //! a flag, nor change anything but through the API.
 
-use clap::{ArgGroup, Args, ValueEnum};
+use clap::{Args, ValueEnum};
 
 use super::remote::{key_value, Failure, Output};
+use super::spec_flags::SpecFlags;
 use crate::api::pb;
 use crate::schedule::parse_every;
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("kind").required(true).args(["cron", "crontab", "every", "once", "solar"])))]
 pub(super) struct CreateArgs {
     name: String,
     /// The registered Celery task name.
     #[arg(long)]
     task: String,
-    /// A standard five-field cron string (Vixie meaning).
-    #[arg(long)]
-    cron: Option<String>,
-    /// Celery crontab fields in cron order.
-    #[arg(long)]
-    crontab: Option<String>,
-    /// An anchored interval such as 30s, 15m, 1h30m or 2d.
-    #[arg(long)]
-    every: Option<String>,
-    /// A single instant (RFC 3339).
-    #[arg(long)]
-    once: Option<String>,
-    /// A solar event (sunrise, sunset, solar_noon, dawn_/dusk_ civil, nautical,
-    /// astronomical); needs --lat and --lon.
-    #[arg(long)]
-    solar: Option<String>,
-    /// Latitude in degrees, north positive (with --solar).
-    #[arg(long, allow_hyphen_values = true)]
-    lat: Option<f64>,
-    /// Longitude in degrees, east positive (with --solar).
-    #[arg(long, allow_hyphen_values = true)]
-    lon: Option<f64>,
-    /// The interval's anchor (RFC 3339).
-    #[arg(long)]
-    anchor: Option<String>,
-    /// IANA time zone of a cron or crontab expression (default UTC).
-    #[arg(long)]
-    tz: Option<String>,
-    #[arg(long)]
-    start_at: Option<String>,
-    #[arg(long)]
-    end_at: Option<String>,
+    #[command(flatten)]
+    spec: SpecFlags,
     /// Positional arguments, a JSON array.
     #[arg(long, default_value = "")]
     args: String,
@@ -94,23 +64,10 @@ fn schedule_spec(a: CreateArgs) -> Result<pb::ScheduleSpec, Failure> {
             .unsigned_abs(),
         None => 0,
     };
-    let text = |v: Option<String>| v.unwrap_or_default();
     Ok(pb::ScheduleSpec {
         name: a.name,
         task: a.task,
-        spec: Some(pb::Spec {
-            every: text(a.every),
-            anchor: text(a.anchor),
-            crontab: text(a.crontab),
-            cron: text(a.cron),
-            once: text(a.once),
-            timezone: text(a.tz),
-            start_at: text(a.start_at),
-            end_at: text(a.end_at),
-            solar: text(a.solar),
-            latitude: a.lat,
-            longitude: a.lon,
-        }),
+        spec: Some(a.spec.into_pb()),
         args_json: a.args,
         kwargs_json: a.kwargs,
         options: Some(pb::TaskOptions {
@@ -128,7 +85,7 @@ fn schedule_spec(a: CreateArgs) -> Result<pb::ScheduleSpec, Failure> {
         enabled: Some(!a.paused),
         labels: a.label.into_iter().collect(),
         description: a.description,
-        last_run_at: text(a.last_run_at),
+        last_run_at: a.last_run_at.unwrap_or_default(),
     })
 }
 
