@@ -16,7 +16,8 @@ use crate::state::{
 };
 
 /// The default bound on the outbox: several times the largest burst a large installation
-/// plans at once (100,000 schedules due at one instant), about 100 MB per node when full.
+/// plans at once (100,000 schedules due at one instant). Measured with 100,000 every-minute
+/// schedules and the outbox full: about 1 GiB peak resident on the leader (README).
 pub(crate) const DEFAULT_MAX_OUTBOX: usize = 500_000;
 
 /// Planning limits and thresholds.
