@@ -6,21 +6,33 @@
 //! nemeses, injects it for a random time, heals it and records the window. Every choice comes
 //! from the seed, so a run can be replayed (the timing of the cluster's own reactions, such as
 //! who wins an election, cannot be). Owns fault injection; must not check anything.
+//!
+//! Each fault is one function: `cluster_faults` (members and the network between them),
+//! `environment` (Redis and clocks) and `membership`; this module draws an injection's
+//! choices and dispatches.
+
+mod cluster_faults;
+mod environment;
+mod membership;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::Mutex;
 
 use crate::api::Api;
 use crate::cluster::Cluster;
-use crate::history::{close_fault, incident, open_fault, SharedHistory};
+use crate::history::SharedHistory;
 use crate::proxy::SlowProxy;
 use belfry_kit::RedisServer as RedisProc;
+use cluster_faults::{
+    kill_follower, kill_leader, kill_majority, partition, pause_leader, rolling_restart,
+    wipe_follower,
+};
+use environment::{clock, redis_kill, redis_slow};
+use membership::membership;
 
 /// Every nemesis, by the name the command line uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -191,347 +203,46 @@ pub async fn run_track(
     }
 }
 
+/// The random choices of one injection. They are drawn before looking at the cluster, so the
+/// sequence of draws is the same whatever the cluster does.
+#[derive(Clone, Copy)]
+struct Draws {
+    /// How long the fault is held.
+    hold: Duration,
+    /// Picks a victim or a split, modulo whatever there is to pick from.
+    pick: u64,
+    coin: bool,
+}
+
+impl Draws {
+    fn new(kind: Nemesis, rng: &mut ChaCha8Rng) -> Draws {
+        let hold = match kind {
+            Nemesis::PauseLeader => millis(rng, 1_500, 6_000),
+            Nemesis::RedisSlow => millis(rng, 3_000, 12_000),
+            Nemesis::Clock => millis(rng, 5_000, 20_000),
+            _ => millis(rng, 1_000, 9_000),
+        };
+        let pick: u64 = rng.random();
+        let coin = rng.random_bool(0.5);
+        Draws { hold, pick, coin }
+    }
+}
+
 async fn inject(t: &Targets, kind: Nemesis, rng: &mut ChaCha8Rng) {
-    let name = kind.name();
-    // Choices are drawn before looking at the cluster, so the sequence of draws is the same
-    // whatever the cluster does.
-    let hold = match kind {
-        Nemesis::PauseLeader => millis(rng, 1_500, 6_000),
-        Nemesis::RedisSlow => millis(rng, 3_000, 12_000),
-        Nemesis::Clock => millis(rng, 5_000, 20_000),
-        _ => millis(rng, 1_000, 9_000),
-    };
-    let pick: u64 = rng.random();
-    let coin = rng.random_bool(0.5);
+    let draws = Draws::new(kind, rng);
     match kind {
-        Nemesis::KillLeader => {
-            let Some(leader) = t.leader(Duration::from_secs(10)).await else {
-                return incident(&t.history, format!("{name}: no leader within 10 s"));
-            };
-            let window = open_fault(&t.history, name, format!("SIGKILL node {leader}"));
-            t.cluster.lock().await.kill(leader);
-            tokio::time::sleep(hold).await;
-            respawn(t, leader).await;
-            close_fault(&t.history, window);
-        }
-        Nemesis::KillFollower | Nemesis::Wipe => {
-            let leader = t.leader(Duration::from_secs(10)).await;
-            let followers: Vec<u64> = {
-                let mut c = t.cluster.lock().await;
-                c.live_members()
-                    .into_iter()
-                    .filter(|id| Some(*id) != leader)
-                    .collect()
-            };
-            if followers.is_empty() {
-                return incident(&t.history, format!("{name}: no live follower"));
-            }
-            let victim = followers[(pick % followers.len() as u64) as usize];
-            if kind == Nemesis::Wipe {
-                let window = open_fault(
-                    &t.history,
-                    name,
-                    format!("node {victim} loses its data directory"),
-                );
-                if let Err(err) = t.cluster.lock().await.wipe(victim) {
-                    incident(&t.history, format!("{name}: {err}"));
-                }
-                tokio::time::sleep(hold.min(Duration::from_secs(3))).await;
-                respawn(t, victim).await;
-                if let Err(last) = t.caught_up(Duration::from_secs(60)).await {
-                    incident(
-                        &t.history,
-                        format!(
-                            "{name}: node {victim} not caught up 60 s after its restart ({last})"
-                        ),
-                    );
-                }
-                close_fault(&t.history, window);
-            } else {
-                let window = open_fault(&t.history, name, format!("SIGKILL node {victim}"));
-                t.cluster.lock().await.kill(victim);
-                tokio::time::sleep(hold).await;
-                respawn(t, victim).await;
-                close_fault(&t.history, window);
-            }
-        }
-        Nemesis::KillMajority => {
-            let mut members = t.cluster.lock().await.members();
-            members.shuffle(rng);
-            let victims: Vec<u64> = members[..members.len() / 2 + 1].to_vec();
-            let window = open_fault(&t.history, name, format!("SIGKILL nodes {victims:?}"));
-            {
-                let mut c = t.cluster.lock().await;
-                for id in &victims {
-                    c.kill(*id);
-                }
-            }
-            tokio::time::sleep(hold).await;
-            for id in victims {
-                respawn(t, id).await;
-            }
-            close_fault(&t.history, window);
-        }
-        Nemesis::PauseLeader => {
-            let Some(leader) = t.leader(Duration::from_secs(10)).await else {
-                return incident(&t.history, format!("{name}: no leader within 10 s"));
-            };
-            let window = open_fault(
-                &t.history,
-                name,
-                format!("SIGSTOP node {leader} for {} ms", hold.as_millis()),
-            );
-            t.cluster.lock().await.stop(leader);
-            tokio::time::sleep(hold).await;
-            t.cluster.lock().await.cont(leader);
-            close_fault(&t.history, window);
-        }
+        Nemesis::KillLeader => kill_leader(t, draws).await,
+        Nemesis::KillFollower => kill_follower(t, draws).await,
+        Nemesis::Wipe => wipe_follower(t, draws).await,
+        Nemesis::KillMajority => kill_majority(t, draws, rng).await,
+        Nemesis::PauseLeader => pause_leader(t, draws).await,
         Nemesis::PartitionLeader | Nemesis::PartitionSplit | Nemesis::PartitionOneWay => {
-            let leader = t.leader(Duration::from_secs(10)).await;
-            let mut members = t.cluster.lock().await.members();
-            let (detail, result) = {
-                let mut c = t.cluster.lock().await;
-                match kind {
-                    Nemesis::PartitionLeader => {
-                        let Some(leader) = leader else {
-                            return incident(&t.history, format!("{name}: no leader"));
-                        };
-                        let others: Vec<u64> =
-                            members.iter().copied().filter(|id| *id != leader).collect();
-                        (
-                            format!("node {leader} (leader) isolated from {others:?}"),
-                            c.net.partition(&[vec![leader], others]),
-                        )
-                    }
-                    Nemesis::PartitionSplit => {
-                        members.shuffle(rng);
-                        let minority = 1 + (pick as usize) % (members.len() / 2).max(1);
-                        let (a, b) = members.split_at(minority);
-                        (
-                            format!("{a:?} | {b:?}"),
-                            c.net.partition(&[a.to_vec(), b.to_vec()]),
-                        )
-                    }
-                    _ => {
-                        let Some(leader) = leader else {
-                            return incident(&t.history, format!("{name}: no leader"));
-                        };
-                        let others: Vec<u64> =
-                            members.iter().copied().filter(|id| *id != leader).collect();
-                        let other = others[(pick % others.len() as u64) as usize];
-                        // Half the time the leader cannot reach a follower, half the time a
-                        // follower cannot reach the leader.
-                        let (from, to) = if coin {
-                            (leader, other)
-                        } else {
-                            (other, leader)
-                        };
-                        (
-                            format!("node {from} cannot open connections to node {to}"),
-                            c.net.cut_one_way(from, to),
-                        )
-                    }
-                }
-            };
-            if let Err(err) = result {
-                t.cluster.lock().await.net.heal();
-                return incident(&t.history, format!("{name}: {err}"));
-            }
-            let window = open_fault(&t.history, name, detail);
-            tokio::time::sleep(hold).await;
-            t.cluster.lock().await.net.heal();
-            close_fault(&t.history, window);
+            partition(t, kind, draws, rng).await
         }
-        Nemesis::RollingRestart => {
-            let mut members = t.cluster.lock().await.members();
-            members.shuffle(rng);
-            let window = open_fault(
-                &t.history,
-                name,
-                format!("SIGTERM and restart, in turn: {members:?}"),
-            );
-            for id in members {
-                let clean = {
-                    let mut c = t.cluster.lock().await;
-                    c.terminate(id, Duration::from_secs(20))
-                };
-                if !clean {
-                    incident(
-                        &t.history,
-                        format!("{name}: node {id} did not exit within 20 s of SIGTERM"),
-                    );
-                }
-                respawn(t, id).await;
-                if let Err(last) = t.caught_up(Duration::from_secs(60)).await {
-                    incident(
-                        &t.history,
-                        format!(
-                            "{name}: cluster not caught up 60 s after restarting node {id} ({last})"
-                        ),
-                    );
-                }
-            }
-            close_fault(&t.history, window);
-        }
-        Nemesis::Membership => membership(t, pick).await,
-        Nemesis::RedisKill => {
-            let window = open_fault(&t.history, name, "SIGKILL redis-server".into());
-            t.redis.lock().await.kill();
-            tokio::time::sleep(hold).await;
-            if let Err(err) = t.redis.lock().await.restart() {
-                incident(&t.history, format!("{name}: restart: {err}"));
-            }
-            close_fault(&t.history, window);
-        }
-        Nemesis::RedisSlow => {
-            let delay = millis(rng, 50, 600);
-            let window = open_fault(
-                &t.history,
-                name,
-                format!("{} ms each way", delay.as_millis()),
-            );
-            t.proxy.set_delay(delay);
-            tokio::time::sleep(hold).await;
-            t.proxy.set_delay(Duration::ZERO);
-            close_fault(&t.history, window);
-        }
-        Nemesis::Clock => {
-            // Up to ±10 s: well beyond belfry's default bound (250 ms), and within it.
-            let magnitude = rng.random_range(100..=10_000) as i64;
-            let offset = if coin { magnitude } else { -magnitude };
-            let leader = t.leader(Duration::from_secs(10)).await;
-            let members = t.cluster.lock().await.members();
-            let target = match leader {
-                Some(l) if pick % 10 < 6 => l,
-                _ => members[(pick % members.len() as u64) as usize],
-            };
-            let window = open_fault(
-                &t.history,
-                name,
-                format!("node {target} clock {offset:+} ms"),
-            );
-            {
-                let mut h = t.history.lock().unwrap_or_else(|e| e.into_inner());
-                h.max_clock_offset_ms = h.max_clock_offset_ms.max(magnitude);
-                if let Some(f) = h.faults.get_mut(window) {
-                    f.offset_ms = offset;
-                }
-            }
-            if let Err(err) = t.cluster.lock().await.set_clock(target, offset) {
-                incident(&t.history, format!("{name}: {err}"));
-            }
-            tokio::time::sleep(hold).await;
-            if let Err(err) = t.cluster.lock().await.set_clock(target, 0) {
-                incident(&t.history, format!("{name}: {err}"));
-            }
-            // libfaketime re-reads the offset file once a second.
-            tokio::time::sleep(Duration::from_millis(1_200)).await;
-            close_fault(&t.history, window);
-        }
+        Nemesis::RollingRestart => rolling_restart(t, rng).await,
+        Nemesis::Membership => membership(t, draws.pick).await,
+        Nemesis::RedisKill => redis_kill(t, draws).await,
+        Nemesis::RedisSlow => redis_slow(t, draws, rng).await,
+        Nemesis::Clock => clock(t, draws, rng).await,
     }
-}
-
-async fn respawn(t: &Targets, id: u64) {
-    let mut c = t.cluster.lock().await;
-    if c.is_retired(id) {
-        return;
-    }
-    if c.is_running(id) {
-        c.cont(id);
-        return;
-    }
-    if let Err(err) = c.spawn(id) {
-        drop(c);
-        incident(&t.history, format!("restart node {id}: {err}"));
-    }
-}
-
-/// Adds a node, waits for it to become a voter, then removes an old follower.
-async fn membership(t: &Targets, pick: u64) {
-    let name = Nemesis::Membership.name();
-    let window = open_fault(&t.history, name, "adding a node".into());
-    let new = match t.cluster.lock().await.spawn_joiner() {
-        Ok(id) => id,
-        Err(err) => {
-            close_fault(&t.history, window);
-            return incident(&t.history, format!("{name}: {err}"));
-        }
-    };
-    t.refresh_api().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut voter = false;
-    let mut last = String::new();
-    while tokio::time::Instant::now() < deadline {
-        match t.api.status(Duration::from_secs(5)).await {
-            Ok(status) => {
-                if status.members.iter().any(|m| {
-                    m.id == new && m.role != belfry::api::pb::Role::Learner as i32 && m.lag < 100
-                }) {
-                    voter = true;
-                    break;
-                }
-                last = format!(
-                    "leader {} reports {:?}",
-                    status.leader_id,
-                    status
-                        .members
-                        .iter()
-                        .map(|m| (m.id, m.role, m.matched_index, m.lag))
-                        .collect::<Vec<_>>()
-                );
-            }
-            Err(err) => last = err.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    if !voter {
-        incident(
-            &t.history,
-            format!("{name}: node {new} not a caught-up voter within 60 s of starting ({last})"),
-        );
-    }
-    let leader = t.leader(Duration::from_secs(10)).await;
-    let candidates: Vec<u64> = t
-        .cluster
-        .lock()
-        .await
-        .members()
-        .into_iter()
-        .filter(|id| *id != new && Some(*id) != leader)
-        .collect();
-    if candidates.is_empty() {
-        close_fault(&t.history, window);
-        return;
-    }
-    let victim = candidates[(pick % candidates.len() as u64) as usize];
-    if let Some(f) = t
-        .history
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .faults
-        .get_mut(window)
-    {
-        f.detail = format!("added node {new}, removing node {victim}");
-    }
-    let removed = t
-        .api
-        .call(Duration::from_secs(60), |mut c| async move {
-            c.cluster
-                .remove_node(belfry::api::pb::RemoveNodeRequest { node_id: victim })
-                .await
-        })
-        .await;
-    match removed {
-        Ok(_) => {
-            t.cluster.lock().await.retire(victim);
-            t.refresh_api().await;
-        }
-        Err(err) => incident(&t.history, format!("{name}: remove node {victim}: {err}")),
-    }
-    close_fault(&t.history, window);
-    eprintln!(
-        "{}  members now {:?}",
-        Utc::now().format("%H:%M:%S%.3f"),
-        t.cluster.lock().await.members()
-    );
 }
