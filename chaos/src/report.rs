@@ -28,7 +28,18 @@ fn ms(v: Option<i64>) -> String {
 /// The summary text.
 pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
     let mut out = String::new();
-    let t = &verdict.totals;
+    header(&mut out, history, command);
+    table(&mut out, verdict);
+    lateness(&mut out, verdict);
+    clock_faults(&mut out, verdict);
+    worker_losses(&mut out, verdict);
+    let _ = writeln!(out);
+    outcome(&mut out, verdict);
+    out
+}
+
+/// The run's shape, how to replay it, and the faults injected by kind.
+fn header(out: &mut String, history: &History, command: &str) {
     let _ = writeln!(
         out,
         "belfry-chaos: {} nodes, seed {}, {} faults injected, {} schedule operations",
@@ -44,6 +55,11 @@ pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
     }
     let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
     let _ = writeln!(out, "faults: {}", kinds.join(", "));
+}
+
+/// One row per incarnation, then the totals.
+fn table(out: &mut String, verdict: &Verdict) {
+    let t = &verdict.totals;
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -102,6 +118,10 @@ pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
         ms(t.lateness_ms_p99),
         ms(t.lateness_ms_max)
     );
+}
+
+fn lateness(out: &mut String, verdict: &Verdict) {
+    let t = &verdict.totals;
     let under_faults = format!("under faults (and {} s after)", FAULT_SETTLE.num_seconds());
     for (label, l) in [
         ("steady state", &t.steady),
@@ -116,6 +136,11 @@ pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
             ms(l.max_ms)
         );
     }
+}
+
+/// What fell due during each clock fault, if there were any.
+fn clock_faults(out: &mut String, verdict: &Verdict) {
+    let t = &verdict.totals;
     if !verdict.clock_effects.is_empty() {
         let _ = writeln!(
             out,
@@ -134,6 +159,9 @@ pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
             );
         }
     }
+}
+
+fn worker_losses(out: &mut String, verdict: &Verdict) {
     if !verdict.worker_losses.is_empty() {
         let _ = writeln!(
             out,
@@ -144,7 +172,11 @@ pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
             let _ = writeln!(out, "  {loss}");
         }
     }
-    let _ = writeln!(out);
+}
+
+/// PASS with what was proved, or FAIL with the first fifty problems.
+fn outcome(out: &mut String, verdict: &Verdict) {
+    let t = &verdict.totals;
     if verdict.ok {
         let _ = writeln!(
             out,
@@ -170,7 +202,6 @@ pub fn summary(history: &History, verdict: &Verdict, command: &str) -> String {
             );
         }
     }
-    out
 }
 
 /// Writes `summary.txt` and `report.json` into `dir`.
