@@ -1,32 +1,17 @@
 """`belfry-celery export-redbeat` on the keys celery-redbeat 2.4 itself writes to a real
-`redis-server`: definitions, last runs from `meta`, and a refused rrule."""
+`redis-server` (conftest's `redbeat_app`): definitions, last runs from `meta`, and a refused
+rrule."""
 
 from __future__ import annotations
 
 import tomllib
-from datetime import datetime, timedelta, timezone
+from datetime import timezone
 
 from conftest import run_cli
 
 
-def test_redbeat_entries_and_last_runs(tmp_path, redis_server):
-    from celery import Celery
-    from celery.schedules import crontab, schedule
+def test_redbeat_entries_and_last_runs(tmp_path, redis_server, redbeat_app):
     from redbeat import RedBeatSchedulerEntry
-    from redbeat.schedules import rrule
-
-    app = Celery("redbeat_fixture")
-    app.conf.redbeat_redis_url = redis_server.url()
-    app.conf.redbeat_key_prefix = "rb:"
-    last = datetime(2026, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
-    every = RedBeatSchedulerEntry("every-20s", "app.ping", schedule(timedelta(seconds=20)),
-                                  args=[7], kwargs={"a": 1}, options={"queue": "pings",
-                                                                      "priority": 2}, app=app)
-    every.save()
-    every.reschedule(last_run_at=last)
-    RedBeatSchedulerEntry("nightly", "app.report", crontab(minute=15, hour=2), app=app).save()
-    RedBeatSchedulerEntry("rrule", "app.ping", rrule("MINUTELY", interval=5), app=app).save()
-    assert redis_server.client.zcard("rb::schedule") == 3
 
     out = tmp_path / "schedules.toml"
     proc = run_cli("export-redbeat", "--redis-url", redis_server.url(), "--key-prefix", "rb:",
@@ -43,6 +28,6 @@ def test_redbeat_entries_and_last_runs(tmp_path, redis_server):
     # Without --app the zone is Celery's default, UTC.
     assert (got["nightly"]["crontab"], got["nightly"]["tz"]) == ("15 2 * * *", "UTC")
     # RedBeat stores a new entry's creation instant as its last run, and counts from it.
-    stored = RedBeatSchedulerEntry.from_key("rb:nightly", app=app).last_run_at
+    stored = RedBeatSchedulerEntry.from_key("rb:nightly", app=redbeat_app).last_run_at
     assert got["nightly"]["last_run_at"] == stored.astimezone(timezone.utc).isoformat().replace(
         "+00:00", "Z")
