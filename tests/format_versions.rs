@@ -3,25 +3,14 @@
 
 mod support;
 
-use std::time::Duration;
-
 use belfry::api::control::{Forwarded, LeaderReply, LeaderRequest};
 use belfry::api::ApiError;
-use belfry::raft::network::proto::peer_client::PeerClient;
 use belfry::raft::network::proto::PeerRequest;
 use support::procs::with_cluster_secret;
-use support::RedisServer;
 
 #[tokio::test]
 async fn newer_formats_are_refused_and_the_highest_is_advertised() {
-    let redis = RedisServer::start().expect("start redis-server");
-    let mut cluster = support::procs::start(1, &redis.url(0), "", "");
-    cluster
-        .wait_for_leader(Duration::from_secs(20))
-        .expect("a leader");
-    let mut client = PeerClient::connect(format!("http://{}", cluster.nodes[0].addr))
-        .await
-        .expect("connect to the node");
+    let (_redis, _cluster, mut client) = support::procs::one_node_with_peer_client().await;
     // As a member would send it: with the cluster's secret.
     let call = |format: u32, payload: Vec<u8>| {
         with_cluster_secret(tonic::Request::new(PeerRequest {

@@ -71,14 +71,7 @@ async fn wrong_target_cluster_or_payload_is_refused() {
 /// the caller), and the clock probe is checked like any other call before it answers.
 #[tokio::test]
 async fn replies_carry_the_receivers_clock_and_the_probe_is_checked_like_any_call() {
-    let redis = RedisServer::start().expect("start redis-server");
-    let mut cluster = support::procs::start(1, &redis.url(0), "", "");
-    cluster
-        .wait_for_leader(Duration::from_secs(20))
-        .expect("a leader");
-    let mut client = PeerClient::connect(format!("http://{}", cluster.nodes[0].addr))
-        .await
-        .expect("connect to the node");
+    let (_redis, _cluster, mut client) = support::procs::one_node_with_peer_client().await;
     let call = |target: u64, payload: &[u8]| {
         with_cluster_secret(tonic::Request::new(PeerRequest {
             target,

@@ -145,36 +145,17 @@ impl Targets {
     /// Waits until a leader reports every member caught up (lag under 100 entries); on
     /// timeout, says what it saw last.
     async fn caught_up(&self, wait: Duration) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut last = String::new();
-        while tokio::time::Instant::now() < deadline {
-            match self.api.status(Duration::from_secs(5)).await {
-                Ok(status) => {
-                    let members = self.cluster.lock().await.members();
-                    let all = members.iter().all(|id| {
-                        status
-                            .members
-                            .iter()
-                            .any(|m| m.id == *id && m.lag < 100 && m.matched_index > 0)
-                    });
-                    if status.leader_id != 0 && all {
-                        return Ok(());
-                    }
-                    last = format!(
-                        "leader {} reports (id, role, matched, lag) {:?}",
-                        status.leader_id,
-                        status
-                            .members
-                            .iter()
-                            .map(|m| (m.id, m.role, m.matched_index, m.lag))
-                            .collect::<Vec<_>>()
-                    );
-                }
-                Err(err) => last = err.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        Err(last)
+        let members = self.cluster.lock().await.members();
+        status_until(&self.api, wait, |status| {
+            let all = members.iter().all(|id| {
+                status
+                    .members
+                    .iter()
+                    .any(|m| m.id == *id && m.lag < 100 && m.matched_index > 0)
+            });
+            status.leader_id != 0 && all
+        })
+        .await
     }
 }
 
@@ -245,4 +226,34 @@ async fn inject(t: &Targets, kind: Nemesis, rng: &mut ChaCha8Rng) {
         Nemesis::RedisSlow => redis_slow(t, draws, rng).await,
         Nemesis::Clock => clock(t, draws, rng).await,
     }
+}
+
+/// Asks the cluster for its status until `done` holds for what a leader reports; on timeout,
+/// says what it saw last.
+async fn status_until(
+    api: &Api,
+    wait: Duration,
+    done: impl Fn(&belfry::api::pb::ClusterStatus) -> bool,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match api.status(Duration::from_secs(5)).await {
+            Ok(status) if done(&status) => return Ok(()),
+            Ok(status) => {
+                last = format!(
+                    "leader {} reports (id, role, matched, lag) {:?}",
+                    status.leader_id,
+                    status
+                        .members
+                        .iter()
+                        .map(|m| (m.id, m.role, m.matched_index, m.lag))
+                        .collect::<Vec<_>>()
+                );
+            }
+            Err(err) => last = err.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(last)
 }

@@ -179,3 +179,24 @@ impl Report {
         );
     }
 }
+
+/// A one-node cluster with its own Redis, once it leads, and a raw peer-protocol client to it
+/// (calls still need the cluster secret: `with_cluster_secret`).
+pub async fn one_node_with_peer_client() -> (
+    crate::support::RedisServer,
+    ProcCluster,
+    belfry::raft::network::proto::peer_client::PeerClient<tonic::transport::Channel>,
+) {
+    let redis = crate::support::RedisServer::start().expect("start redis-server");
+    let mut cluster = start(1, &redis.url(0), "", "");
+    cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .expect("a leader");
+    let client = belfry::raft::network::proto::peer_client::PeerClient::connect(format!(
+        "http://{}",
+        cluster.nodes[0].addr
+    ))
+    .await
+    .expect("connect to the node");
+    (redis, cluster, client)
+}

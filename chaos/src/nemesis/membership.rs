@@ -44,31 +44,13 @@ pub(super) async fn membership(t: &Targets, pick: u64) {
 /// Waits until a leader reports node `new` as a voter caught up (lag under 100 entries); on
 /// timeout, says what it saw last.
 async fn wait_for_voter(t: &Targets, new: u64, wait: Duration) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut last = String::new();
-    while tokio::time::Instant::now() < deadline {
-        match t.api.status(Duration::from_secs(5)).await {
-            Ok(status) => {
-                if status.members.iter().any(|m| {
-                    m.id == new && m.role != belfry::api::pb::Role::Learner as i32 && m.lag < 100
-                }) {
-                    return Ok(());
-                }
-                last = format!(
-                    "leader {} reports {:?}",
-                    status.leader_id,
-                    status
-                        .members
-                        .iter()
-                        .map(|m| (m.id, m.role, m.matched_index, m.lag))
-                        .collect::<Vec<_>>()
-                );
-            }
-            Err(err) => last = err.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Err(last)
+    super::status_until(&t.api, wait, |status| {
+        status
+            .members
+            .iter()
+            .any(|m| m.id == new && m.role != belfry::api::pb::Role::Learner as i32 && m.lag < 100)
+    })
+    .await
 }
 
 /// A member that is neither the new node nor the leader, chosen by `pick`.
