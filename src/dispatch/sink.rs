@@ -200,15 +200,15 @@ impl RedisSink {
             return Ok(Vec::new());
         }
         let started = Instant::now();
-        let pushed = match self.run_pipeline(batch).await {
+        let mut conn = self.broker.connection().await?;
+        let pushed = match self.run_pipeline(&mut conn, batch).await {
             Err(err)
                 if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
             {
                 // A restarted or flushed Redis forgot the script: load it and go again. No
                 // EVALSHA ran, so nothing was pushed.
-                let mut conn = self.broker.connection().await?;
                 self.script.prepare_invoke().load_async(&mut conn).await?;
-                self.run_pipeline(batch).await
+                self.run_pipeline(&mut conn, batch).await
             }
             other => other,
         };
@@ -237,6 +237,7 @@ impl RedisSink {
     /// replicas confirmed them.
     async fn run_pipeline(
         &self,
+        conn: &mut redis::aio::ConnectionManager,
         batch: &[Push],
     ) -> Result<(Vec<PushOutcome>, Option<u32>), redis::RedisError> {
         let mut pipe = redis::pipe();
@@ -258,8 +259,7 @@ impl RedisSink {
                 .arg(self.min_replicas)
                 .arg(self.replica_timeout_ms);
         }
-        let mut conn = self.broker.connection().await.map_err(into_redis_error)?;
-        let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let mut replies: Vec<redis::Value> = pipe.query_async(conn).await?;
         let replicas = if self.min_replicas > 0 {
             let wait = replies.pop().unwrap_or(redis::Value::Nil);
             Some(redis::from_redis_value::<u32>(wait)?)
@@ -287,16 +287,5 @@ impl RedisSink {
             return Err(err.into());
         }
         Ok(())
-    }
-}
-
-/// A broker error met inside a pipeline call, as the Redis error it stands for.
-fn into_redis_error(err: SinkError) -> redis::RedisError {
-    match err {
-        SinkError::Unavailable(e) | SinkError::Refused(e) => e,
-        other => redis::RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::NotConnected,
-            other.to_string(),
-        )),
     }
 }
