@@ -12,8 +12,9 @@
 //! everything written before labels existed.
 
 /// Log entries (a stored row: openraft's `Entry` with a `state::Command` payload). Format 2: a
-/// `Put` may carry a solar spec and `last_run_at` (`Command::format`).
-pub const LOG_ENTRY: u32 = 2;
+/// `Put` may carry a solar spec and `last_run_at`; format 3: run control in a `Put`, and
+/// `Outcomes` (`Command::format`).
+pub const LOG_ENTRY: u32 = 3;
 /// The log file as a whole: its tables and the encoding of its metadata (vote, committed index,
 /// purge point, identity).
 pub const LOG_FILE: u32 = 1;
@@ -28,7 +29,7 @@ pub const PEER: u32 = 1;
 
 /// The highest format of every kind this build reads, advertised to peers: a command or
 /// message of a newer format is only sent once every member advertises it.
-pub const HIGHEST: u32 = 2;
+pub const HIGHEST: u32 = 3;
 
 const LABEL: &[u8] = b"{\"format\":";
 

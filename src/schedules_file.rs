@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::celery::TaskOptions;
 use crate::schedule::{parse_bounded_instant, parse_every, SpecInput};
+use crate::state::control::{Overlap, RunControl};
 use crate::state::validate::validate_def;
 use crate::state::{CatchupPolicy, CatchupRule, Labels, ScheduleDef};
 
@@ -84,6 +85,12 @@ struct FileSchedule {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     description: String,
+    /// Overlap policy: `allow` (default), `skip` or `buffer_one`.
+    overlap: Option<String>,
+    max_concurrent: Option<u32>,
+    /// A duration (`"30m"`): an unfinished run counts as lost after it.
+    max_runtime: Option<String>,
+    pause_after_failures: Option<u32>,
 }
 
 fn enabled_by_default() -> bool {
@@ -150,6 +157,13 @@ pub fn parse_with_source(
             .map(|text| parse_bounded_instant("last_run_at", text))
             .transpose()
             .map_err(|e| invalid(e.to_string()))?;
+        let control = file_control(
+            entry.overlap.as_deref(),
+            entry.max_concurrent,
+            entry.max_runtime.as_deref(),
+            entry.pause_after_failures,
+        )
+        .map_err(invalid)?;
         let mut labels: Labels = entry.labels.into_iter().collect();
         labels.insert(SOURCE_LABEL.into(), source.into());
         let def = ScheduleDef {
@@ -179,11 +193,41 @@ pub fn parse_with_source(
             labels,
             description: entry.description,
             last_run_at,
+            control,
         };
         validate_def(&def, now).map_err(|e| invalid(e.to_string()))?;
         defs.push(def);
     }
     Ok(defs)
+}
+
+/// Run control from an entry's fields: `None` when none is set.
+fn file_control(
+    overlap: Option<&str>,
+    max_concurrent: Option<u32>,
+    max_runtime: Option<&str>,
+    pause_after_failures: Option<u32>,
+) -> Result<Option<Box<RunControl>>, String> {
+    let overlap = match overlap {
+        None => Overlap::Allow,
+        Some(text) => Overlap::parse(text).ok_or_else(|| {
+            format!("overlap: {text:?} is not an overlap policy (allow, skip, buffer_one)")
+        })?,
+    };
+    let max_runtime_secs = max_runtime
+        .map(|text| {
+            parse_every(text)
+                .map(|d| d.num_seconds().max(0) as u64)
+                .map_err(|e| format!("max_runtime: {}", e.reason))
+        })
+        .transpose()?;
+    let control = RunControl {
+        overlap,
+        max_concurrent,
+        max_runtime_secs,
+        pause_after_failures,
+    };
+    Ok(control.is_set().then(|| Box::new(control)))
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ impl Def {
             // The workload creates intervals and cron expressions from scratch: no solar
             // events, no previous scheduler's last run (the checker's expectations know neither).
             last_run_at: String::new(),
+            control: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use belfry::celery::{Expires, TaskOptions};
 use belfry::schedule::SpecInput;
+use belfry::state::control::{Overlap, RunControl};
 use belfry::state::{CatchupPolicy, CatchupRule, Labels, ScheduleDef};
 use chrono::{DateTime, Offset, TimeZone, Utc};
 use serde_json::{Map, Number, Value};
@@ -264,6 +265,21 @@ fn name(rng: &mut Rng, index: usize) -> String {
     format!("{stem}-{index}")
 }
 
+/// Run control, absent from most definitions; always within the limits.
+fn control(rng: &mut Rng) -> Option<Box<RunControl>> {
+    if rng.chance(3, 4) {
+        return None;
+    }
+    let overlap = *rng.pick(&[Overlap::Allow, Overlap::Skip, Overlap::BufferOne]);
+    let limits = overlap != Overlap::Allow;
+    Some(Box::new(RunControl {
+        overlap,
+        max_concurrent: (limits && rng.chance(1, 2)).then(|| rng.between(1, 1_000) as u32),
+        max_runtime_secs: (limits && rng.chance(1, 2)).then(|| rng.between(1, 86_400) as u64),
+        pause_after_failures: rng.chance(1, 2).then(|| rng.between(1, 10_000) as u32),
+    }))
+}
+
 /// A valid definition; `index` makes its name unique within a set.
 pub fn arbitrary_def(rng: &mut Rng, index: usize, choice: &DefOptions) -> ScheduleDef {
     let depth = choice.max_json_depth;
@@ -288,6 +304,7 @@ pub fn arbitrary_def(rng: &mut Rng, index: usize, choice: &DefOptions) -> Schedu
         labels: labels(rng),
         description: rng.pick(STRINGS).repeat(rng.below(4)),
         last_run_at: None,
+        control: control(rng),
     }
 }
 

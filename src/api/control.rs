@@ -37,6 +37,13 @@ const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// How long a follower waits to apply up to the leader's read index or a forwarded write.
 const APPLY_WAIT: Duration = Duration::from_secs(5);
 
+/// What the control plane takes from the node's configuration.
+pub struct ControlSettings {
+    pub election_timeout_max: Duration,
+    /// A result backend is configured: run control that needs outcomes is accepted.
+    pub outcomes_followed: bool,
+}
+
 /// Shared by the API services, the peer service (forwarded requests) and shutdown.
 pub struct Control {
     raft: Raft,
@@ -48,6 +55,9 @@ pub struct Control {
     /// True while this node hands its leadership over: dispatch and writes stop.
     handing_over: watch::Sender<bool>,
     election_timeout_max: Duration,
+    /// Whether this node follows task outcomes (a result backend is configured): run control
+    /// that needs outcomes is refused on a leader that does not.
+    outcomes_followed: bool,
     /// Writes on their way into Raft, grouped into shared entries.
     writes: tokio::sync::mpsc::Sender<group_commit::PendingWrite>,
     /// Membership changes run one at a time: Raft refuses a change while another (including
@@ -63,7 +73,7 @@ impl Control {
         cluster_name: String,
         network: PeerNetwork,
         encoder: Encoder,
-        election_timeout_max: Duration,
+        settings: ControlSettings,
     ) -> Arc<Self> {
         Arc::new(Control {
             writes: group_commit::start(raft.clone()),
@@ -75,7 +85,8 @@ impl Control {
             network,
             encoder,
             handing_over: watch::channel(false).0,
-            election_timeout_max,
+            election_timeout_max: settings.election_timeout_max,
+            outcomes_followed: settings.outcomes_followed,
         })
     }
 

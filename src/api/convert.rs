@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::pb;
 use crate::celery::{Expires, TaskOptions};
 use crate::schedule::{parse_bounded_instant, SpecInput};
+use crate::state::control::{Overlap, RunControl};
 use crate::state::validate::MAX_ARGS_BYTES;
 use crate::state::{
     CatchupPolicy, CatchupRule, Labels, RunOutcome, RunRecord, ScheduleDef, ScheduleRecord,
@@ -195,7 +196,40 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
                     .map_err(|e| ApiError::invalid(e.field, e.reason))?,
             ),
         },
+        control: run_control(spec.control.as_ref())?,
     })
+}
+
+/// Run control from a client: absent, or all defaults, is `None`.
+fn run_control(control: Option<&pb::RunControl>) -> Result<Option<Box<RunControl>>, ApiError> {
+    let Some(control) = control else {
+        return Ok(None);
+    };
+    let overlap = Overlap::parse(&control.overlap).ok_or_else(|| {
+        ApiError::invalid(
+            "control.overlap",
+            format!(
+                "{:?} is not an overlap policy (allow, skip, buffer_one)",
+                control.overlap
+            ),
+        )
+    })?;
+    let control = RunControl {
+        overlap,
+        max_concurrent: control.max_concurrent,
+        max_runtime_secs: control.max_runtime_seconds,
+        pause_after_failures: control.pause_after_failures,
+    };
+    Ok(control.is_set().then(|| Box::new(control)))
+}
+
+fn pb_run_control(control: &RunControl) -> pb::RunControl {
+    pb::RunControl {
+        overlap: control.overlap.label().to_string(),
+        max_concurrent: control.max_concurrent,
+        max_runtime_seconds: control.max_runtime_secs,
+        pause_after_failures: control.pause_after_failures,
+    }
 }
 
 pub fn pb_def(def: &ScheduleDef) -> pb::ScheduleSpec {
@@ -221,10 +255,12 @@ pub fn pb_def(def: &ScheduleDef) -> pb::ScheduleSpec {
             .last_run_at
             .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
             .unwrap_or_default(),
+        control: def.control.as_deref().map(pb_run_control),
     }
 }
 
 pub(super) fn pb_schedule(record: &ScheduleRecord) -> pb::Schedule {
+    let control = record.control.as_deref();
     pb::Schedule {
         definition: Some(pb_def(&record.def)),
         revision: record.revision,
@@ -237,6 +273,14 @@ pub(super) fn pb_schedule(record: &ScheduleRecord) -> pb::Schedule {
         skipped_count: record.skipped,
         delivered_count: record.delivered,
         fault: record.fault().unwrap_or_default(),
+        paused_reason: control
+            .and_then(|c| c.paused_reason.clone())
+            .unwrap_or_default(),
+        consecutive_failures: control.map_or(0, |c| c.consecutive_failures),
+        open_runs: control.map_or(0, |c| u32::try_from(c.open.len()).unwrap_or(u32::MAX)),
+        held_run: control
+            .and_then(|c| c.held.as_ref())
+            .map(|h| timestamp(h.scheduled_at)),
     }
 }
 
@@ -252,6 +296,13 @@ pub(super) fn pb_run(run: &RunRecord) -> pb::Run {
                 None => reason.label().to_string(),
             },
         ),
+        RunOutcome::Held => (pb::RunOutcome::Held, String::new()),
+    };
+    let duration_seconds = match (run.dispatched_at, run.finished_at) {
+        (Some(sent), Some(done)) => {
+            Some((done - sent).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6)
+        }
+        _ => None,
     };
     pb::Run {
         scheduled_at: Some(timestamp(run.scheduled_at)),
@@ -260,6 +311,12 @@ pub(super) fn pb_run(run: &RunRecord) -> pb::Run {
         outcome: outcome as i32,
         skip_reason,
         manual: run.manual,
+        task_state: run
+            .task_state
+            .map(|s| s.label().to_string())
+            .unwrap_or_default(),
+        finished_at: run.finished_at.map(timestamp),
+        duration_seconds,
     }
 }
 
@@ -293,6 +350,7 @@ mod tests {
             labels: [("team".to_string(), "data".to_string())].into(),
             description: "d".into(),
             last_run_at: String::new(),
+            control: None,
         }
     }
 

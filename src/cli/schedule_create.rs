@@ -46,6 +46,26 @@ pub(super) struct CreateArgs {
     label: Vec<(String, String)>,
     #[arg(long, default_value = "")]
     description: String,
+    /// What to do with an occurrence due while earlier runs are unfinished (needs a result
+    /// backend for skip and buffer_one).
+    #[arg(long, value_enum)]
+    overlap: Option<OverlapFlag>,
+    /// With --overlap skip or buffer_one: how many runs may be unfinished at once.
+    #[arg(long)]
+    max_concurrent: Option<u32>,
+    /// After this long (e.g. 30m) an unfinished run counts as lost.
+    #[arg(long)]
+    max_runtime: Option<String>,
+    /// Pause the schedule after this many consecutive failures.
+    #[arg(long)]
+    pause_after_failures: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OverlapFlag {
+    Allow,
+    Skip,
+    BufferOne,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -64,6 +84,30 @@ fn schedule_spec(a: CreateArgs) -> Result<pb::ScheduleSpec, Failure> {
             .unsigned_abs(),
         None => 0,
     };
+    let max_runtime_seconds = a
+        .max_runtime
+        .as_deref()
+        .map(|text| {
+            parse_every(text)
+                .map(|d| d.num_seconds().unsigned_abs())
+                .map_err(|e| Failure::usage(format!("--max-runtime: {}", e.reason)))
+        })
+        .transpose()?;
+    let control = (a.overlap.is_some()
+        || a.max_concurrent.is_some()
+        || max_runtime_seconds.is_some()
+        || a.pause_after_failures.is_some())
+    .then(|| pb::RunControl {
+        overlap: match a.overlap {
+            None | Some(OverlapFlag::Allow) => "allow",
+            Some(OverlapFlag::Skip) => "skip",
+            Some(OverlapFlag::BufferOne) => "buffer_one",
+        }
+        .to_string(),
+        max_concurrent: a.max_concurrent,
+        max_runtime_seconds,
+        pause_after_failures: a.pause_after_failures,
+    });
     Ok(pb::ScheduleSpec {
         name: a.name,
         task: a.task,
@@ -86,6 +130,7 @@ fn schedule_spec(a: CreateArgs) -> Result<pb::ScheduleSpec, Failure> {
         labels: a.label.into_iter().collect(),
         description: a.description,
         last_run_at: a.last_run_at.unwrap_or_default(),
+        control,
     })
 }
 

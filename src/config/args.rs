@@ -41,6 +41,9 @@ pub struct ServerArgs {
     /// Replicas that must confirm each pushed batch (Redis WAIT) before it counts as pushed.
     #[arg(long, env = "BELFRY_REDIS_MIN_REPLICAS")]
     pub redis_min_replicas: Option<u32>,
+    /// Celery's result backend (a redis:// or sentinel:// URL): task outcomes are read from it.
+    #[arg(long, env = "BELFRY_RESULT_BACKEND", hide_env_values = true)]
+    pub result_backend: Option<String>,
     /// Redis password (overrides the URL's).
     #[arg(long, env = "BELFRY_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,

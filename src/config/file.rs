@@ -30,6 +30,22 @@ pub(super) struct FileConfig {
     pub(super) security: FileSecurity,
     #[serde(default)]
     pub(super) connections: FileConnections,
+    #[serde(default)]
+    pub(super) results: FileResults,
+}
+
+/// `[results]`: Celery's result backend, read for task outcomes.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileResults {
+    /// A `redis://`, `rediss://` or `sentinel://` URL, as Celery's `result_backend`.
+    pub(super) backend: Option<String>,
+    /// With `sentinel://`: the master's name.
+    pub(super) master_name: Option<String>,
+    /// Celery's `global_keyprefix` of the result backend's transport options.
+    pub(super) key_prefix: Option<String>,
+    /// Runs older than this (seconds) are not followed any more (default 6 hours).
+    pub(super) horizon_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

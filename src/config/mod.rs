@@ -15,6 +15,7 @@ mod connections;
 mod file;
 mod raft;
 mod redis;
+mod results;
 mod security;
 
 pub use args::ServerArgs;
@@ -87,6 +88,8 @@ pub struct NodeConfig {
     pub connections: ConnectionLimits,
     /// `None`: no metrics server.
     pub metrics_listen: Option<String>,
+    /// Celery's result backend, when task outcomes are followed.
+    pub results: Option<crate::dispatch::ResultsConfig>,
 }
 
 /// Parses `1=host:port,2=host:port`. A node id or an address listed twice is refused: two
@@ -167,6 +170,7 @@ impl NodeConfig {
                 .unwrap_or_default(),
             max_outbox: redis::max_outbox(&file.redis)?,
             redis: redis::resolve(args, file.redis)?,
+            results: results::resolve(args, file.results)?,
             schedules: args.schedules.clone().or(file.schedules),
             raft: raft::resolve(args, &file.raft)?,
             json_logs: resolve_log_format(args.log_format.clone().or(file.log_format))?,

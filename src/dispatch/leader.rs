@@ -57,6 +57,10 @@ pub(crate) struct DispatchContext {
     pub health: super::health::DispatchHealth,
     /// The quorum's time: what is due is decided by it, never by this node's wall clock.
     pub clocks: crate::raft::clock::PeerClocks,
+    /// Celery's result backend, when task outcomes are followed.
+    pub results: Option<Arc<super::outcomes::ResultBackend>>,
+    /// The formats members advertise: `Outcomes` are committed only once all read them.
+    pub network: crate::raft::network::PeerNetwork,
 }
 
 /// The longest a planner or pusher sleeps before looking at the time again: a wait computed
@@ -221,14 +225,34 @@ async fn lead(ctx: Arc<DispatchContext>, term: u64) {
     let _leading = ConfirmedLeadership { term };
     let fires_committed = Arc::new(Notify::new());
     let rendered = Rendered::default();
+    // Only filled when outcomes are followed.
+    let dispatched = ctx
+        .results
+        .as_ref()
+        .map(|_| super::outcomes::Dispatched::default());
     let still_leading = || leads(&ctx, term);
     let pusher = supervise(still_leading, &ctx.health, "pusher", || {
-        pushing::push_loop(ctx.clone(), term, fires_committed.clone(), rendered.clone())
+        pushing::push_loop(
+            ctx.clone(),
+            term,
+            fires_committed.clone(),
+            rendered.clone(),
+            dispatched.clone(),
+        )
     });
     let planner = supervise(still_leading, &ctx.health, "planner", || {
         planning::plan_loop(ctx.clone(), term, fires_committed.clone(), rendered.clone())
     });
-    tokio::join!(pusher, planner);
+    let follower = async {
+        let (Some(backend), Some(dispatched)) = (ctx.results.clone(), dispatched.clone()) else {
+            return;
+        };
+        supervise(still_leading, &ctx.health, "outcomes", || {
+            super::outcomes::follow_loop(ctx.clone(), backend.clone(), term, dispatched.clone())
+        })
+        .await
+    };
+    tokio::join!(pusher, planner, follower);
 }
 
 /// Messages the planner rendered for the intents it committed, waiting for the pusher. Local

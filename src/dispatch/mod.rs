@@ -12,6 +12,7 @@ pub(crate) mod health;
 pub(crate) mod ids;
 pub(crate) mod leader;
 pub(crate) mod lease;
+pub(crate) mod outcomes;
 pub(crate) mod planner;
 pub mod render;
 pub(crate) mod sentinel;
@@ -19,4 +20,5 @@ pub mod sink;
 
 pub use health::DispatchHealth;
 pub use ids::occurrence_task_id;
+pub use outcomes::ResultsConfig;
 pub use sink::{Push, PushOutcome, RedisSink, SinkConfig, SinkError};

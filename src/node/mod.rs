@@ -114,7 +114,10 @@ pub async fn run(
         config.cluster_name.clone(),
         network.clone(),
         encoder.clone(),
-        config.raft.election_max,
+        crate::api::control::ControlSettings {
+            election_timeout_max: config.raft.election_max,
+            outcomes_followed: config.results.is_some(),
+        },
     );
     serve::warn_if_insecure(&config);
     let serving = serve::start(&config, tls.map(|(server, _)| server), &raft, &control).await?;
@@ -269,6 +272,13 @@ async fn start_tasks(
         quorum_contact: crate::dispatch::lease::QuorumContact::track(raft),
         health: dispatch_health.clone(),
         clocks: running.clocks.clone(),
+        results: match &config.results {
+            Some(results) => Some(Arc::new(crate::dispatch::outcomes::ResultBackend::new(
+                results,
+            )?)),
+            None => None,
+        },
+        network: running.network.clone(),
     });
     tasks.push(tokio::spawn(clock::keep_time(clock::TimeKeeper {
         raft: raft.clone(),

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::celery::StoredOptions;
 use crate::schedule::SpecInput;
 
+use super::control::{OutcomeItem, RunControl};
 use super::Labels;
 
 /// What happens to occurrences a leader finds already past due (after an election, or a
@@ -77,6 +78,10 @@ pub struct ScheduleDef {
     /// without it, so they encode as they always did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_at: Option<DateTime<Utc>>,
+    /// Overlap policy, run-time bound and auto-pause (`state::control`); absent when none is
+    /// set, so such definitions encode as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Box<RunControl>>,
 }
 
 impl ScheduleDef {
@@ -93,12 +98,24 @@ impl ScheduleDef {
             && self.enabled == other.enabled
             && self.labels == other.labels
             && self.description == other.description
+            && self.control == other.control
     }
 
     /// Whether this definition needs log entry format 2: a solar spec or a `last_run_at`, which
     /// a build reading format 1 would drop (and so apply differently).
     pub fn needs_format_2(&self) -> bool {
         self.last_run_at.is_some() || self.spec.solar.is_some()
+    }
+
+    /// Whether this definition needs log entry format 3: run control, which a build reading
+    /// format 2 would drop.
+    pub fn needs_format_3(&self) -> bool {
+        self.control.is_some()
+    }
+
+    /// The run-control settings, defaults when none are set.
+    pub fn run_control(&self) -> RunControl {
+        self.control.as_deref().cloned().unwrap_or_default()
     }
 }
 
@@ -130,6 +147,9 @@ pub enum SkipReason {
     CatchupNone,
     /// The message could not be rendered (never expected for a validated schedule).
     InvalidMessage,
+    /// Overlap policy `skip` (or a held occurrence replaced under `buffer_one`): earlier runs
+    /// had no final state.
+    PreviousRunning,
 }
 
 impl SkipReason {
@@ -140,6 +160,7 @@ impl SkipReason {
             SkipReason::SupersededByLatest => "superseded_by_latest",
             SkipReason::CatchupNone => "catchup_none",
             SkipReason::InvalidMessage => "invalid_message",
+            SkipReason::PreviousRunning => "previous_running",
         }
     }
 }
@@ -151,6 +172,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::SupersededByLatest => "superseded by a later occurrence (catch-up: latest)",
             SkipReason::CatchupNone => "missed (catch-up: none)",
             SkipReason::InvalidMessage => "the Celery message could not be rendered",
+            SkipReason::PreviousRunning => "the previous run had not finished (overlap policy)",
         })
     }
 }
@@ -248,6 +270,11 @@ pub enum Command {
         already_sent: Vec<Uuid>,
         at: DateTime<Utc>,
     },
+    /// What the result backend says of dispatched runs (format 3).
+    Outcomes {
+        items: Vec<OutcomeItem>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// The most commands one log entry carries (a `Batch` counts each of its own). Bounded so that
@@ -260,11 +287,13 @@ impl Command {
     /// The lowest log entry format (`formats::LOG_ENTRY`) that carries this command: a
     /// variant, or a field with a meaning, added later names the format it arrived in. A
     /// leader proposes a command only when every member reads its format (ARCHITECTURE.md,
-    /// "Formats"). A `Put` of a solar spec or with `last_run_at` is format 2; every other
-    /// command is format 1.
+    /// "Formats"). A `Put` with run control and `Outcomes` are format 3; a `Put` of a solar
+    /// spec or with `last_run_at` is format 2; every other command is format 1.
     pub fn format(&self) -> u32 {
         match self {
             Command::Batch(commands) => commands.iter().map(Command::format).max().unwrap_or(1),
+            Command::Outcomes { .. } => 3,
+            Command::Put { def, .. } if def.needs_format_3() => 3,
             Command::Put { def, .. } if def.needs_format_2() => 2,
             Command::Put { .. }
             | Command::Delete { .. }
@@ -323,7 +352,14 @@ pub enum CommandResult {
     Fired {
         accepted: u32,
         skipped: u32,
+        /// Of the fires, how many the overlap policy skipped or held instead.
+        #[serde(default)]
+        overlap_skipped: u32,
+        #[serde(default)]
+        held: u32,
     },
+    /// How many outcomes changed a run.
+    Outcomes(u32),
     /// How many outbox entries were acknowledged.
     Acked(u32),
     Rejected(Rejection),

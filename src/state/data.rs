@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::command::{ScheduleDef, SkipCause, SkipReason};
+use super::control::{ControlState, TaskState};
 use crate::schedule::Spec;
 
 /// Recent runs kept per schedule (bounded so a million schedules stay small).
@@ -30,6 +31,8 @@ pub enum RunOutcome {
     AlreadySent,
     /// Not dispatched, for the reason given.
     Skipped(SkipReason),
+    /// Held by overlap policy `buffer_one` until a run finishes.
+    Held,
 }
 
 /// One entry of a schedule's recent history.
@@ -43,6 +46,24 @@ pub struct RunRecord {
     /// With a skip: what made the occurrence late (optional; older builds ignore it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_cause: Option<SkipCause>,
+    /// What the result backend said of the run, when it is configured and has said anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_state: Option<TaskState>,
+    /// Celery's `date_done` for a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl RunRecord {
+    /// Whether the run was dispatched and nothing final is known of it yet.
+    pub fn awaits_outcome(&self) -> bool {
+        self.task_id.is_some()
+            && matches!(
+                self.outcome,
+                RunOutcome::Pending | RunOutcome::Sent | RunOutcome::AlreadySent
+            )
+            && !self.task_state.is_some_and(TaskState::is_final)
+    }
 }
 
 /// A schedule with its bookkeeping and run state.
@@ -70,6 +91,9 @@ pub struct ScheduleRecord {
     /// Why the leader could not plan this revision: set aside until the definition changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Box<str>>,
+    /// Run control's state (`state::control`): open runs, a held occurrence, failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Box<ControlState>>,
     /// The parsed spec (derived from `def.spec` and `created_at`).
     #[serde(skip)]
     spec: Option<Spec>,
@@ -96,6 +120,11 @@ impl ScheduleRecord {
         Spec::parse(&self.def.spec, self.counts_from())
             .err()
             .map(|err| format!("the stored spec cannot be read: {err}"))
+    }
+
+    /// Whether runs of this schedule are counted against its overlap limit.
+    fn has_open_runs(&self) -> bool {
+        self.control.as_ref().is_some_and(|c| !c.open.is_empty())
     }
 
     fn is_faulted(&self) -> bool {
@@ -182,6 +211,10 @@ pub struct StateData {
     /// Schedules set aside as faulted (derived; rare, so kept by name).
     #[serde(skip)]
     faulted: BTreeSet<Arc<str>>,
+    /// Schedules with open runs counted by their overlap policy (derived), so the leader finds
+    /// runs past `max_runtime` without scanning every schedule.
+    #[serde(skip)]
+    open_runs: BTreeSet<Arc<str>>,
 }
 
 impl StateData {
@@ -197,6 +230,7 @@ impl StateData {
             outbox_order: BTreeMap::new(),
             paused: 0,
             faulted: BTreeSet::new(),
+            open_runs: BTreeSet::new(),
         }
     }
 
@@ -225,12 +259,18 @@ impl StateData {
         &self.faulted
     }
 
+    /// The schedules with runs counted by their overlap policy, by name.
+    pub fn with_open_runs(&self) -> &BTreeSet<Arc<str>> {
+        &self.open_runs
+    }
+
     /// Rebuilds derived fields after deserializing a snapshot.
     pub fn rebuild_indexes(&mut self) {
         self.outbox_order = self.outbox.values().map(|e| (e.seq, e.task_id)).collect();
         self.due.clear();
         self.paused = 0;
         self.faulted.clear();
+        self.open_runs.clear();
         for (name, record) in self.schedules.iter_mut() {
             let record = Arc::make_mut(record);
             // A loaded snapshot holds each name twice (key and definition); keep one. A
@@ -246,6 +286,9 @@ impl StateData {
             }
             if record.is_faulted() {
                 self.faulted.insert(name.clone());
+            }
+            if record.has_open_runs() {
+                self.open_runs.insert(name.clone());
             }
         }
     }
@@ -281,6 +324,11 @@ impl StateData {
         } else if !self.faulted.is_empty() {
             self.faulted.remove(&key);
         }
+        if record.has_open_runs() {
+            self.open_runs.insert(key.clone());
+        } else if !self.open_runs.is_empty() {
+            self.open_runs.remove(&key);
+        }
         if let Some(next) = record.next {
             self.due.insert((next, key));
         }
@@ -301,6 +349,7 @@ impl StateData {
         let (key, record) = self.schedules.remove_entry(name)?;
         self.count_paused(Some(record.def.enabled), None);
         self.faulted.remove(&key);
+        self.open_runs.remove(&key);
         if let Some(next) = record.next {
             self.due.remove(&(next, key));
         }
@@ -309,5 +358,8 @@ impl StateData {
 }
 
 mod apply;
+mod control;
+#[cfg(test)]
+mod control_tests;
 #[cfg(test)]
 mod tests;

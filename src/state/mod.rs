@@ -7,6 +7,7 @@
 //! filesystem (openraft's adapter, with snapshots and files, is `raft::state_machine`).
 
 mod command;
+pub mod control;
 mod data;
 pub mod diff;
 mod labels;

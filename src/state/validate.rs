@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::command::ScheduleDef;
+use super::control::RunControl;
 use crate::schedule::{check_instant, Spec};
 
 pub const MAX_NAME_LEN: usize = 200;
@@ -99,6 +100,9 @@ pub fn validate_def(def: &ScheduleDef, now: DateTime<Utc>) -> Result<Spec, DefEr
         .check_instants()
         .map_err(|e| invalid(format!("spec.{}", e.field), e.reason))?;
     check_last_run_at(def, now)?;
+    if let Some(control) = &def.control {
+        check_control(control)?;
+    }
     check_depth("args", def.args.iter())?;
     check_depth("kwargs", def.kwargs.values())?;
     check_depth("options.headers", def.options.headers.values())?;
@@ -140,6 +144,55 @@ pub fn validate_def(def: &ScheduleDef, now: DateTime<Utc>) -> Result<Spec, DefEr
         ));
     }
     Ok(spec)
+}
+
+/// The most runs a schedule may have unfinished at once under an overlap limit.
+pub const MAX_CONCURRENT: u32 = 1_000;
+/// The longest `max_runtime`: a year, like the catch-up window.
+pub const MAX_RUNTIME_SECS: u64 = MAX_CATCHUP_WINDOW_SECS;
+/// The most consecutive failures `pause_after_failures` waits for.
+pub const MAX_PAUSE_AFTER_FAILURES: u32 = 10_000;
+
+/// Run control's settings are in range, and the overlap limits go with a policy that uses them.
+fn check_control(control: &RunControl) -> Result<(), DefError> {
+    let limits = control.limits_overlap();
+    if let Some(n) = control.max_concurrent {
+        if !limits {
+            return Err(invalid(
+                "control.max_concurrent",
+                "applies with overlap skip or buffer_one only",
+            ));
+        }
+        if n == 0 || n > MAX_CONCURRENT {
+            return Err(invalid(
+                "control.max_concurrent",
+                format!("must be 1 to {MAX_CONCURRENT}, not {n}"),
+            ));
+        }
+    }
+    if let Some(secs) = control.max_runtime_secs {
+        if !limits {
+            return Err(invalid(
+                "control.max_runtime",
+                "applies with overlap skip or buffer_one only",
+            ));
+        }
+        if secs == 0 || secs > MAX_RUNTIME_SECS {
+            return Err(invalid(
+                "control.max_runtime",
+                format!("must be 1 to {MAX_RUNTIME_SECS} seconds, not {secs}"),
+            ));
+        }
+    }
+    if let Some(n) = control.pause_after_failures {
+        if n == 0 || n > MAX_PAUSE_AFTER_FAILURES {
+            return Err(invalid(
+                "control.pause_after_failures",
+                format!("must be 1 to {MAX_PAUSE_AFTER_FAILURES}, not {n}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `last_run_at` is an instant the engine works with, and not in the future (beyond

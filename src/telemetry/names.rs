@@ -29,6 +29,12 @@ pub(crate) const CLOCK_OFFSET_FROM_QUORUM: &str = "belfry_clock_offset_from_quor
 pub(crate) const CLOCK_QUORUM_KNOWN: &str = "belfry_clock_quorum_known";
 /// Steps of the wall clock against the monotonic clock (`direction`: forward, backward).
 pub(crate) const CLOCK_STEPS: &str = "belfry_clock_steps_total";
+/// Task outcomes committed by the leader, by state (SUCCESS, FAILURE, …, LOST).
+pub(crate) const TASK_OUTCOMES: &str = "belfry_task_outcomes_total";
+/// Result keys read from the result backend.
+pub(crate) const OUTCOME_READS: &str = "belfry_outcome_reads_total";
+/// Dispatched runs the leader follows for an outcome.
+pub(crate) const OUTCOMES_FOLLOWED: &str = "belfry_outcomes_followed";
 pub(crate) const REDIS_ERRORS: &str = "belfry_redis_errors_total";
 pub(crate) const REDIS_PUSH_DURATION: &str = "belfry_redis_push_duration_seconds";
 /// The Redis master pushes go to (1), and masters left behind (0); with Sentinel.

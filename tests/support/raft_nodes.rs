@@ -312,6 +312,7 @@ pub fn put(name: &str) -> Command {
             labels: Default::default(),
             description: String::new(),
             last_run_at: None,
+            control: None,
         },
         expected_revision: None,
         incarnation: Uuid::new_v4(),

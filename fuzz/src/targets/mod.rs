@@ -111,6 +111,7 @@ pub fn sample_state() -> StateData {
             labels: Default::default(),
             description: String::new(),
             last_run_at: None,
+            control: None,
         };
         state.apply(&Command::Put {
             def,

@@ -116,8 +116,12 @@ impl Control {
             if behind.is_empty() {
                 return Ok(());
             }
+            let what = match format {
+                2 => "a solar spec or last_run_at",
+                _ => "run control",
+            };
             return Err(ApiError::FailedPrecondition(format!(
-                "this write needs log entry format {format} (a solar spec or last_run_at), \
+                "this write needs log entry format {format} ({what}), \
                  which node(s) {} do not read yet: upgrade every node first",
                 behind.join(", ")
             )));
@@ -127,6 +131,9 @@ impl Control {
     /// Commits `command` (grouped with concurrent writes into one entry).
     async fn commit(&self, command: Command) -> Result<(u64, CommandResult), ApiError> {
         self.check_members_read(command.format()).await?;
+        if !self.outcomes_followed {
+            check_needs_no_outcomes(&command)?;
+        }
         let command = super::admit::admit_off_runtime(command).await?;
         let (reply, committed) = tokio::sync::oneshot::channel();
         self.writes
@@ -384,6 +391,30 @@ impl Control {
             }
         }
         Ok((log_index, refused))
+    }
+}
+
+/// Refuses run control that only works with task outcomes, on a leader without a result
+/// backend: an overlap limit would hold runs open until `max_runtime`, and auto-pause would
+/// never count a failure.
+fn check_needs_no_outcomes(command: &Command) -> Result<(), ApiError> {
+    match command {
+        Command::Batch(commands) => commands.iter().try_for_each(check_needs_no_outcomes),
+        Command::Put { def, .. } => {
+            let control = def.run_control();
+            let field = if control.limits_overlap() {
+                "control.overlap"
+            } else if control.pause_after_failures.is_some() {
+                "control.pause_after_failures"
+            } else {
+                return Ok(());
+            };
+            Err(ApiError::FailedPrecondition(format!(
+                "{field} needs task outcomes, and the leader has no result backend: start \
+                 every node with --result-backend (Celery's result_backend)"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

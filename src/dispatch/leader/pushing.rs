@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::{AbortOnDrop, DispatchContext, Rendered, RECHECK_TIME};
 use crate::dispatch::cursor::{OutboxCursor, Taken};
+use crate::dispatch::outcomes::Dispatched;
 use crate::dispatch::sink::{Push, PushOutcome};
 use crate::state::Command;
 use crate::telemetry::names;
@@ -40,6 +41,7 @@ pub(super) async fn push_loop(
     term: u64,
     fires_committed: Arc<Notify>,
     rendered: Rendered,
+    dispatched: Option<Dispatched>,
 ) {
     let (to_acker, acker_queue) = tokio::sync::mpsc::unbounded_channel();
     let (ack_results, mut acks_done) = tokio::sync::mpsc::unbounded_channel();
@@ -60,7 +62,8 @@ pub(super) async fn push_loop(
         while let Ok(done) = acks_done.try_recv() {
             cursor.ack_done(&done.ids, done.acknowledged);
         }
-        let (batch, taken) = next_batch(&ctx, &mut cursor, &rendered, now).await;
+        let (batch, taken, schedules) =
+            next_batch(&ctx, &mut cursor, &rendered, now, dispatched.is_some()).await;
         if batch.is_empty() {
             let wait = cursor
                 .next_due()
@@ -86,6 +89,14 @@ pub(super) async fn push_loop(
             Ok(outcomes) => {
                 backoff = StdDuration::from_millis(50);
                 let pushed = record_pushed(term, &batch, &taken, outcomes, &ctx.clocks);
+                if let Some(dispatched) = &dispatched {
+                    dispatched.add(
+                        taken
+                            .iter()
+                            .zip(schedules)
+                            .map(|(due, schedule)| (due.task_id, schedule, due.place.0)),
+                    );
+                }
                 cursor.pushed(pushed.delivered.iter().chain(&pushed.already_sent).copied());
                 if to_acker.send(pushed).is_err() {
                     return;
@@ -106,18 +117,21 @@ pub(super) async fn push_loop(
 }
 
 /// Takes in what was committed since the last pass and renders the messages of what is due
-/// now (the planner's, or rendered from the committed definition).
+/// now (the planner's, or rendered from the committed definition); with `names`, also the
+/// schedule of each (for the outcome follower).
 async fn next_batch(
     ctx: &DispatchContext,
     cursor: &mut OutboxCursor,
     rendered: &Rendered,
     now: DateTime<Utc>,
-) -> (Vec<Push>, Vec<Taken>) {
+    names: bool,
+) -> (Vec<Push>, Vec<Taken>, Vec<Arc<str>>) {
     let applied = ctx.state.read().await;
     let outbox = &applied.data.outbox();
     cursor.take_in(applied.data.outbox_after(cursor.taken_in()));
     let mut batch = Vec::new();
     let mut taken = Vec::new();
+    let mut schedules = Vec::new();
     for due in cursor.take_due(now, ctx.push_batch, |id| outbox.contains_key(id)) {
         let Some(entry) = outbox.get(&due.task_id) else {
             continue;
@@ -131,8 +145,11 @@ async fn next_batch(
             payload: message.payload,
         });
         taken.push(due);
+        if names {
+            schedules.push(entry.def.name.clone());
+        }
     }
-    (batch, taken)
+    (batch, taken, schedules)
 }
 
 /// Counts and logs one pushed batch; returns what the acker must acknowledge.

@@ -28,6 +28,7 @@ fn state_with(rule: CatchupRule, window_secs: u64) -> StateData {
         labels: Default::default(),
         description: String::new(),
         last_run_at: None,
+        control: None,
     };
     state.apply(&Command::Put {
         def,

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{OutboxEntry, RunOutcome, RunRecord, ScheduleRecord, StateData};
+use super::control::Admission;
+use super::{RunOutcome, RunRecord, ScheduleRecord, StateData};
 use crate::schedule::Spec;
 use crate::state::command::{
-    Command, CommandResult, FaultItem, FireItem, Rejection, ScheduleDef, SkipItem,
+    Command, CommandResult, FaultItem, FireItem, Rejection, ScheduleDef, SkipItem, SkipReason,
 };
 
 impl StateData {
@@ -49,6 +50,7 @@ impl StateData {
                 already_sent,
                 at,
             } => Ok(self.ack(task_ids, already_sent, *at)),
+            Command::Outcomes { items, at } => Ok(self.outcomes(items, *at)),
         };
         outcome.unwrap_or_else(CommandResult::Rejected)
     }
@@ -88,12 +90,13 @@ impl StateData {
                 ..def.clone()
             })
         };
-        let (revision, was_enabled) = match self.schedules.get_mut(&*name).map(Arc::make_mut) {
+        let (schedules, mut outbox) = self.outbox_parts();
+        let (revision, was_enabled) = match schedules.get_mut(&*name).map(Arc::make_mut) {
             None => {
                 if expected.is_some_and(|r| r != 0) {
                     return Err(Rejection::NotFound(name.to_string()));
                 }
-                self.schedules.insert(
+                schedules.insert(
                     name.clone(),
                     Arc::new(ScheduleRecord {
                         def: stored(),
@@ -111,6 +114,7 @@ impl StateData {
                         history: VecDeque::new(),
                         resumed_at: None,
                         fault: None,
+                        control: None,
                         // Parsed from `counts_from()`, as a reload parses it.
                         spec: Some(spec),
                         next: None,
@@ -135,6 +139,9 @@ impl StateData {
                 record.updated_at = at;
                 // Anchored at the creation instant, not at this change.
                 record.parse_spec();
+                if let Some(held) = record.policy_changed() {
+                    record.enqueue_held(held, &mut outbox, at);
+                }
                 (record.revision, Some(was_enabled))
             }
         };
@@ -169,6 +176,7 @@ impl StateData {
         if was_enabled != enabled {
             if enabled {
                 record.resumed_at = Some(at);
+                record.resumed();
             }
             Arc::make_mut(&mut record.def).enabled = enabled;
             record.revision = record.revision.saturating_add(1);
@@ -196,14 +204,15 @@ impl StateData {
             .chain(skips.iter().map(|s| (s.scheduled_at, Item::Skip(s))))
             .collect();
         items.sort_by_key(|(instant, _)| *instant);
-        let (mut accepted, mut skipped) = (0u32, 0u32);
+        let (mut accepted, mut skipped, mut overlap_skipped, mut held) = (0u32, 0u32, 0u32, 0u32);
         let mut touched = BTreeSet::new();
+        let (schedules, mut outbox) = self.outbox_parts();
         for (_, item) in items {
             let (name, incarnation, scheduled_at, manual) = match item {
                 Item::Fire(f) => (&f.schedule, f.incarnation, f.scheduled_at, f.manual),
                 Item::Skip(s) => (&s.schedule, s.incarnation, s.scheduled_at, false),
             };
-            let Some(record) = self.schedules.get_mut(name.as_str()).map(Arc::make_mut) else {
+            let Some(record) = schedules.get_mut(name.as_str()).map(Arc::make_mut) else {
                 continue;
             };
             let fresh = record.last_fire.is_none_or(|last| scheduled_at > last);
@@ -211,7 +220,7 @@ impl StateData {
                 continue;
             }
             if let Item::Fire(f) = item {
-                if manual && self.outbox.contains_key(&f.task_id) {
+                if manual && outbox.outbox.contains_key(&f.task_id) {
                     continue;
                 }
             }
@@ -220,30 +229,44 @@ impl StateData {
             }
             match item {
                 Item::Fire(f) => {
-                    record.fired = record.fired.saturating_add(1);
+                    let admission = if manual {
+                        Admission::Dispatch
+                    } else {
+                        record.admit(f.task_id, scheduled_at, at)
+                    };
+                    let outcome = match &admission {
+                        Admission::Dispatch => RunOutcome::Pending,
+                        Admission::Skip => RunOutcome::Skipped(SkipReason::PreviousRunning),
+                        Admission::Hold(_) => RunOutcome::Held,
+                    };
                     record.remember(RunRecord {
                         scheduled_at,
                         task_id: Some(f.task_id),
                         dispatched_at: None,
-                        outcome: RunOutcome::Pending,
+                        outcome,
                         manual,
                         skip_cause: None,
+                        task_state: None,
+                        finished_at: None,
                     });
-                    self.outbox_seq = self.outbox_seq.saturating_add(1);
-                    self.outbox_order.insert(self.outbox_seq, f.task_id);
-                    self.outbox.insert(
-                        f.task_id,
-                        OutboxEntry {
-                            seq: self.outbox_seq,
-                            schedule: name.clone(),
-                            scheduled_at,
-                            task_id: f.task_id,
-                            def: record.def.clone(),
-                            manual,
-                            committed_at: at,
-                        },
-                    );
-                    accepted += 1;
+                    match admission {
+                        Admission::Dispatch => {
+                            record.fired = record.fired.saturating_add(1);
+                            outbox.enqueue(name, &record.def, f.task_id, scheduled_at, manual, at);
+                            accepted += 1;
+                        }
+                        Admission::Skip => {
+                            record.skipped = record.skipped.saturating_add(1);
+                            overlap_skipped += 1;
+                        }
+                        Admission::Hold(replaced) => {
+                            if let Some(old) = replaced {
+                                record.held_replaced(&old);
+                                overlap_skipped += 1;
+                            }
+                            held += 1;
+                        }
+                    }
                 }
                 Item::Skip(s) => {
                     // Counts come from commands and snapshots: they saturate, never wrap.
@@ -255,6 +278,8 @@ impl StateData {
                         outcome: RunOutcome::Skipped(s.reason),
                         manual: false,
                         skip_cause: s.cause,
+                        task_state: None,
+                        finished_at: None,
                     });
                     skipped = skipped.saturating_add(u32::try_from(s.count).unwrap_or(u32::MAX));
                 }
@@ -264,7 +289,12 @@ impl StateData {
         for name in touched {
             self.replan(&name);
         }
-        CommandResult::Fired { accepted, skipped }
+        CommandResult::Fired {
+            accepted,
+            skipped,
+            overlap_skipped,
+            held,
+        }
     }
 
     /// Sets aside each faulted schedule, if it is still at the revision the leader planned.

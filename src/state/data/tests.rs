@@ -26,6 +26,7 @@ fn def(name: &str, every: &str) -> ScheduleDef {
         labels: Default::default(),
         description: String::new(),
         last_run_at: None,
+        control: None,
     }
 }
 
@@ -151,7 +152,9 @@ fn a_fire_is_accepted_once_and_only_forward() {
         fire(&mut s, vec![first.clone()], vec![]),
         CommandResult::Fired {
             accepted: 1,
-            skipped: 0
+            skipped: 0,
+            overlap_skipped: 0,
+            held: 0
         }
     );
     // The same proposal again (a retried or stale leader): nothing changes.
@@ -159,7 +162,9 @@ fn a_fire_is_accepted_once_and_only_forward() {
         fire(&mut s, vec![first], vec![]),
         CommandResult::Fired {
             accepted: 0,
-            skipped: 0
+            skipped: 0,
+            overlap_skipped: 0,
+            held: 0
         }
     );
     // Older than last_fire: refused.
@@ -171,7 +176,9 @@ fn a_fire_is_accepted_once_and_only_forward() {
         ),
         CommandResult::Fired {
             accepted: 0,
-            skipped: 0
+            skipped: 0,
+            overlap_skipped: 0,
+            held: 0
         }
     );
     // Another incarnation (the schedule was deleted and re-created): refused.
@@ -181,7 +188,9 @@ fn a_fire_is_accepted_once_and_only_forward() {
         fire(&mut s, vec![other], vec![]),
         CommandResult::Fired {
             accepted: 0,
-            skipped: 0
+            skipped: 0,
+            overlap_skipped: 0,
+            held: 0
         }
     );
     assert_eq!(s.outbox.len(), 1);
@@ -213,7 +222,9 @@ fn skips_advance_and_are_recorded_with_their_reason() {
         result,
         CommandResult::Fired {
             accepted: 1,
-            skipped: 1
+            skipped: 1,
+            overlap_skipped: 0,
+            held: 0
         }
     );
     let record = &s.schedules["a"];
@@ -575,7 +586,9 @@ fn counters_saturate_instead_of_overflowing() {
         result,
         CommandResult::Fired {
             accepted: 0,
-            skipped: u32::MAX
+            skipped: u32::MAX,
+            overlap_skipped: 0,
+            held: 0
         }
     );
     assert_eq!(s.schedules["a"].skipped, u64::MAX);

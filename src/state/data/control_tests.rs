@@ -1,0 +1,320 @@
+//! Run control at apply: overlap decisions, outcomes, auto-pause, each as every node sees it.
+
+use super::*;
+use crate::schedule::SpecInput;
+use crate::state::command::{CatchupPolicy, Command, CommandResult, FireItem, SkipReason};
+use crate::state::control::{OutcomeItem, Overlap, RunControl, TaskState};
+
+fn t(minute: u32) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&format!("2025-01-01T00:{minute:02}:00Z"))
+        .unwrap()
+        .to_utc()
+}
+
+const INCARNATION: Uuid = Uuid::from_u128(7);
+
+fn controlled(control: RunControl) -> StateData {
+    let mut s = StateData::default();
+    let def = ScheduleDef {
+        name: "job".into(),
+        task: "tasks.job".into(),
+        spec: SpecInput {
+            every: Some("1m".into()),
+            ..Default::default()
+        },
+        args: vec![],
+        kwargs: Default::default(),
+        options: Default::default(),
+        catchup: CatchupPolicy::default(),
+        enabled: true,
+        labels: Default::default(),
+        description: String::new(),
+        last_run_at: None,
+        control: Some(Box::new(control)),
+    };
+    s.apply(&Command::Put {
+        def,
+        expected_revision: None,
+        incarnation: INCARNATION,
+        at: t(0),
+    });
+    s
+}
+
+/// Fires the occurrence of minute `m` (task id `m`).
+fn fire(s: &mut StateData, m: u32) -> CommandResult {
+    s.apply(&Command::Fire {
+        fires: vec![FireItem {
+            schedule: "job".into(),
+            incarnation: INCARNATION,
+            scheduled_at: t(m),
+            task_id: Uuid::from_u128(m.into()),
+            manual: false,
+        }],
+        skips: vec![],
+        faults: vec![],
+        at: t(m),
+    })
+}
+
+fn outcome(s: &mut StateData, m: u32, state: TaskState, at: u32) -> CommandResult {
+    s.apply(&Command::Outcomes {
+        items: vec![OutcomeItem {
+            schedule: "job".into(),
+            incarnation: INCARNATION,
+            task_id: Uuid::from_u128(m.into()),
+            state,
+            date_done: state.is_final().then(|| t(at)),
+        }],
+        at: t(at),
+    })
+}
+
+fn in_outbox(s: &StateData) -> Vec<u128> {
+    s.outbox_in_order().map(|e| e.task_id.as_u128()).collect()
+}
+
+fn outcomes_of(s: &StateData) -> Vec<(u32, RunOutcome)> {
+    s.schedules["job"]
+        .history
+        .iter()
+        .map(|r| {
+            (
+                r.scheduled_at.format("%M").to_string().parse().unwrap(),
+                r.outcome,
+            )
+        })
+        .collect()
+}
+
+fn control_of(s: &StateData) -> ControlState {
+    s.schedules["job"]
+        .control
+        .as_deref()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn skip_drops_what_falls_due_while_the_previous_run_is_open() {
+    let mut s = controlled(RunControl {
+        overlap: Overlap::Skip,
+        ..Default::default()
+    });
+    fire(&mut s, 0);
+    let second = fire(&mut s, 1);
+    assert!(matches!(
+        second,
+        CommandResult::Fired {
+            accepted: 0,
+            overlap_skipped: 1,
+            ..
+        }
+    ));
+    assert_eq!(in_outbox(&s), vec![0]);
+    assert!(s.with_open_runs().contains("job"));
+    // The run ends: the next occurrence is dispatched.
+    assert_eq!(
+        outcome(&mut s, 0, TaskState::Success, 1),
+        CommandResult::Outcomes(1)
+    );
+    assert!(s.with_open_runs().is_empty());
+    fire(&mut s, 2);
+    assert_eq!(in_outbox(&s), vec![0, 2]);
+    assert_eq!(
+        outcomes_of(&s),
+        vec![
+            (0, RunOutcome::Pending),
+            (1, RunOutcome::Skipped(SkipReason::PreviousRunning)),
+            (2, RunOutcome::Pending)
+        ]
+    );
+    let record = &s.schedules["job"];
+    assert_eq!((record.fired, record.skipped), (2, 1));
+    assert_eq!(record.history[0].task_state, Some(TaskState::Success));
+    assert_eq!(record.history[0].finished_at, Some(t(1)));
+}
+
+#[test]
+fn max_concurrent_lets_that_many_runs_overlap() {
+    let mut s = controlled(RunControl {
+        overlap: Overlap::Skip,
+        max_concurrent: Some(2),
+        ..Default::default()
+    });
+    for m in 0..4 {
+        fire(&mut s, m);
+    }
+    assert_eq!(in_outbox(&s), vec![0, 1]);
+    assert_eq!(control_of(&s).open.len(), 2);
+    // STARTED is not final: the run stays open.
+    outcome(&mut s, 1, TaskState::Started, 4);
+    fire(&mut s, 4);
+    assert_eq!(in_outbox(&s), vec![0, 1]);
+    outcome(&mut s, 1, TaskState::Failure, 5);
+    fire(&mut s, 5);
+    assert_eq!(in_outbox(&s), vec![0, 1, 5]);
+}
+
+#[test]
+fn buffer_one_holds_the_newest_and_sends_it_when_a_run_ends() {
+    let mut s = controlled(RunControl {
+        overlap: Overlap::BufferOne,
+        ..Default::default()
+    });
+    fire(&mut s, 0);
+    assert!(matches!(
+        fire(&mut s, 1),
+        CommandResult::Fired { held: 1, .. }
+    ));
+    // A newer one replaces the held one, which is skipped.
+    assert!(matches!(
+        fire(&mut s, 2),
+        CommandResult::Fired {
+            held: 1,
+            overlap_skipped: 1,
+            ..
+        }
+    ));
+    assert_eq!(in_outbox(&s), vec![0]);
+    assert_eq!(control_of(&s).held.map(|h| h.scheduled_at), Some(t(2)));
+    outcome(&mut s, 0, TaskState::Success, 3);
+    // The held occurrence goes out, with its own task id and instant, and is now the open run.
+    assert_eq!(in_outbox(&s), vec![0, 2]);
+    let control = control_of(&s);
+    assert_eq!((control.held, control.open.len()), (None, 1));
+    assert_eq!(control.open[0].since, t(3));
+    assert_eq!(
+        outcomes_of(&s),
+        vec![
+            (0, RunOutcome::Pending),
+            (1, RunOutcome::Skipped(SkipReason::PreviousRunning)),
+            (2, RunOutcome::Pending)
+        ]
+    );
+}
+
+#[test]
+fn a_lost_run_closes_like_a_final_state_and_a_repeat_changes_nothing() {
+    let mut s = controlled(RunControl {
+        overlap: Overlap::BufferOne,
+        max_runtime_secs: Some(120),
+        ..Default::default()
+    });
+    fire(&mut s, 0);
+    fire(&mut s, 1);
+    assert_eq!(
+        outcome(&mut s, 0, TaskState::Lost, 2),
+        CommandResult::Outcomes(1)
+    );
+    assert_eq!(in_outbox(&s), vec![0, 1]);
+    // The same report again, or a late SUCCESS: the run is closed already.
+    assert_eq!(
+        outcome(&mut s, 0, TaskState::Lost, 2),
+        CommandResult::Outcomes(0)
+    );
+    assert_eq!(
+        outcome(&mut s, 0, TaskState::Success, 3),
+        CommandResult::Outcomes(0)
+    );
+    assert_eq!(control_of(&s).open.len(), 1);
+    let policy = s.schedules["job"].def.run_control();
+    assert_eq!(policy.lost_after(t(2)), t(4));
+}
+
+#[test]
+fn consecutive_failures_pause_the_schedule_and_resume_clears_them() {
+    let mut s = controlled(RunControl {
+        pause_after_failures: Some(2),
+        ..Default::default()
+    });
+    fire(&mut s, 0);
+    fire(&mut s, 1);
+    fire(&mut s, 2);
+    outcome(&mut s, 0, TaskState::Failure, 3);
+    // A success in between starts the count again.
+    outcome(&mut s, 1, TaskState::Success, 3);
+    assert_eq!(control_of(&s).consecutive_failures, 0);
+    outcome(&mut s, 2, TaskState::Failure, 4);
+    // The same failure reported twice counts once.
+    outcome(&mut s, 2, TaskState::Failure, 4);
+    assert!(s.schedules["job"].def.enabled);
+    fire(&mut s, 4);
+    outcome(&mut s, 4, TaskState::Failure, 5);
+    let record = &s.schedules["job"];
+    assert!(!record.def.enabled);
+    assert_eq!(s.paused_count(), 1);
+    assert!(record.next.is_none(), "a paused schedule is not planned");
+    let reason = control_of(&s).paused_reason.unwrap();
+    assert!(reason.contains("2 consecutive failures"), "{reason}");
+    for id in [2u128, 4] {
+        assert!(
+            reason.contains(&Uuid::from_u128(id).to_string()),
+            "{reason}"
+        );
+    }
+    s.apply(&Command::SetEnabled {
+        name: "job".into(),
+        enabled: true,
+        at: t(6),
+    });
+    assert_eq!(
+        s.schedules["job"].control, None,
+        "resume clears the pause and the failures"
+    );
+    assert_eq!(s.paused_count(), 0);
+}
+
+#[test]
+fn manual_runs_and_the_allow_policy_are_not_limited() {
+    let mut s = controlled(RunControl {
+        pause_after_failures: Some(5),
+        ..Default::default()
+    });
+    fire(&mut s, 0);
+    fire(&mut s, 1);
+    assert_eq!(in_outbox(&s), vec![0, 1]);
+    assert!(s.with_open_runs().is_empty());
+}
+
+#[test]
+fn a_policy_that_stops_limiting_releases_what_it_held() {
+    let mut s = controlled(RunControl {
+        overlap: Overlap::BufferOne,
+        ..Default::default()
+    });
+    fire(&mut s, 0);
+    fire(&mut s, 1);
+    let mut def = (*s.schedules["job"].def).clone();
+    def.control = None;
+    s.apply(&Command::Put {
+        def,
+        expected_revision: None,
+        incarnation: INCARNATION,
+        at: t(2),
+    });
+    assert_eq!(in_outbox(&s), vec![0, 1]);
+    assert!(s.with_open_runs().is_empty());
+}
+
+#[test]
+fn run_control_state_survives_a_snapshot() {
+    let mut s = controlled(RunControl {
+        overlap: Overlap::BufferOne,
+        pause_after_failures: Some(3),
+        ..Default::default()
+    });
+    fire(&mut s, 0);
+    fire(&mut s, 1);
+    outcome(&mut s, 0, TaskState::Started, 1);
+    let json = serde_json::to_vec(&s.snapshot_copy()).unwrap();
+    let mut loaded: StateData = serde_json::from_slice(&json).unwrap();
+    loaded.rebuild_indexes();
+    assert_eq!(control_of(&loaded), control_of(&s));
+    assert!(loaded.with_open_runs().contains("job"));
+    assert_eq!(loaded.schedules["job"].history, s.schedules["job"].history);
+    // And both go on alike.
+    outcome(&mut s, 0, TaskState::Success, 2);
+    outcome(&mut loaded, 0, TaskState::Success, 2);
+    assert_eq!(in_outbox(&loaded), in_outbox(&s));
+}
