@@ -170,7 +170,8 @@ pub(crate) async fn follow_loop(
                 info!(term, followed = list.len(), "following task outcomes");
             }
             for (task_id, schedule, at) in dispatched.take() {
-                list.follow(task_id, schedule, at, None, now);
+                let counted = counted_by_policy(data, &schedule);
+                list.follow(task_id, schedule, at, None, counted, now);
             }
             let due = list.due(now, ROUND_LIMIT);
             let reads = still_kept(&mut list, data, due);
@@ -230,10 +231,25 @@ fn follow_history(
                 continue;
             }
             if let Some(task_id) = run.task_id {
-                list.follow(task_id, name.clone(), run.scheduled_at, run.task_state, now);
+                let counted = record.def.run_control().limits_overlap();
+                list.follow(
+                    task_id,
+                    name.clone(),
+                    run.scheduled_at,
+                    run.task_state,
+                    counted,
+                    now,
+                );
             }
         }
     }
+}
+
+/// Whether `schedule`'s overlap policy waits for its runs' ends.
+fn counted_by_policy(data: &StateData, schedule: &str) -> bool {
+    data.schedules()
+        .get(schedule)
+        .is_some_and(|r| r.def.run_control().limits_overlap())
 }
 
 /// Of the runs due for a read, those still in their schedule's history or open (with the
@@ -307,7 +323,7 @@ async fn commit(
         for item in &items {
             let schedule: Arc<str> = item.schedule.as_str().into();
             list.forget(item.task_id);
-            list.follow(item.task_id, schedule, now, None, now);
+            list.follow(item.task_id, schedule, now, None, false, now);
         }
         return;
     }
@@ -327,7 +343,7 @@ async fn commit(
                 for item in chunk {
                     if item.state.is_final() {
                         let schedule: Arc<str> = item.schedule.as_str().into();
-                        list.follow(item.task_id, schedule, now, None, now);
+                        list.follow(item.task_id, schedule, now, None, false, now);
                     } else {
                         list.commit_failed(item.task_id);
                     }

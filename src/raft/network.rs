@@ -149,6 +149,9 @@ impl PeerNetwork {
         let t0 = self.sample_start();
         let reply = client.clock(request).await?.into_inner();
         self.record_sample(target, t0, &reply);
+        // Every member probes every other: a follower that becomes leader already knows the
+        // formats of members that are down by then.
+        record_advertised(&self.advertised, target, &reply);
         Ok(())
     }
 

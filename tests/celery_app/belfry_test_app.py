@@ -7,6 +7,7 @@ assert exactly what ran.
 """
 
 import os
+import time
 
 from celery import Celery
 
@@ -63,3 +64,19 @@ def record(self, *args, **kwargs):
 def report(self, *args, **kwargs):
     """Same as record, registered under a second name (tasks routed to another queue)."""
     return _received(self, args, kwargs)
+
+
+@app.task(bind=True, name="belfry_test.sleep")
+def sleep(self, seconds, *args, **kwargs):
+    """Sleeps, and says when it ran: overlap tests compare runs' start and end."""
+    started = time.time()
+    time.sleep(seconds)
+    received = _received(self, args, kwargs)
+    received.update(started=started, finished=time.time())
+    return received
+
+
+@app.task(bind=True, name="belfry_test.fail")
+def fail(self, *args, **kwargs):
+    """Always fails: auto-pause tests count its FAILURE outcomes."""
+    raise RuntimeError("belfry_test.fail fails on purpose")

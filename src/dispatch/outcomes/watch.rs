@@ -18,6 +18,9 @@ use crate::state::control::TaskState;
 const FIRST_GAP: Duration = Duration::seconds(1);
 /// The longest gap between two reads of one run.
 const MAX_GAP: Duration = Duration::seconds(30);
+/// The longest gap for a run its schedule's overlap policy counts: the next occurrence waits
+/// for its end, so it is seen within this.
+const MAX_GAP_COUNTED: Duration = Duration::seconds(2);
 
 /// A run being followed.
 #[derive(Clone, Debug)]
@@ -26,6 +29,7 @@ struct Followed {
     /// Its instant: the horizon counts from it.
     scheduled_at: DateTime<Utc>,
     gap: Duration,
+    max_gap: Duration,
     next_read: DateTime<Utc>,
     /// The last state committed (or known from the state), so a state is reported once.
     known: Option<TaskState>,
@@ -60,13 +64,15 @@ impl Watchlist {
         self.runs.len()
     }
 
-    /// Follows a dispatched run (a run already followed keeps its place).
+    /// Follows a dispatched run (a run already followed keeps its place); `counted`: its
+    /// schedule's overlap policy waits for it, so it is read at least every `MAX_GAP_COUNTED`.
     pub(crate) fn follow(
         &mut self,
         task_id: Uuid,
         schedule: Arc<str>,
         scheduled_at: DateTime<Utc>,
         known: Option<TaskState>,
+        counted: bool,
         now: DateTime<Utc>,
     ) {
         if self.runs.contains_key(&task_id) || known.is_some_and(TaskState::is_final) {
@@ -80,6 +86,7 @@ impl Watchlist {
                 schedule,
                 scheduled_at,
                 gap: FIRST_GAP,
+                max_gap: if counted { MAX_GAP_COUNTED } else { MAX_GAP },
                 next_read,
                 known,
             },
@@ -135,7 +142,7 @@ impl Watchlist {
         if news.is_some() {
             run.known = news;
         }
-        run.gap = (run.gap * 2).min(MAX_GAP);
+        run.gap = (run.gap * 2).min(run.max_gap);
         run.next_read = now + run.gap;
         self.queue.insert((run.next_read, task_id));
         news
@@ -172,7 +179,7 @@ mod tests {
     #[test]
     fn a_run_is_read_a_second_after_its_instant_then_less_often() {
         let mut list = Watchlist::new(Duration::hours(1));
-        list.follow(id(1), "a".into(), t(0), None, t(0));
+        list.follow(id(1), "a".into(), t(0), None, false, t(0));
         assert!(list.due(t(0), 10).is_empty());
         let due = list.due(t(1), 10);
         assert_eq!(
@@ -193,12 +200,25 @@ mod tests {
             assert_eq!(list.due(at, 10).len(), 1);
         }
         assert_eq!(gaps, vec![2, 4, 8, 16, 30, 30]);
+        // A run an overlap policy waits for is read at least every 2 s.
+        list.follow(id(2), "b".into(), t(0), None, true, t(0));
+        list.forget(id(1));
+        let mut at = t(1);
+        let mut gaps = Vec::new();
+        for _ in 0..4 {
+            assert_eq!(list.due(at, 10).len(), 1);
+            list.read(id(2), None, at);
+            let next = list.next_read().unwrap();
+            gaps.push((next - at).num_seconds());
+            at = next;
+        }
+        assert_eq!(gaps, vec![2, 2, 2, 2]);
     }
 
     #[test]
     fn each_state_is_reported_once_and_a_final_one_ends_the_following() {
         let mut list = Watchlist::new(Duration::hours(1));
-        list.follow(id(1), "a".into(), t(0), None, t(0));
+        list.follow(id(1), "a".into(), t(0), None, false, t(0));
         list.due(t(1), 10);
         assert_eq!(
             list.read(id(1), Some(TaskState::Started), t(1)),
@@ -214,15 +234,22 @@ mod tests {
         assert_eq!(list.len(), 0);
         assert_eq!(list.next_read(), None);
         // A run known to be final is not followed at all.
-        list.follow(id(2), "a".into(), t(0), Some(TaskState::Failure), t(9));
+        list.follow(
+            id(2),
+            "a".into(),
+            t(0),
+            Some(TaskState::Failure),
+            false,
+            t(9),
+        );
         assert_eq!(list.len(), 0);
     }
 
     #[test]
     fn runs_past_the_horizon_or_forgotten_are_dropped() {
         let mut list = Watchlist::new(Duration::seconds(60));
-        list.follow(id(1), "a".into(), t(0), None, t(0));
-        list.follow(id(2), "b".into(), t(0), None, t(0));
+        list.follow(id(1), "a".into(), t(0), None, false, t(0));
+        list.follow(id(2), "b".into(), t(0), None, false, t(0));
         list.forget(id(2));
         assert_eq!(list.len(), 1);
         list.due(t(1), 10);
@@ -235,7 +262,7 @@ mod tests {
     fn due_takes_at_most_the_limit_in_order() {
         let mut list = Watchlist::new(Duration::hours(1));
         for n in 0..5 {
-            list.follow(id(n), "a".into(), t(n as i64), None, t(0));
+            list.follow(id(n), "a".into(), t(n as i64), None, false, t(0));
         }
         let due: Vec<Uuid> = list.due(t(10), 3).into_iter().map(|r| r.task_id).collect();
         assert_eq!(due, vec![id(0), id(1), id(2)]);

@@ -1,0 +1,252 @@
+//! Run control with real Celery workers and a real Redis result backend: the overlap policies
+//! `skip` and `buffer_one` never let a schedule's runs overlap, through a leader SIGKILL, and
+//! account for every occurrence; `pause_after_failures` pauses a failing schedule, naming the
+//! failed task ids, and resume clears it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use belfry::api::pb;
+use belfry_kit::schedules::{self, Schedule};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use support::procs::{Clients, ADMIN_TOKEN};
+use support::{block, wait_for, CeleryWorker, RedisServer};
+
+type Schedules =
+    belfry::api::pb::schedules_client::SchedulesClient<belfry::api::client::Intercepted>;
+
+/// Every 2 s, a task that takes 5 s: 2.5 times the interval.
+const INTERVAL_SECS: i64 = 2;
+const TASK_SECS: f64 = 5.0;
+
+fn sleeper(name: &str, queue: &str, overlap: &str) -> Schedule {
+    Schedule::new(name, "belfry_test.sleep")
+        .every(&format!("{INTERVAL_SECS}s"))
+        .args(serde_json::json!([TASK_SECS]))
+        .queue(queue)
+        .raw(&format!("overlap = \"{overlap}\""))
+        .raw("max_runtime = \"2m\"")
+}
+
+/// One execution, as the task itself reported it in the result backend.
+#[derive(Debug)]
+struct Execution {
+    task_id: String,
+    scheduled_at: String,
+    started: f64,
+    finished: f64,
+}
+
+/// Every finished execution of `schedule` in the result backend (database 1).
+fn executions(redis_port: u16, schedule: &str) -> Vec<Execution> {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{redis_port}/1"))
+        .and_then(|c| c.get_connection())
+        .expect("connect to the result backend");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("celery-task-meta-*")
+        .query(&mut conn)
+        .expect("keys");
+    let mut runs = Vec::new();
+    for key in keys {
+        let text: String = redis::cmd("GET").arg(&key).query(&mut conn).expect("get");
+        let meta: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let result = &meta["result"];
+        if meta["status"] != "SUCCESS" || result["belfry_schedule"] != schedule {
+            continue;
+        }
+        runs.push(Execution {
+            task_id: meta["task_id"].as_str().unwrap_or_default().to_string(),
+            scheduled_at: result["belfry_scheduled_at"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            started: result["started"].as_f64().unwrap_or_default(),
+            finished: result["finished"].as_f64().unwrap_or_default(),
+        });
+    }
+    runs.sort_by(|a, b| a.started.total_cmp(&b.started));
+    runs
+}
+
+fn instant(ts: &Option<prost_types::Timestamp>) -> DateTime<Utc> {
+    let ts = ts.as_ref().expect("a timestamp");
+    DateTime::from_timestamp(ts.seconds, ts.nanos as u32).expect("an instant")
+}
+
+fn runs(api: &mut Schedules, name: &str) -> Vec<pb::Run> {
+    block(api.list_runs(pb::ListRunsRequest {
+        name: name.to_string(),
+    }))
+    .expect("list runs")
+    .runs
+}
+
+/// The policy's promises over what ran and what the history says.
+fn check_overlap_policy(redis_port: u16, runs: &[pb::Run], name: &str, worker_log: &str) {
+    let ran = executions(redis_port, name);
+    assert!(
+        ran.len() >= 3,
+        "{name}: at least three runs finished: {ran:?}"
+    );
+    // Never two runs at once.
+    for pair in ran.windows(2) {
+        assert!(
+            pair[1].started >= pair[0].finished - 0.05,
+            "{name}: {} started at {} before {} finished at {}",
+            pair[1].task_id,
+            pair[1].started,
+            pair[0].task_id,
+            pair[0].finished
+        );
+    }
+    // Each task id received once by the worker, and each occurrence sent under one task id.
+    let mut by_instant: BTreeMap<&str, usize> = BTreeMap::new();
+    for run in &ran {
+        let received = format!("Task belfry_test.sleep[{}] received", run.task_id);
+        assert_eq!(
+            worker_log.matches(&received).count(),
+            1,
+            "{name}: {} received once",
+            run.task_id
+        );
+        *by_instant.entry(run.scheduled_at.as_str()).or_default() += 1;
+    }
+    assert!(
+        by_instant.values().all(|n| *n == 1),
+        "{name}: {by_instant:?}"
+    );
+    // No unexplained gap: the history's occurrences are consecutive, each sent, held or
+    // skipped because the previous run was still going.
+    let mut instants: Vec<DateTime<Utc>> = runs.iter().map(|r| instant(&r.scheduled_at)).collect();
+    instants.sort();
+    for pair in instants.windows(2) {
+        assert_eq!(
+            (pair[1] - pair[0]).num_seconds(),
+            INTERVAL_SECS,
+            "{name}: consecutive occurrences in {runs:?}"
+        );
+    }
+    for run in runs {
+        let skipped = run.outcome == pb::RunOutcome::Skipped as i32;
+        assert!(
+            !skipped || run.skip_reason == "previous_running",
+            "{name}: a skip for another reason: {run:?}"
+        );
+    }
+    assert!(
+        runs.iter().any(|r| r.skip_reason == "previous_running"),
+        "{name}: occurrences skipped while a run was going: {runs:?}"
+    );
+    assert!(
+        runs.iter()
+            .any(|r| r.task_state == "SUCCESS" && r.duration_seconds.is_some()),
+        "{name}: outcomes with durations: {runs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_policies_and_auto_pause_with_a_real_worker_through_a_leader_kill() {
+    let redis = RedisServer::start().expect("start redis-server");
+    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(4);
+    let entries = [
+        sleeper("overlap-skip", "skip", "skip").start_at(t0),
+        sleeper("overlap-buffer", "buffer", "buffer_one").start_at(t0),
+        Schedule::new("auto-pause", "belfry_test.fail")
+            .every("1s")
+            .start_at(t0)
+            .queue("fail")
+            .raw("pause_after_failures = 3"),
+    ];
+    let backend = format!("redis://127.0.0.1:{}/1", redis.port);
+    let config = format!("[results]\nbackend = \"{backend}\"\n");
+    let mut cluster = support::procs::start(3, &redis.url(0), &schedules::file(&entries), &config);
+    let workers: Vec<CeleryWorker> = ["skip", "buffer", "fail"]
+        .iter()
+        .map(|queue| CeleryWorker::start(&redis.url(0), &backend, &[queue]))
+        .collect();
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
+    let mut api = cluster
+        .client((leader + 1) % 3, Some(ADMIN_TOKEN))
+        .schedules;
+
+    // Auto-pause: three failures in a row pause the schedule and name the failed runs.
+    let paused = wait_for("auto-pause", Duration::from_secs(90), || {
+        let schedule = block(api.get_schedule(pb::GetScheduleRequest {
+            name: "auto-pause".into(),
+        }))?;
+        (!schedule.paused_reason.is_empty()).then_some(schedule)
+    });
+    assert_eq!(
+        paused.definition.as_ref().and_then(|d| d.enabled),
+        Some(false)
+    );
+    assert!(paused.consecutive_failures >= 3, "{paused:?}");
+    let failed: Vec<pb::Run> = runs(&mut api, "auto-pause")
+        .into_iter()
+        .filter(|r| r.task_state == "FAILURE")
+        .collect();
+    assert!(failed.len() >= 3, "{failed:?}");
+    for run in &failed[failed.len() - 3..] {
+        assert!(
+            paused.paused_reason.contains(&run.task_id),
+            "{} named in {:?}",
+            run.task_id,
+            paused.paused_reason
+        );
+    }
+    let resumed = block(api.resume_schedule(pb::ScheduleName {
+        name: "auto-pause".into(),
+    }))
+    .expect("resume");
+    assert_eq!(
+        (resumed.paused_reason.as_str(), resumed.consecutive_failures),
+        ("", 0)
+    );
+    block(api.pause_schedule(pb::ScheduleName {
+        name: "auto-pause".into(),
+    }))
+    .expect("pause again: the rest of the test needs its worker quiet");
+
+    // Overlap: let two runs of each finish, kill the leader, and let two more finish.
+    let finished = |name: &str, n: usize| executions(redis.port, name).len() >= n;
+    wait_for("runs before the kill", Duration::from_secs(90), || {
+        (finished("overlap-skip", 2) && finished("overlap-buffer", 2)).then_some(())
+    });
+    cluster.kill(leader);
+    let new_leader = cluster
+        .wait_for_new_leader(leader, Duration::from_secs(30))
+        .expect("a new leader");
+    let mut api = cluster.client(new_leader, Some(ADMIN_TOKEN)).schedules;
+    // Meanwhile, note the occurrences buffer_one holds: each is sent once its predecessor ends.
+    let mut held = std::collections::BTreeSet::new();
+    wait_for("runs after the kill", Duration::from_secs(120), || {
+        let now_held = runs(&mut api, "overlap-buffer")
+            .into_iter()
+            .filter(|r| r.outcome == pb::RunOutcome::Held as i32)
+            .map(|r| r.task_id);
+        held.extend(now_held);
+        (finished("overlap-skip", 4) && finished("overlap-buffer", 4)).then_some(())
+    });
+    let log: String = workers.iter().map(CeleryWorker::log_text).collect();
+    for name in ["overlap-skip", "overlap-buffer"] {
+        check_overlap_policy(redis.port, &runs(&mut api, name), name, &log);
+    }
+    // buffer_one sent occurrences it had held, once their predecessor ended.
+    let ran: Vec<String> = executions(redis.port, "overlap-buffer")
+        .into_iter()
+        .map(|e| e.task_id)
+        .collect();
+    assert!(
+        held.iter().any(|id| ran.contains(id)),
+        "a held occurrence ran later: held {held:?}, ran {ran:?}"
+    );
+    let schedule = block(api.get_schedule(pb::GetScheduleRequest {
+        name: "overlap-buffer".into(),
+    }))
+    .expect("get");
+    assert!(schedule.open_runs <= 1, "{schedule:?}");
+}
