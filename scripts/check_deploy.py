@@ -52,6 +52,9 @@ METRICS = {
     "belfry_clock_offset_from_quorum_seconds",
     "belfry_clock_quorum_known",
     "belfry_clock_steps_total",
+    "belfry_task_outcomes_total",
+    "belfry_outcome_reads_total",
+    "belfry_outcomes_followed",
 }
 HISTOGRAMS = {
     "belfry_redis_replica_ack_seconds",

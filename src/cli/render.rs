@@ -161,6 +161,16 @@ pub(super) fn schedule_json(s: &pb::Schedule) -> Value {
         "skipped": s.skipped_count,
         "delivered": s.delivered_count,
         "fault": if s.fault.is_empty() { Value::Null } else { s.fault.clone().into() },
+        "control": d.control.as_ref().map(|c| json!({
+            "overlap": if c.overlap.is_empty() { "allow" } else { c.overlap.as_str() },
+            "max_concurrent": c.max_concurrent,
+            "max_runtime_seconds": c.max_runtime_seconds,
+            "pause_after_failures": c.pause_after_failures,
+        })),
+        "open_runs": s.open_runs,
+        "held_run": instant(&s.held_run),
+        "consecutive_failures": s.consecutive_failures,
+        "paused_reason": (!s.paused_reason.is_empty()).then_some(&s.paused_reason),
     })
 }
 
@@ -204,7 +214,7 @@ pub(super) fn schedule_details(s: &pb::Schedule) {
                 Value::Null => "-".into(),
                 other => other.to_string(),
             };
-            println!("{key:<12} {shown}");
+            println!("{key:<21} {shown}");
         }
     }
 }
@@ -215,6 +225,7 @@ fn outcome_name(outcome: i32) -> &'static str {
         Ok(pb::RunOutcome::Sent) => "sent",
         Ok(pb::RunOutcome::AlreadySent) => "already_sent",
         Ok(pb::RunOutcome::Skipped) => "skipped",
+        Ok(pb::RunOutcome::Held) => "held",
         _ => "unknown",
     }
 }
@@ -227,7 +238,19 @@ pub(super) fn run_json(r: &pb::Run) -> Value {
         "outcome": outcome_name(r.outcome),
         "skip_reason": r.skip_reason,
         "manual": r.manual,
+        "task_state": (!r.task_state.is_empty()).then_some(&r.task_state),
+        "finished_at": instant(&r.finished_at),
+        "duration_seconds": r.duration_seconds,
     })
+}
+
+/// A run's task state and duration, for the table: `SUCCESS 4.2s`, `STARTED`, or `-`.
+fn task_state_text(r: &pb::Run) -> String {
+    match (r.task_state.as_str(), r.duration_seconds) {
+        ("", _) => "-".into(),
+        (state, Some(secs)) => format!("{state} {secs:.1}s"),
+        (state, None) => state.into(),
+    }
 }
 
 pub(super) fn run_rows(runs: &[pb::Run]) -> Vec<Vec<String>> {
@@ -237,6 +260,7 @@ pub(super) fn run_rows(runs: &[pb::Run]) -> Vec<Vec<String>> {
                 or_dash(instant(&r.scheduled_at)),
                 or_dash(instant(&r.dispatched_at)),
                 outcome_name(r.outcome).into(),
+                task_state_text(r),
                 or_dash(Some(r.skip_reason.clone())),
                 or_dash(Some(r.task_id.clone())),
                 if r.manual { "manual" } else { "" }.into(),

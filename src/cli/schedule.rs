@@ -270,6 +270,7 @@ async fn runs(api: &mut Api, output: Output, name: String) -> Result<(), Failure
                 "SCHEDULED",
                 "DISPATCHED",
                 "OUTCOME",
+                "TASK STATE",
                 "SKIP REASON",
                 "TASK ID",
                 "",
