@@ -576,6 +576,33 @@ async fn bad_input_and_missing_credentials_are_refused_clearly() {
                 s.options.as_mut().unwrap().priority = Some(12)
             }),
         ),
+        (
+            "control.overlap",
+            invalid(spec("bad-overlap", "1h"), |s| {
+                s.control = Some(pb::RunControl {
+                    overlap: "sometimes".into(),
+                    ..Default::default()
+                })
+            }),
+        ),
+        (
+            "control.max_concurrent",
+            invalid(spec("concurrent-without-limit", "1h"), |s| {
+                s.control = Some(pb::RunControl {
+                    max_concurrent: Some(2),
+                    ..Default::default()
+                })
+            }),
+        ),
+        (
+            "control.pause_after_failures",
+            invalid(spec("pause-after-none", "1h"), |s| {
+                s.control = Some(pb::RunControl {
+                    pause_after_failures: Some(0),
+                    ..Default::default()
+                })
+            }),
+        ),
     ];
     for (field, request) in cases {
         let status = admin.create_schedule(request).await.unwrap_err();
@@ -595,6 +622,24 @@ async fn bad_input_and_missing_credentials_are_refused_clearly() {
         .await
         .unwrap_err();
     assert_eq!(field_of(&big_page), "page_size");
+    // Run control that needs outcomes, on a cluster without a result backend.
+    let mut controlled = spec("needs-outcomes", "1h");
+    controlled.control = Some(pb::RunControl {
+        overlap: "skip".into(),
+        ..Default::default()
+    });
+    let status = admin
+        .create_schedule(pb::CreateScheduleRequest {
+            schedule: Some(controlled),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("control.overlap")
+            && status.message().contains("--result-backend"),
+        "{status:?}"
+    );
 
     // No token, an unknown token, a read-only token writing.
     let mut anonymous = cluster.client(1, None).schedules;

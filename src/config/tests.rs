@@ -478,3 +478,26 @@ fn the_replica_wait_fits_inside_a_push() {
         }
     }
 }
+
+#[test]
+fn the_result_backend_is_optional_and_checked() {
+    assert!(NodeConfig::resolve(&args()).unwrap().results.is_none());
+    let config = NodeConfig::resolve(&ServerArgs {
+        result_backend: Some("redis://r:6379/1".into()),
+        ..args()
+    })
+    .unwrap();
+    let results = config.results.expect("a result backend");
+    assert_eq!(results.backend.url, "redis://r:6379/1");
+    assert_eq!(results.horizon, Duration::from_secs(6 * 3600));
+    let (setting, _) = refusal(&ServerArgs {
+        result_backend: Some("http://nope".into()),
+        ..args()
+    });
+    assert_eq!(setting, "results.backend");
+    let (setting, reason) = refusal(&ServerArgs {
+        result_backend: Some("sentinel://s1:26379".into()),
+        ..args()
+    });
+    assert_eq!(setting, "results.master_name", "{reason}");
+}
