@@ -42,7 +42,7 @@ fn encode(c: &mut Criterion) {
                 kwargs: &kwargs,
                 schedule: "nightly-reports",
                 scheduled_at,
-                manual: false,
+                trigger: belfry::celery::Trigger::Schedule,
             };
             black_box(encoder.encode(black_box(&occurrence), &options).unwrap())
         })

@@ -40,7 +40,7 @@ fn main() {
                 kwargs: &kwargs,
                 schedule: "bench",
                 scheduled_at: now,
-                manual: false,
+                trigger: belfry::celery::Trigger::Schedule,
             };
             let encoded = encoder
                 .encode(&occurrence, &TaskOptions::default())

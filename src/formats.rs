@@ -22,8 +22,9 @@ pub const LOG_FILE: u32 = 1;
 pub const VOTE: u32 = 1;
 /// The snapshot file (a metadata line, then the applied state).
 pub const SNAPSHOT: u32 = 1;
-/// A request forwarded from a follower to the leader (`api::control::Forwarded`).
-pub const FORWARDED: u32 = 1;
+/// A request forwarded from a follower to the leader (`api::control::Forwarded`). Format 2: a
+/// backfill (`Forwarded::format_of`); every other request is still forwarded as 1.
+pub const FORWARDED: u32 = 2;
 /// The payload of a peer call (`belfry.raft.v1.PeerRequest.payload`: openraft's RPCs as JSON).
 pub const PEER: u32 = 1;
 

@@ -130,7 +130,7 @@ fn a_real_worker_runs_exactly_what_was_pushed_once() {
             kwargs: &p.kwargs,
             schedule: p.schedule,
             scheduled_at: p.scheduled_at,
-            manual: false,
+            trigger: belfry::celery::Trigger::Schedule,
         };
         let encoded = encoder.encode(&occurrence, &p.options).unwrap();
         pushes.push(Push {

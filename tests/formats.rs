@@ -18,7 +18,7 @@ use belfry::raft::log_store::LogStore;
 use belfry::raft::StateMachineStore;
 use belfry::raft::{Entry, TypeConfig};
 use belfry::schedule::SpecInput;
-use belfry::state::control::{OutcomeItem, Overlap, RunControl, TaskState};
+use belfry::state::control::{BackfillSpec, OutcomeItem, Overlap, RunControl, TaskState};
 use belfry::state::{
     CatchupPolicy, CatchupRule, Command, FireItem, Labels, ScheduleDef, SkipItem, SkipReason,
 };
@@ -155,6 +155,7 @@ fn commands() -> Vec<(&'static str, Command)> {
                 scheduled_at: at(5400),
                 task_id: uuid(10),
                 manual: false,
+                backfill: false,
             },
             FireItem {
                 schedule: "reports.nightly".into(),
@@ -162,6 +163,7 @@ fn commands() -> Vec<(&'static str, Command)> {
                 scheduled_at: at(5401),
                 task_id: uuid(11),
                 manual: true,
+                backfill: false,
             },
         ],
         skips: [
@@ -317,6 +319,7 @@ fn snapshot_entries() -> Vec<Entry> {
         scheduled_at: at(secs),
         task_id: uuid(task),
         manual,
+        backfill: false,
     };
     let payloads = vec![
         EntryPayload::<TypeConfig>::Membership(Membership::new(
@@ -442,7 +445,7 @@ fn forwarded() -> Vec<(&'static str, Forwarded)> {
             (
                 name,
                 Forwarded {
-                    format: belfry::formats::FORWARDED,
+                    format: Forwarded::format_of(&request),
                     request,
                     not_after: at(10),
                 },
@@ -907,9 +910,9 @@ fn newer_formats_are_refused_not_guessed_at() {
             && err.to_string().contains(&format!("format {newer}")),
         "{err}"
     );
-    let forwarded = belfry::formats::label(2, &read(1, "forwarded-status.json"));
-    let err = Forwarded::decode(&forwarded).expect_err("a format-2 request");
-    assert!(err.to_string().contains("format 2"), "{err}");
+    let forwarded = belfry::formats::label(3, &read(1, "forwarded-status.json"));
+    let err = Forwarded::decode(&forwarded).expect_err("a format-3 request");
+    assert!(err.to_string().contains("format 3"), "{err}");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("snapshot");
@@ -977,6 +980,38 @@ fn write_v2_fixtures() {
         let bytes = belfry::raft::log_store::encode_entry(&entry).expect("entry");
         write(&dir, &format!("{name}.json"), &bytes);
     }
+    let bytes = serde_json::to_vec(&forwarded_backfill()).expect("forwarded");
+    write(&dir, "forwarded-backfill.json", &bytes);
+}
+
+/// Forwarded format 2: a backfill.
+fn forwarded_backfill() -> Forwarded {
+    let request = LeaderRequest::Write(Box::new(WriteOp::Backfill(
+        belfry::api::control::BackfillAsk {
+            name: "reports.nightly".into(),
+            from: at(0),
+            to: at(86_400),
+            rate: 50,
+            overlap: true,
+            dry_run: false,
+        },
+    )));
+    Forwarded {
+        format: Forwarded::format_of(&request),
+        request,
+        not_after: at(10),
+    }
+}
+
+#[test]
+fn v2_forwarded_backfill_decodes_to_what_was_written() {
+    let bytes = read(2, "forwarded-backfill.json");
+    assert!(bytes.starts_with(b"{\"format\":2,"));
+    let decoded = Forwarded::decode(&bytes).expect("a format-2 request");
+    assert_eq!(
+        format!("{decoded:?}"),
+        format!("{:?}", forwarded_backfill())
+    );
 }
 
 #[test]
@@ -1035,17 +1070,50 @@ fn v3_entries() -> Vec<(&'static str, Entry)> {
         ],
         at: at(4_000),
     };
-    [("entry-put-run-control", put), ("entry-outcomes", outcomes)]
-        .into_iter()
-        .enumerate()
-        .map(|(i, (name, command))| {
-            let entry = Entry {
-                log_id: log_id(4, 30 + i as u64),
-                payload: EntryPayload::Normal(command),
-            };
-            (name, entry)
-        })
-        .collect()
+    let start = Command::StartBackfill {
+        name: "etl.hourly".into(),
+        incarnation: uuid(30),
+        job: BackfillSpec {
+            from: at(0),
+            to: at(7_200),
+            rate: 20,
+            overlap: true,
+            total: 3,
+        },
+        at: at(8_000),
+    };
+    let step = Command::BackfillStep {
+        name: "etl.hourly".into(),
+        incarnation: uuid(30),
+        after: Some(at(0)),
+        fires: vec![FireItem {
+            schedule: "etl.hourly".into(),
+            incarnation: uuid(30),
+            scheduled_at: at(3_600),
+            task_id: uuid(50),
+            manual: false,
+            backfill: true,
+        }],
+        cursor: Some(at(3_600)),
+        finished: false,
+        at: at(8_001),
+    };
+    [
+        ("entry-put-run-control", put),
+        ("entry-outcomes", outcomes),
+        ("entry-start-backfill", start),
+        ("entry-backfill-step", step),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (name, command))| {
+        let entry = Entry {
+            log_id: log_id(4, 30 + i as u64),
+            payload: EntryPayload::Normal(command),
+        };
+        (name, entry)
+    })
+    .collect()
 }
 
 /// Writes the format-3 fixtures into `BELFRY_FIXTURE_DIR`.

@@ -7,6 +7,7 @@
 //! speak gRPC to clients (that is `schedules` and `cluster`), parse protobuf, nor apply state.
 
 mod admit;
+mod backfill;
 mod forwarding;
 mod group_commit;
 mod membership;
@@ -27,6 +28,7 @@ use crate::raft::network::PeerNetwork;
 use crate::raft::StateHandle;
 use crate::raft::{NodeId, Raft};
 
+pub use backfill::{BackfillAsk, DEFAULT_RATE as DEFAULT_BACKFILL_RATE};
 pub use forwarding::{Forwarded, LeaderReply, LeaderRequest, FORWARD_CLOCK_ALLOWANCE};
 pub use membership::{MemberView, Role, StatusView, TransferView};
 pub use reads::PageQuery;

@@ -281,6 +281,18 @@ pub(super) fn pb_schedule(record: &ScheduleRecord) -> pb::Schedule {
         held_run: control
             .and_then(|c| c.held.as_ref())
             .map(|h| timestamp(h.scheduled_at)),
+        backfill: control
+            .and_then(|c| c.backfill.as_ref())
+            .map(|job| pb::BackfillProgress {
+                from: Some(timestamp(job.spec.from)),
+                to: Some(timestamp(job.spec.to)),
+                total: job.spec.total,
+                done: job.done,
+                sent: job.sent,
+                started_at: Some(timestamp(job.started_at)),
+                finished_at: job.finished_at.map(timestamp),
+                rate_per_second: job.spec.rate,
+            }),
     }
 }
 
@@ -317,6 +329,9 @@ pub(super) fn pb_run(run: &RunRecord) -> pb::Run {
             .unwrap_or_default(),
         finished_at: run.finished_at.map(timestamp),
         duration_seconds,
+        trigger: crate::celery::Trigger::of(run.manual, run.backfill)
+            .label()
+            .to_string(),
     }
 }
 

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use super::auth::{require, Role};
 use super::control::{
-    Control, LeaderReply, LeaderRequest, PageQuery, WriteOp, WriteOutcome, Written,
+    BackfillAsk, Control, LeaderReply, LeaderRequest, PageQuery, WriteOp, WriteOutcome, Written,
+    DEFAULT_BACKFILL_RATE,
 };
 use super::convert::{pb_run, pb_schedule, schedule_def, spec_input, timestamp};
 use super::error::ApiError;
@@ -238,6 +239,42 @@ impl Schedules for SchedulesApi {
             } => Ok(Response::new(pb::TriggerScheduleResponse {
                 task_id: task_id.to_string(),
                 scheduled_at: Some(timestamp(scheduled_at)),
+            })),
+            other => Err(ApiError::Internal(format!("unexpected outcome {other:?}")).into()),
+        }
+    }
+
+    async fn backfill_schedule(
+        &self,
+        request: Request<pb::BackfillRequest>,
+    ) -> Reply<pb::BackfillResponse> {
+        require(&request, Role::Admin)?;
+        let body = request.into_inner();
+        validate_existing_name(&body.name).map_err(ApiError::from)?;
+        let instant = |field: &'static str, text: &str| {
+            parse_bounded_instant(field, text).map_err(|e| ApiError::invalid(e.field, e.reason))
+        };
+        let ask = BackfillAsk {
+            from: instant("from", &body.from)?,
+            to: instant("to", &body.to)?,
+            name: body.name,
+            rate: match body.rate_per_second {
+                0 => DEFAULT_BACKFILL_RATE,
+                rate => rate,
+            },
+            overlap: body.apply_overlap,
+            dry_run: body.dry_run,
+        };
+        let written = self.write(WriteOp::Backfill(ask)).await?;
+        match written.outcome {
+            WriteOutcome::Backfill {
+                total,
+                listed,
+                started,
+            } => Ok(Response::new(pb::BackfillResponse {
+                total,
+                occurrences: listed.into_iter().map(timestamp).collect(),
+                started,
             })),
             other => Err(ApiError::Internal(format!("unexpected outcome {other:?}")).into()),
         }

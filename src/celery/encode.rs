@@ -63,8 +63,45 @@ pub struct Occurrence<'a> {
     pub schedule: &'a str,
     /// The instant this occurrence was due, sent as `belfry_scheduled_at`.
     pub scheduled_at: DateTime<Utc>,
-    /// An out-of-schedule run asked for by a person (`belfry_trigger: "manual"`).
-    pub manual: bool,
+    /// What asked for the run: sent as `belfry_trigger` unless it is the schedule itself.
+    pub trigger: Trigger,
+}
+
+/// What asked for a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Trigger {
+    /// The schedule: an occurrence falling due (no `belfry_trigger` header).
+    #[default]
+    Schedule,
+    /// A person, out of schedule (`belfry_trigger: "manual"`).
+    Manual,
+    /// A backfill of a past range (`belfry_trigger: "backfill"`).
+    Backfill,
+}
+
+impl Trigger {
+    /// The header's value; none for the schedule's own occurrences.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            Trigger::Schedule => None,
+            Trigger::Manual => Some("manual"),
+            Trigger::Backfill => Some("backfill"),
+        }
+    }
+
+    /// A short, stable name (the API, the CLI).
+    pub fn label(self) -> &'static str {
+        self.header().unwrap_or("schedule")
+    }
+
+    /// From the flags a run is stored with.
+    pub fn of(manual: bool, backfill: bool) -> Trigger {
+        match (manual, backfill) {
+            (true, _) => Trigger::Manual,
+            (false, true) => Trigger::Backfill,
+            (false, false) => Trigger::Schedule,
+        }
+    }
 }
 
 /// A message that could not be serialized (never expected for validated options).
@@ -220,7 +257,7 @@ impl Encoder {
                 belfry_scheduled_at: occurrence
                     .scheduled_at
                     .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                belfry_trigger: occurrence.manual.then_some("manual"),
+                belfry_trigger: occurrence.trigger.header(),
                 extra: &options.headers,
             },
             properties: Properties {

@@ -10,7 +10,7 @@ mod encode;
 mod options;
 mod pyrepr;
 
-pub use encode::{EncodeError, Encoded, Encoder, KombuLayout, Occurrence};
+pub use encode::{EncodeError, Encoded, Encoder, KombuLayout, Occurrence, Trigger};
 pub use options::{
     Expires, OptionsError, StoredOptions, TaskOptions, DEFAULT_QUEUE, MAX_EXPIRES_SECONDS,
 };

@@ -5,6 +5,7 @@
 //! to stdout with success. Owns what the user types and sees: it must not hold scheduling logic
 //! of its own.
 
+mod backfill;
 mod cluster;
 mod data;
 mod dev;

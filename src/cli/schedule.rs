@@ -78,6 +78,8 @@ pub(super) enum ScheduleCommand {
     },
     /// A schedule's recent runs, newest first.
     Runs { name: String },
+    /// Send a schedule's past occurrences in a range (once each), with progress.
+    Backfill(Box<super::backfill::BackfillArgs>),
 }
 
 pub(super) type Api = pb::schedules_client::SchedulesClient<crate::api::client::Intercepted>;
@@ -119,6 +121,7 @@ pub(super) async fn run(args: ScheduleArgs) -> Result<(), Failure> {
         ScheduleCommand::Trigger { name } => trigger(api, output, name).await,
         ScheduleCommand::Next { name, count } => next(api, output, name, count).await,
         ScheduleCommand::Runs { name } => runs(api, output, name).await,
+        ScheduleCommand::Backfill(args) => super::backfill::backfill(api, output, *args).await,
     }
 }
 

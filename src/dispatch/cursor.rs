@@ -126,6 +126,7 @@ mod tests {
             task_id: Uuid::from_u128(seq.into()),
             def: Arc::new(def),
             manual: false,
+            backfill: false,
             committed_at: t(0),
         }
     }

@@ -252,7 +252,10 @@ async fn lead(ctx: Arc<DispatchContext>, term: u64) {
         })
         .await
     };
-    tokio::join!(pusher, planner, follower);
+    let backfills = supervise(still_leading, &ctx.health, "backfill", || {
+        super::backfill::backfill_loop(ctx.clone(), term)
+    });
+    tokio::join!(pusher, planner, follower, backfills);
 }
 
 /// Messages the planner rendered for the intents it committed, waiting for the pusher. Local
@@ -289,7 +292,7 @@ impl Rendered {
             def,
             entry.task_id,
             entry.scheduled_at,
-            entry.manual,
+            entry.trigger(),
         ) {
             Ok(message) => Some(message),
             Err(err) => {

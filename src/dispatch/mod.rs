@@ -5,6 +5,7 @@
 //! pushes it, while its marker lives (deterministic task ids, `ids`; the marker script, `sink`).
 //! It must not change replicated state except by proposing `Fire` and `Ack` through Raft.
 
+pub(crate) mod backfill;
 mod broker;
 pub(crate) mod cursor;
 mod gate;

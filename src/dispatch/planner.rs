@@ -195,7 +195,13 @@ fn plan_schedule(pass: &Pass, record: &ScheduleRecord, first: DateTime<Utc>, pla
     });
     for scheduled_at in to_fire {
         let task_id = occurrence_task_id(pass.cluster_id, record.incarnation, scheduled_at);
-        match super::render::render(pass.encoder, &record.def, task_id, scheduled_at, false) {
+        match super::render::render(
+            pass.encoder,
+            &record.def,
+            task_id,
+            scheduled_at,
+            crate::celery::Trigger::Schedule,
+        ) {
             Ok(message) => {
                 plan.fires.push(FireItem {
                     schedule: record.def.name.to_string(),
@@ -203,6 +209,7 @@ fn plan_schedule(pass: &Pass, record: &ScheduleRecord, first: DateTime<Utc>, pla
                     scheduled_at,
                     task_id,
                     manual: false,
+                    backfill: false,
                 });
                 plan.rendered.push((task_id, message));
             }

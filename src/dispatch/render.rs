@@ -7,17 +7,17 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::celery::{EncodeError, Encoded, Encoder, Occurrence};
+use crate::celery::{EncodeError, Encoded, Encoder, Occurrence, Trigger};
 use crate::state::ScheduleDef;
 
-/// The message of the run of `def` at `scheduled_at` with `task_id`; `manual` marks a run a
-/// person triggered.
+/// The message of the run of `def` at `scheduled_at` with `task_id`; `trigger` says what asked
+/// for it (a person, a backfill) when it is not the schedule.
 pub fn render(
     encoder: &Encoder,
     def: &ScheduleDef,
     task_id: Uuid,
     scheduled_at: DateTime<Utc>,
-    manual: bool,
+    trigger: Trigger,
 ) -> Result<Encoded, EncodeError> {
     let occurrence = Occurrence {
         task: &def.task,
@@ -26,7 +26,7 @@ pub fn render(
         kwargs: &def.kwargs,
         schedule: &def.name,
         scheduled_at,
-        manual,
+        trigger,
     };
     encoder.encode(&occurrence, &def.options)
 }

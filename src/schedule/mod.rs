@@ -288,6 +288,27 @@ impl Spec {
         })
     }
 
+    /// The occurrences strictly after `after` and at or before `until`, at most `limit`.
+    pub fn between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut found = Vec::new();
+        let mut cursor = after;
+        while found.len() < limit {
+            match self.next_after(cursor) {
+                Some(next) if next <= until => {
+                    found.push(next);
+                    cursor = next;
+                }
+                _ => break,
+            }
+        }
+        found
+    }
+
     /// The first occurrence strictly after `after`, or `None` when the spec has no more. Never
     /// later than `latest_instant()`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {

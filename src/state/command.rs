@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::celery::StoredOptions;
 use crate::schedule::SpecInput;
 
-use super::control::{OutcomeItem, RunControl};
+use super::control::{BackfillSpec, OutcomeItem, RunControl};
 use super::Labels;
 
 /// What happens to occurrences a leader finds already past due (after an election, or a
@@ -133,6 +133,13 @@ pub struct FireItem {
     /// An out-of-schedule run asked for by a person: does not advance `last_fire`.
     #[serde(default)]
     pub manual: bool,
+    /// A run of a backfill (format 3): does not advance `last_fire`, sent once per task id.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub backfill: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Why an occurrence was not dispatched.
@@ -275,6 +282,26 @@ pub enum Command {
         items: Vec<OutcomeItem>,
         at: DateTime<Utc>,
     },
+    /// Starts a backfill of a schedule's occurrences in `[from, to]` (format 3).
+    StartBackfill {
+        name: String,
+        incarnation: Uuid,
+        job: BackfillSpec,
+        at: DateTime<Utc>,
+    },
+    /// A backfill's next occurrences, sent from where its cursor stands (`after`, `None` before
+    /// the first): a step proposed twice, or by a stale leader, finds the cursor moved and
+    /// changes nothing (format 3).
+    BackfillStep {
+        name: String,
+        incarnation: Uuid,
+        after: Option<DateTime<Utc>>,
+        fires: Vec<FireItem>,
+        /// Where the cursor goes; with `finished`, the job ends.
+        cursor: Option<DateTime<Utc>>,
+        finished: bool,
+        at: DateTime<Utc>,
+    },
 }
 
 /// The most commands one log entry carries (a `Batch` counts each of its own). Bounded so that
@@ -292,7 +319,9 @@ impl Command {
     pub fn format(&self) -> u32 {
         match self {
             Command::Batch(commands) => commands.iter().map(Command::format).max().unwrap_or(1),
-            Command::Outcomes { .. } => 3,
+            Command::Outcomes { .. }
+            | Command::StartBackfill { .. }
+            | Command::BackfillStep { .. } => 3,
             Command::Put { def, .. } if def.needs_format_3() => 3,
             Command::Put { def, .. } if def.needs_format_2() => 2,
             Command::Put { .. }

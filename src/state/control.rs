@@ -186,6 +186,65 @@ pub struct ControlState {
     /// Why the schedule paused itself (cleared by resume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_reason: Option<String>,
+    /// The schedule's backfill, running or the last one finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillJob>,
+}
+
+/// The most occurrences one backfill sends.
+pub const MAX_BACKFILL: u64 = 100_000;
+/// The fastest a backfill sends (occurrences per second).
+pub const MAX_BACKFILL_RATE: u32 = 10_000;
+
+/// A backfill as asked for: the range (both ends included), the pace, and whether the
+/// schedule's overlap policy applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillSpec {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Occurrences per second.
+    pub rate: u32,
+    #[serde(default)]
+    pub overlap: bool,
+    /// How many occurrences the range holds, counted by the leader that started it.
+    pub total: u64,
+}
+
+/// A backfill and how far it has come.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillJob {
+    pub spec: BackfillSpec,
+    pub started_at: DateTime<Utc>,
+    /// The last occurrence sent (the cursor); `None` before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<DateTime<Utc>>,
+    /// Occurrences taken so far (sent, or decided by the overlap policy).
+    pub done: u64,
+    /// Of them, how many were new (not already in the outbox or the history).
+    pub sent: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl BackfillSpec {
+    /// Just before `from`: the range's occurrences are those strictly after it.
+    pub fn before_from(&self) -> DateTime<Utc> {
+        self.from
+            .checked_sub_signed(chrono::Duration::milliseconds(1))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+}
+
+impl BackfillJob {
+    /// Where the next step starts: after the cursor, or from the range's start.
+    pub fn after(&self) -> DateTime<Utc> {
+        self.cursor.unwrap_or_else(|| self.spec.before_from())
+    }
+
+    /// Whether it still has occurrences to send.
+    pub fn is_running(&self) -> bool {
+        self.finished_at.is_none()
+    }
 }
 
 impl ControlState {
@@ -210,6 +269,11 @@ impl ControlState {
                 ids.join(", ")
             )
         })
+    }
+
+    /// The running backfill, if any.
+    pub fn running_backfill(&self) -> Option<&BackfillJob> {
+        self.backfill.as_ref().filter(|b| b.is_running())
     }
 
     /// Clears what a success or a resume ends.

@@ -43,6 +43,9 @@ pub struct RunRecord {
     pub dispatched_at: Option<DateTime<Utc>>,
     pub outcome: RunOutcome,
     pub manual: bool,
+    /// A run of a backfill (optional; older builds ignore it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub backfill: bool,
     /// With a skip: what made the occurrence late (optional; older builds ignore it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_cause: Option<SkipCause>,
@@ -122,6 +125,13 @@ impl ScheduleRecord {
             .map(|err| format!("the stored spec cannot be read: {err}"))
     }
 
+    /// Whether a backfill of this schedule is running.
+    fn has_running_backfill(&self) -> bool {
+        self.control
+            .as_ref()
+            .is_some_and(|c| c.running_backfill().is_some())
+    }
+
     /// Whether runs of this schedule are counted against its overlap limit.
     fn has_open_runs(&self) -> bool {
         self.control.as_ref().is_some_and(|c| !c.open.is_empty())
@@ -184,7 +194,21 @@ pub struct OutboxEntry {
     pub def: Arc<ScheduleDef>,
     #[serde(default)]
     pub manual: bool,
+    /// A run of a backfill (its message says so).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub backfill: bool,
     pub committed_at: DateTime<Utc>,
+}
+
+impl OutboxEntry {
+    /// What asked for this run.
+    pub fn trigger(&self) -> crate::celery::Trigger {
+        crate::celery::Trigger::of(self.manual, self.backfill)
+    }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Everything replicated, plus indexes derived from it.
@@ -215,6 +239,9 @@ pub struct StateData {
     /// runs past `max_runtime` without scanning every schedule.
     #[serde(skip)]
     open_runs: BTreeSet<Arc<str>>,
+    /// Schedules with a running backfill (derived).
+    #[serde(skip)]
+    backfills: BTreeSet<Arc<str>>,
 }
 
 impl StateData {
@@ -231,6 +258,7 @@ impl StateData {
             paused: 0,
             faulted: BTreeSet::new(),
             open_runs: BTreeSet::new(),
+            backfills: BTreeSet::new(),
         }
     }
 
@@ -264,6 +292,11 @@ impl StateData {
         &self.open_runs
     }
 
+    /// The schedules with a running backfill, by name.
+    pub fn with_backfills(&self) -> &BTreeSet<Arc<str>> {
+        &self.backfills
+    }
+
     /// Rebuilds derived fields after deserializing a snapshot.
     pub fn rebuild_indexes(&mut self) {
         self.outbox_order = self.outbox.values().map(|e| (e.seq, e.task_id)).collect();
@@ -271,6 +304,7 @@ impl StateData {
         self.paused = 0;
         self.faulted.clear();
         self.open_runs.clear();
+        self.backfills.clear();
         for (name, record) in self.schedules.iter_mut() {
             let record = Arc::make_mut(record);
             // A loaded snapshot holds each name twice (key and definition); keep one. A
@@ -289,6 +323,9 @@ impl StateData {
             }
             if record.has_open_runs() {
                 self.open_runs.insert(name.clone());
+            }
+            if record.has_running_backfill() {
+                self.backfills.insert(name.clone());
             }
         }
     }
@@ -329,6 +366,11 @@ impl StateData {
         } else if !self.open_runs.is_empty() {
             self.open_runs.remove(&key);
         }
+        if record.has_running_backfill() {
+            self.backfills.insert(key.clone());
+        } else if !self.backfills.is_empty() {
+            self.backfills.remove(&key);
+        }
         if let Some(next) = record.next {
             self.due.insert((next, key));
         }
@@ -350,6 +392,7 @@ impl StateData {
         self.count_paused(Some(record.def.enabled), None);
         self.faulted.remove(&key);
         self.open_runs.remove(&key);
+        self.backfills.remove(&key);
         if let Some(next) = record.next {
             self.due.remove(&(next, key));
         }
@@ -358,6 +401,7 @@ impl StateData {
 }
 
 mod apply;
+mod backfill;
 mod control;
 #[cfg(test)]
 mod control_tests;

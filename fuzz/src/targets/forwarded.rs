@@ -60,6 +60,7 @@ fn commands(op: &WriteOp) -> Vec<Command> {
                 scheduled_at: at,
                 task_id: *task_id,
                 manual: true,
+                backfill: false,
             }],
             skips: Vec::new(),
             at,
@@ -76,6 +77,18 @@ fn commands(op: &WriteOp) -> Vec<Command> {
                 at,
             })
             .collect(),
+        WriteOp::Backfill(ask) => vec![Command::StartBackfill {
+            name: ask.name.clone(),
+            incarnation: SAMPLE_INCARNATION,
+            job: belfry::state::control::BackfillSpec {
+                from: ask.from,
+                to: ask.to,
+                rate: ask.rate,
+                overlap: ask.overlap,
+                total: 1,
+            },
+            at,
+        }],
     }
 }
 

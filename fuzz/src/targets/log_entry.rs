@@ -54,6 +54,7 @@ impl Target for LogEntry {
                     scheduled_at: at + chrono::Duration::seconds(2),
                     task_id: Uuid::from_u128(3),
                     manual: false,
+                    backfill: false,
                 }],
                 skips: vec![SkipItem {
                     schedule: "b".into(),

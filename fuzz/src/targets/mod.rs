@@ -128,6 +128,7 @@ pub fn sample_state() -> StateData {
             scheduled_at: now() + chrono::Duration::seconds(1),
             task_id: SAMPLE_INCARNATION,
             manual: false,
+            backfill: false,
         }],
         skips: Vec::new(),
         at: now(),
@@ -174,8 +175,14 @@ pub fn check_accepted(def: &ScheduleDef) -> Result<(), Violation> {
         origin: "fuzz".into(),
         layout: KombuLayout::default(),
     };
-    belfry::dispatch::render::render(&encoder, def, Uuid::from_u128(9), at, false)
-        .map_err(|e| Violation::new(format!("an accepted definition cannot be rendered: {e}")))?;
+    belfry::dispatch::render::render(
+        &encoder,
+        def,
+        Uuid::from_u128(9),
+        at,
+        belfry::celery::Trigger::Schedule,
+    )
+    .map_err(|e| Violation::new(format!("an accepted definition cannot be rendered: {e}")))?;
     let entry = entry(5, put(def));
     let back = codec::encode_entry(&entry)
         .and_then(|bytes| codec::decode_entry(&bytes))

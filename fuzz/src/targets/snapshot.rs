@@ -93,6 +93,7 @@ impl Target for SnapshotFile {
                 scheduled_at: now() + chrono::Duration::seconds(5),
                 task_id: SAMPLE_INCARNATION,
                 manual: false,
+                backfill: false,
             }],
             skips: Vec::new(),
             at: now(),

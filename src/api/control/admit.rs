@@ -39,7 +39,12 @@ fn validate(command: &Command) -> Result<(), ApiError> {
         }
         Command::Batch(commands) => commands.iter().try_for_each(validate),
         // Made by this node from committed state (manual runs, dispatch), not from input.
-        Command::Fire { .. } | Command::Ack { .. } | Command::Outcomes { .. } => Ok(()),
+        Command::Fire { .. }
+        | Command::Ack { .. }
+        | Command::Outcomes { .. }
+        | Command::BackfillStep { .. } => Ok(()),
+        // Checked where it is built (`api::control::backfill`), from the stored schedule.
+        Command::StartBackfill { name, .. } => validate_existing_name(name).map_err(Into::into),
     }
 }
 

@@ -72,9 +72,18 @@ impl Forwarded {
     /// `request`, to be started within `LEADER_WAIT` from now.
     pub fn now(request: LeaderRequest) -> Forwarded {
         Forwarded {
-            format: crate::formats::FORWARDED,
+            format: Self::format_of(&request),
             request,
             not_after: Utc::now() + LEADER_WAIT,
+        }
+    }
+
+    /// The format a request is forwarded in: the first that carries it, so a leader of an
+    /// earlier build still reads every request it knows.
+    pub fn format_of(request: &LeaderRequest) -> u32 {
+        match request {
+            LeaderRequest::Write(op) if matches!(**op, WriteOp::Backfill(_)) => 2,
+            _ => 1,
         }
     }
 

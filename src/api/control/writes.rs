@@ -59,11 +59,20 @@ pub enum WriteOp {
         /// Incarnations for schedules the set creates, in order of `defs`.
         incarnations: Vec<Uuid>,
     },
+    /// Forwarded in format 2 (`Forwarded::format_of`): a leader of an earlier build refuses
+    /// it by its label.
+    Backfill(super::backfill::BackfillAsk),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum WriteOutcome {
     Revision(u64),
+    Backfill {
+        total: u64,
+        /// With a dry run: the first `backfill::LISTED` occurrences.
+        listed: Vec<DateTime<Utc>>,
+        started: bool,
+    },
     Triggered {
         task_id: Uuid,
         scheduled_at: DateTime<Utc>,
@@ -207,6 +216,7 @@ impl Control {
                 self.apply(defs, prune, &prune_selector, incarnations, now)
                     .await
             }
+            WriteOp::Backfill(ask) => self.backfill(ask, now).await,
         }
     }
 
@@ -261,7 +271,7 @@ impl Control {
         applied.data.schedules().get(name).map(|r| r.incarnation)
     }
 
-    async fn revision_write(&self, command: Command) -> Result<Written, ApiError> {
+    pub(super) async fn revision_write(&self, command: Command) -> Result<Written, ApiError> {
         match self.commit(command).await? {
             (log_index, CommandResult::Revision(revision)) => Ok(Written {
                 log_index,
@@ -286,14 +296,21 @@ impl Control {
                 .ok_or_else(|| ApiError::NotFound(format!("schedule {name:?} not found")))?;
             // Rendered once here so a definition that cannot be sent is refused now; the
             // pusher renders it again from the committed definition.
-            crate::dispatch::render::render(&self.encoder, &record.def, task_id, now, true)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            crate::dispatch::render::render(
+                &self.encoder,
+                &record.def,
+                task_id,
+                now,
+                crate::celery::Trigger::Manual,
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
             FireItem {
                 schedule: name.clone(),
                 incarnation: record.incarnation,
                 scheduled_at: now,
                 task_id,
                 manual: true,
+                backfill: false,
             }
         };
         let command = Command::Fire {

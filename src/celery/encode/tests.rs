@@ -20,7 +20,7 @@ fn occurrence<'a>(args: &'a [Value], kwargs: &'a Map<String, Value>) -> Occurren
         scheduled_at: DateTime::parse_from_rfc3339("2025-03-09T07:00:00Z")
             .unwrap()
             .to_utc(),
-        manual: false,
+        trigger: Trigger::Schedule,
     }
 }
 
@@ -104,7 +104,7 @@ fn options_shape_queue_priority_expiry_limits_and_headers() {
         ..Default::default()
     };
     let mut occ = occurrence(&args, &kwargs);
-    occ.manual = true;
+    occ.trigger = Trigger::Manual;
     let encoded = encoder().encode(&occ, &options).unwrap();
     assert_eq!(encoded.list_key, "reports\x06\x163");
     let (envelope, body) = decode(&encoded);

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::control::Admission;
 use super::{RunOutcome, RunRecord, ScheduleRecord, StateData};
+use crate::celery::Trigger;
 use crate::schedule::Spec;
 use crate::state::command::{
     Command, CommandResult, FaultItem, FireItem, Rejection, ScheduleDef, SkipItem, SkipReason,
@@ -51,6 +52,28 @@ impl StateData {
                 at,
             } => Ok(self.ack(task_ids, already_sent, *at)),
             Command::Outcomes { items, at } => Ok(self.outcomes(items, *at)),
+            Command::StartBackfill {
+                name,
+                incarnation,
+                job,
+                at,
+            } => self.start_backfill(name, *incarnation, job, *at),
+            Command::BackfillStep {
+                name,
+                incarnation,
+                after,
+                fires,
+                cursor,
+                finished,
+                at,
+            } => Ok(self.backfill_step(
+                name,
+                *incarnation,
+                *after,
+                fires,
+                (*cursor, *finished),
+                *at,
+            )),
         };
         outcome.unwrap_or_else(CommandResult::Rejected)
     }
@@ -245,6 +268,7 @@ impl StateData {
                         dispatched_at: None,
                         outcome,
                         manual,
+                        backfill: false,
                         skip_cause: None,
                         task_state: None,
                         finished_at: None,
@@ -252,7 +276,8 @@ impl StateData {
                     match admission {
                         Admission::Dispatch => {
                             record.fired = record.fired.saturating_add(1);
-                            outbox.enqueue(name, &record.def, f.task_id, scheduled_at, manual, at);
+                            let trigger = Trigger::of(manual, false);
+                            outbox.enqueue(name, &record.def, f.task_id, scheduled_at, trigger, at);
                             accepted += 1;
                         }
                         Admission::Skip => {
@@ -277,6 +302,7 @@ impl StateData {
                         dispatched_at: None,
                         outcome: RunOutcome::Skipped(s.reason),
                         manual: false,
+                        backfill: false,
                         skip_cause: s.cause,
                         task_state: None,
                         finished_at: None,

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{OutboxEntry, RunOutcome, RunRecord, ScheduleRecord, StateData};
+use crate::celery::Trigger;
 use crate::state::command::{CommandResult, ScheduleDef, SkipReason};
 use crate::state::control::{ControlState, HeldRun, OpenRun, OutcomeItem, Overlap, TaskState};
 
@@ -40,7 +41,7 @@ impl OutboxParts<'_> {
         def: &Arc<ScheduleDef>,
         task_id: Uuid,
         scheduled_at: DateTime<Utc>,
-        manual: bool,
+        trigger: Trigger,
         at: DateTime<Utc>,
     ) {
         *self.seq = self.seq.saturating_add(1);
@@ -53,7 +54,8 @@ impl OutboxParts<'_> {
                 scheduled_at,
                 task_id,
                 def: def.clone(),
-                manual,
+                manual: trigger == Trigger::Manual,
+                backfill: trigger == Trigger::Backfill,
                 committed_at: at,
             },
         );
@@ -61,7 +63,7 @@ impl OutboxParts<'_> {
 }
 
 impl ScheduleRecord {
-    fn control_mut(&mut self) -> &mut ControlState {
+    pub(super) fn control_mut(&mut self) -> &mut ControlState {
         self.control.get_or_insert_with(Default::default)
     }
 
@@ -97,7 +99,7 @@ impl ScheduleRecord {
     }
 
     /// The history record of `task_id`, if it is still kept.
-    fn run_mut(&mut self, task_id: Uuid) -> Option<&mut RunRecord> {
+    pub(super) fn run_mut(&mut self, task_id: Uuid) -> Option<&mut RunRecord> {
         self.history
             .iter_mut()
             .rev()
@@ -282,6 +284,13 @@ impl ScheduleRecord {
         }
         self.fired = self.fired.saturating_add(1);
         let name = self.def.name.clone();
-        outbox.enqueue(&name, &self.def, held.task_id, held.scheduled_at, false, at);
+        outbox.enqueue(
+            &name,
+            &self.def,
+            held.task_id,
+            held.scheduled_at,
+            Trigger::Schedule,
+            at,
+        );
     }
 }

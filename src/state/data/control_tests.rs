@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::schedule::SpecInput;
-use crate::state::command::{CatchupPolicy, Command, CommandResult, FireItem, SkipReason};
+use crate::state::command::{
+    CatchupPolicy, Command, CommandResult, FireItem, Rejection, SkipReason,
+};
 use crate::state::control::{OutcomeItem, Overlap, RunControl, TaskState};
 
 fn t(minute: u32) -> DateTime<Utc> {
@@ -50,6 +52,7 @@ fn fire(s: &mut StateData, m: u32) -> CommandResult {
             scheduled_at: t(m),
             task_id: Uuid::from_u128(m.into()),
             manual: false,
+            backfill: false,
         }],
         skips: vec![],
         faults: vec![],
@@ -317,4 +320,94 @@ fn run_control_state_survives_a_snapshot() {
     outcome(&mut s, 0, TaskState::Success, 2);
     outcome(&mut loaded, 0, TaskState::Success, 2);
     assert_eq!(in_outbox(&loaded), in_outbox(&s));
+}
+
+fn start_backfill(s: &mut StateData, from: u32, to: u32, overlap: bool) -> CommandResult {
+    s.apply(&Command::StartBackfill {
+        name: "job".into(),
+        incarnation: INCARNATION,
+        job: crate::state::control::BackfillSpec {
+            from: t(from),
+            to: t(to),
+            rate: 2,
+            overlap,
+            total: u64::from(to - from + 1),
+        },
+        at: t(30),
+    })
+}
+
+fn step(s: &mut StateData, after: Option<u32>, minutes: &[u32], finished: bool) -> CommandResult {
+    s.apply(&Command::BackfillStep {
+        name: "job".into(),
+        incarnation: INCARNATION,
+        after: after.map(t),
+        fires: minutes
+            .iter()
+            .map(|m| FireItem {
+                schedule: "job".into(),
+                incarnation: INCARNATION,
+                scheduled_at: t(*m),
+                task_id: Uuid::from_u128((*m).into()),
+                manual: false,
+                backfill: true,
+            })
+            .collect(),
+        cursor: minutes.last().map(|m| t(*m)),
+        finished,
+        at: t(31),
+    })
+}
+
+#[test]
+fn a_backfill_steps_from_its_cursor_once_and_sends_each_run_once() {
+    let mut s = controlled(RunControl {
+        pause_after_failures: Some(3),
+        ..Default::default()
+    });
+    // Minute 1 ran on schedule already.
+    fire(&mut s, 1);
+    assert!(matches!(
+        start_backfill(&mut s, 0, 3, false),
+        CommandResult::Revision(_)
+    ));
+    assert!(s.with_backfills().contains("job"));
+    // Only one at a time.
+    assert!(matches!(
+        start_backfill(&mut s, 0, 3, false),
+        CommandResult::Rejected(Rejection::Invalid(_))
+    ));
+    assert_eq!(step(&mut s, None, &[0, 1], false), CommandResult::Acked(1));
+    // The same step again (a retried commit, a stale leader): the cursor has moved.
+    assert_eq!(step(&mut s, None, &[0, 1], false), CommandResult::Acked(0));
+    assert_eq!(
+        step(&mut s, Some(1), &[2, 3], true),
+        CommandResult::Acked(2)
+    );
+    assert_eq!(in_outbox(&s), vec![1, 0, 2, 3]);
+    let job = control_of(&s).backfill.unwrap();
+    assert_eq!((job.done, job.sent, job.finished_at), (4, 3, Some(t(31))));
+    assert!(s.with_backfills().is_empty());
+    let backfilled: Vec<bool> = s.schedules["job"]
+        .history
+        .iter()
+        .map(|r| r.backfill)
+        .collect();
+    assert_eq!(backfilled, vec![false, true, true, true]);
+    let entry = &s.outbox()[&Uuid::from_u128(0)];
+    assert_eq!(entry.trigger(), crate::celery::Trigger::Backfill);
+    // A step for a finished job changes nothing.
+    assert_eq!(step(&mut s, Some(3), &[4], true), CommandResult::Acked(0));
+}
+
+#[test]
+fn a_backfill_may_follow_the_overlap_policy() {
+    let mut s = controlled(RunControl {
+        overlap: Overlap::Skip,
+        ..Default::default()
+    });
+    start_backfill(&mut s, 0, 2, true);
+    step(&mut s, None, &[0, 1, 2], true);
+    assert_eq!(in_outbox(&s), vec![0]);
+    assert_eq!(s.schedules["job"].skipped, 2);
 }

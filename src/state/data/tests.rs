@@ -46,6 +46,7 @@ fn fire_item(name: &str, at: &str, id: u128) -> FireItem {
         scheduled_at: t(at),
         task_id: Uuid::from_u128(id),
         manual: false,
+        backfill: false,
     }
 }
 
