@@ -198,6 +198,7 @@ fn parse_records(entries: &[String], queue: &str) -> (Vec<Arrival>, Vec<String>)
             queue: queue.to_string(),
             origin: "celery worker".into(),
             manual: false,
+            backfill: false,
         });
     }
     (ran, bad)

@@ -33,6 +33,8 @@ pub struct Arrival {
     pub origin: String,
     /// A manual trigger (`belfry_trigger: manual`), not an occurrence of the schedule.
     pub manual: bool,
+    /// A run of a backfill (`belfry_trigger: backfill`).
+    pub backfill: bool,
 }
 
 /// Why a payload is not a well-formed belfry message.
@@ -80,6 +82,7 @@ pub fn decode(
         queue: queue.to_string(),
         origin: headers["origin"].as_str().unwrap_or_default().to_string(),
         manual: headers["belfry_trigger"].as_str() == Some("manual"),
+        backfill: headers["belfry_trigger"].as_str() == Some("backfill"),
     })
 }
 

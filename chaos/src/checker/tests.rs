@@ -52,6 +52,7 @@ fn arrival(t: DateTime<Utc>, late_ms: i64) -> Arrival {
         queue: "chaos".into(),
         origin: "belfry-1@test".into(),
         manual: false,
+        backfill: false,
     }
 }
 
