@@ -91,6 +91,8 @@ struct FileSchedule {
     /// A duration (`"30m"`): an unfinished run counts as lost after it.
     max_runtime: Option<String>,
     pause_after_failures: Option<u32>,
+    /// A duration (`"30s"`): each scheduled occurrence is delayed by up to it.
+    jitter: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -157,13 +159,7 @@ pub fn parse_with_source(
             .map(|text| parse_bounded_instant("last_run_at", text))
             .transpose()
             .map_err(|e| invalid(e.to_string()))?;
-        let control = file_control(
-            entry.overlap.as_deref(),
-            entry.max_concurrent,
-            entry.max_runtime.as_deref(),
-            entry.pause_after_failures,
-        )
-        .map_err(invalid)?;
+        let control = file_control(&entry).map_err(invalid)?;
         let mut labels: Labels = entry.labels.into_iter().collect();
         labels.insert(SOURCE_LABEL.into(), source.into());
         let def = ScheduleDef {
@@ -202,30 +198,28 @@ pub fn parse_with_source(
 }
 
 /// Run control from an entry's fields: `None` when none is set.
-fn file_control(
-    overlap: Option<&str>,
-    max_concurrent: Option<u32>,
-    max_runtime: Option<&str>,
-    pause_after_failures: Option<u32>,
-) -> Result<Option<Box<RunControl>>, String> {
-    let overlap = match overlap {
+fn file_control(entry: &FileSchedule) -> Result<Option<Box<RunControl>>, String> {
+    let seconds = |field: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|text| {
+                parse_every(text)
+                    .map(|d| d.num_seconds().max(0) as u64)
+                    .map_err(|e| format!("{field}: {}", e.reason))
+            })
+            .transpose()
+    };
+    let overlap = match entry.overlap.as_deref() {
         None => Overlap::Allow,
         Some(text) => Overlap::parse(text).ok_or_else(|| {
             format!("overlap: {text:?} is not an overlap policy (allow, skip, buffer_one)")
         })?,
     };
-    let max_runtime_secs = max_runtime
-        .map(|text| {
-            parse_every(text)
-                .map(|d| d.num_seconds().max(0) as u64)
-                .map_err(|e| format!("max_runtime: {}", e.reason))
-        })
-        .transpose()?;
     let control = RunControl {
         overlap,
-        max_concurrent,
-        max_runtime_secs,
-        pause_after_failures,
+        max_concurrent: entry.max_concurrent,
+        max_runtime_secs: seconds("max_runtime", &entry.max_runtime)?,
+        pause_after_failures: entry.pause_after_failures,
+        jitter_ms: seconds("jitter", &entry.jitter)?.map(|s| s.saturating_mul(1000)),
     };
     Ok(control.is_set().then(|| Box::new(control)))
 }

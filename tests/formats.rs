@@ -1045,6 +1045,7 @@ fn v3_entries() -> Vec<(&'static str, Entry)> {
         max_concurrent: Some(2),
         max_runtime_secs: Some(5_400),
         pause_after_failures: Some(3),
+        jitter_ms: None,
     }));
     let put = Command::Put {
         def: controlled,

@@ -250,3 +250,75 @@ async fn overlap_policies_and_auto_pause_with_a_real_worker_through_a_leader_kil
     .expect("get");
     assert!(schedule.open_runs <= 1, "{schedule:?}");
 }
+
+/// The offset the README documents: the task id's last eight bytes, big-endian, modulo the
+/// jitter in milliseconds plus one.
+fn documented_offset(task_id: &str, jitter_ms: u64) -> TimeDelta {
+    let id = uuid::Uuid::parse_str(task_id).expect("a task id");
+    let mut tail = [0u8; 8];
+    tail.copy_from_slice(&id.as_bytes()[8..]);
+    TimeDelta::milliseconds((u64::from_be_bytes(tail) % (jitter_ms + 1)) as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitter_is_the_same_on_every_leader_and_never_early() {
+    const JITTER_MS: u64 = 2_000;
+    let redis = RedisServer::start().expect("start redis-server");
+    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
+    let entries = [Schedule::new("jittered", "tasks.tick")
+        .every("1s")
+        .start_at(t0)
+        .queue("jitter")
+        .raw("jitter = \"2s\"")];
+    let mut cluster = support::procs::start(3, &redis.url(0), &schedules::file(&entries), "");
+    let consumer = support::procs::Consumer::start(&redis.url(0), "jitter");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
+    wait_for("arrivals before the kill", Duration::from_secs(60), || {
+        (consumer.arrivals().len() >= 8).then_some(())
+    });
+    cluster.kill(leader);
+    cluster
+        .wait_for_new_leader(leader, Duration::from_secs(30))
+        .expect("a new leader");
+    let killed_at = Utc::now();
+    let arrivals = wait_for("arrivals after the kill", Duration::from_secs(60), || {
+        let arrivals = consumer.arrivals();
+        let after = arrivals
+            .iter()
+            .filter(|a| a.scheduled_at > killed_at + TimeDelta::seconds(3))
+            .count();
+        (after >= 8).then_some(arrivals)
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    let mut delayed = 0;
+    for a in &arrivals {
+        assert!(
+            seen.insert(a.scheduled_at),
+            "{} arrived twice",
+            a.scheduled_at
+        );
+        let offset = documented_offset(&a.task_id, JITTER_MS);
+        assert!(
+            a.arrived_at >= a.scheduled_at + offset,
+            "{} (offset {offset}) arrived early at {}",
+            a.scheduled_at,
+            a.arrived_at
+        );
+        delayed += usize::from(offset > TimeDelta::milliseconds(100));
+    }
+    assert!(
+        delayed > arrivals.len() / 2,
+        "most runs are delayed: {delayed} of {}",
+        arrivals.len()
+    );
+    // No gap: every second from the first arrival to the last.
+    let first = *seen.first().expect("arrivals");
+    let last = *seen.last().expect("arrivals");
+    assert_eq!(
+        seen.len() as i64,
+        (last - first).num_seconds() + 1,
+        "{seen:?}"
+    );
+}

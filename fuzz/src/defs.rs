@@ -277,6 +277,7 @@ fn control(rng: &mut Rng) -> Option<Box<RunControl>> {
         max_concurrent: (limits && rng.chance(1, 2)).then(|| rng.between(1, 1_000) as u32),
         max_runtime_secs: (limits && rng.chance(1, 2)).then(|| rng.between(1, 86_400) as u64),
         pause_after_failures: rng.chance(1, 2).then(|| rng.between(1, 10_000) as u32),
+        jitter_ms: rng.chance(1, 2).then(|| rng.between(1, 86_400_000) as u64),
     }))
 }
 

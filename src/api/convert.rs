@@ -13,6 +13,7 @@ use crate::celery::{Expires, TaskOptions};
 use crate::schedule::{parse_bounded_instant, SpecInput};
 use crate::state::control::{Overlap, RunControl};
 use crate::state::validate::MAX_ARGS_BYTES;
+use crate::state::validate::MAX_JITTER_MS;
 use crate::state::{
     CatchupPolicy, CatchupRule, Labels, RunOutcome, RunRecord, ScheduleDef, ScheduleRecord,
 };
@@ -214,11 +215,24 @@ fn run_control(control: Option<&pb::RunControl>) -> Result<Option<Box<RunControl
             ),
         )
     })?;
+    let jitter_ms = match control.jitter_seconds {
+        None => None,
+        Some(secs) if secs.is_finite() && (0.0..=MAX_JITTER_MS as f64 / 1000.0).contains(&secs) => {
+            Some((secs * 1000.0).round() as u64)
+        }
+        Some(secs) => {
+            return Err(ApiError::invalid(
+                "control.jitter_seconds",
+                format!("must be 0 to {} seconds, not {secs}", MAX_JITTER_MS / 1000),
+            ))
+        }
+    };
     let control = RunControl {
         overlap,
         max_concurrent: control.max_concurrent,
         max_runtime_secs: control.max_runtime_seconds,
         pause_after_failures: control.pause_after_failures,
+        jitter_ms: jitter_ms.filter(|ms| *ms > 0),
     };
     Ok(control.is_set().then(|| Box::new(control)))
 }
@@ -229,6 +243,7 @@ fn pb_run_control(control: &RunControl) -> pb::RunControl {
         max_concurrent: control.max_concurrent,
         max_runtime_seconds: control.max_runtime_secs,
         pause_after_failures: control.pause_after_failures,
+        jitter_seconds: control.jitter_ms.map(|ms| ms as f64 / 1000.0),
     }
 }
 

@@ -166,6 +166,7 @@ pub(super) fn schedule_json(s: &pb::Schedule) -> Value {
             "max_concurrent": c.max_concurrent,
             "max_runtime_seconds": c.max_runtime_seconds,
             "pause_after_failures": c.pause_after_failures,
+            "jitter_seconds": c.jitter_seconds,
         })),
         "open_runs": s.open_runs,
         "held_run": instant(&s.held_run),

@@ -59,6 +59,9 @@ pub(super) struct CreateArgs {
     /// Pause the schedule after this many consecutive failures.
     #[arg(long)]
     pause_after_failures: Option<u32>,
+    /// Delay each occurrence by up to this long (e.g. 30s), the same on every leader.
+    #[arg(long)]
+    jitter: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -93,10 +96,20 @@ fn schedule_spec(a: CreateArgs) -> Result<pb::ScheduleSpec, Failure> {
                 .map_err(|e| Failure::usage(format!("--max-runtime: {}", e.reason)))
         })
         .transpose()?;
+    let jitter_seconds = a
+        .jitter
+        .as_deref()
+        .map(|text| {
+            parse_every(text)
+                .map(|d| d.num_seconds().unsigned_abs() as f64)
+                .map_err(|e| Failure::usage(format!("--jitter: {}", e.reason)))
+        })
+        .transpose()?;
     let control = (a.overlap.is_some()
         || a.max_concurrent.is_some()
         || max_runtime_seconds.is_some()
-        || a.pause_after_failures.is_some())
+        || a.pause_after_failures.is_some()
+        || jitter_seconds.is_some())
     .then(|| pb::RunControl {
         overlap: match a.overlap {
             None | Some(OverlapFlag::Allow) => "allow",
@@ -107,6 +120,7 @@ fn schedule_spec(a: CreateArgs) -> Result<pb::ScheduleSpec, Failure> {
         max_concurrent: a.max_concurrent,
         max_runtime_seconds,
         pause_after_failures: a.pause_after_failures,
+        jitter_seconds,
     });
     Ok(pb::ScheduleSpec {
         name: a.name,

@@ -1,8 +1,8 @@
 //! The pusher's place in the outbox during one term: which committed occurrences wait to be
 //! pushed, in what order, and which are in flight (pushed, their `Ack` not yet committed).
 //!
-//! Invariant: an occurrence is handed out only once its instant has come, in (instant, commit)
-//! order, never while it is in flight, and again after a failed push or a failed `Ack`. Pure:
+//! Invariant: an occurrence is handed out only once its instant (delayed by its schedule's
+//! jitter, `OutboxEntry::due_at`) has come, in (instant, commit) order, never while it is in flight, and again after a failed push or a failed `Ack`. Pure:
 //! no clock (the caller passes `now`), no Redis, no Raft, no waiting.
 
 use std::collections::{BTreeMap, HashSet};
@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use crate::state::OutboxEntry;
 
-/// Where an occurrence stands in line: its instant, then its commit sequence number.
+/// Where an occurrence stands in line: its instant (with jitter), then its commit sequence
+/// number.
 pub(crate) type Place = (DateTime<Utc>, u64);
 
 /// One occurrence handed out to be pushed.
@@ -42,7 +43,7 @@ impl OutboxCursor {
     pub(crate) fn take_in<'a>(&mut self, committed: impl IntoIterator<Item = &'a OutboxEntry>) {
         for entry in committed {
             self.waiting
-                .insert((entry.scheduled_at, entry.seq), entry.task_id);
+                .insert((entry.due_at(), entry.seq), entry.task_id);
             self.taken_in = self.taken_in.max(entry.seq);
         }
     }

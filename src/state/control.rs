@@ -67,6 +67,10 @@ pub struct RunControl {
     /// Pause the schedule after this many consecutive FAILURE outcomes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_after_failures: Option<u32>,
+    /// Delay each scheduled occurrence by up to this many milliseconds, by an offset derived
+    /// from its task id (`jitter_offset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<u64>,
 }
 
 impl RunControl {
@@ -83,6 +87,19 @@ impl RunControl {
     /// How many runs may be unfinished at once.
     pub fn concurrency(&self) -> usize {
         self.max_concurrent.unwrap_or(1).max(1) as usize
+    }
+
+    /// How long after its instant the occurrence with `task_id` is sent: the task id's last
+    /// eight bytes, big-endian, modulo `jitter_ms + 1`, in milliseconds. The same on every
+    /// node and every leader, never negative, at most `jitter_ms`.
+    pub fn jitter_offset(&self, task_id: Uuid) -> chrono::Duration {
+        let Some(jitter) = self.jitter_ms.filter(|j| *j > 0) else {
+            return chrono::Duration::zero();
+        };
+        let mut tail = [0u8; 8];
+        tail.copy_from_slice(&task_id.as_bytes()[8..]);
+        let offset = u64::from_be_bytes(tail) % (jitter + 1);
+        chrono::Duration::milliseconds(i64::try_from(offset).unwrap_or(i64::MAX))
     }
 
     /// When an unfinished run dispatched at `since` counts as lost.

@@ -205,6 +205,20 @@ impl OutboxEntry {
     pub fn trigger(&self) -> crate::celery::Trigger {
         crate::celery::Trigger::of(self.manual, self.backfill)
     }
+
+    /// When it may be sent: its instant, delayed by the schedule's jitter for a scheduled
+    /// occurrence (never for a manual run or a backfill).
+    pub fn due_at(&self) -> DateTime<Utc> {
+        let Some(control) = self.def.control.as_deref() else {
+            return self.scheduled_at;
+        };
+        if self.trigger() != crate::celery::Trigger::Schedule {
+            return self.scheduled_at;
+        }
+        self.scheduled_at
+            .checked_add_signed(control.jitter_offset(self.task_id))
+            .unwrap_or(self.scheduled_at)
+    }
 }
 
 fn is_false(value: &bool) -> bool {

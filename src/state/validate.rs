@@ -150,6 +150,8 @@ pub fn validate_def(def: &ScheduleDef, now: DateTime<Utc>) -> Result<Spec, DefEr
 pub const MAX_CONCURRENT: u32 = 1_000;
 /// The longest `max_runtime`: a year, like the catch-up window.
 pub const MAX_RUNTIME_SECS: u64 = MAX_CATCHUP_WINDOW_SECS;
+/// The longest jitter: a day.
+pub const MAX_JITTER_MS: u64 = 86_400_000;
 /// The most consecutive failures `pause_after_failures` waits for.
 pub const MAX_PAUSE_AFTER_FAILURES: u32 = 10_000;
 
@@ -181,6 +183,14 @@ fn check_control(control: &RunControl) -> Result<(), DefError> {
             return Err(invalid(
                 "control.max_runtime",
                 format!("must be 1 to {MAX_RUNTIME_SECS} seconds, not {secs}"),
+            ));
+        }
+    }
+    if let Some(ms) = control.jitter_ms {
+        if ms > MAX_JITTER_MS {
+            return Err(invalid(
+                "control.jitter",
+                format!("must be at most {} seconds", MAX_JITTER_MS / 1000),
             ));
         }
     }

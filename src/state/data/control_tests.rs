@@ -411,3 +411,56 @@ fn a_backfill_may_follow_the_overlap_policy() {
     assert_eq!(in_outbox(&s), vec![0]);
     assert_eq!(s.schedules["job"].skipped, 2);
 }
+
+#[test]
+fn jitter_delays_scheduled_runs_within_its_bound_by_the_task_id_alone() {
+    let control = RunControl {
+        jitter_ms: Some(30_000),
+        ..Default::default()
+    };
+    let mut offsets = std::collections::BTreeSet::new();
+    for n in 0..1_000u128 {
+        let id = Uuid::from_u128(n.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+        let offset = control.jitter_offset(id);
+        assert!(offset >= chrono::Duration::zero() && offset <= chrono::Duration::seconds(30));
+        assert_eq!(
+            offset,
+            control.jitter_offset(id),
+            "the same for the same run"
+        );
+        offsets.insert(offset.num_milliseconds());
+    }
+    assert!(
+        offsets.len() > 900,
+        "spread over the bound: {}",
+        offsets.len()
+    );
+    // The offset is the task id's last eight bytes, big-endian, modulo the bound + 1 (ms).
+    let id = Uuid::from_u128(0x0000_0000_0000_0000_0000_0000_0000_7531);
+    assert_eq!(
+        control.jitter_offset(id),
+        chrono::Duration::milliseconds(0x7531 % 30_001)
+    );
+    let mut s = controlled(control);
+    fire(&mut s, 0);
+    let entry = &s.outbox()[&Uuid::from_u128(0)];
+    assert_eq!(entry.due_at(), t(0), "task id 0: offset 0");
+    fire(&mut s, 1);
+    let entry = &s.outbox()[&Uuid::from_u128(1)];
+    assert_eq!(entry.due_at(), t(1) + chrono::Duration::milliseconds(1));
+    // A manual run goes at once.
+    s.apply(&Command::Fire {
+        fires: vec![FireItem {
+            schedule: "job".into(),
+            incarnation: INCARNATION,
+            scheduled_at: t(2),
+            task_id: Uuid::from_u128(12_345),
+            manual: true,
+            backfill: false,
+        }],
+        skips: vec![],
+        faults: vec![],
+        at: t(2),
+    });
+    assert_eq!(s.outbox()[&Uuid::from_u128(12_345)].due_at(), t(2));
+}
