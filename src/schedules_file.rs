@@ -93,6 +93,8 @@ struct FileSchedule {
     pause_after_failures: Option<u32>,
     /// A duration (`"30s"`): each scheduled occurrence is delayed by up to it.
     jitter: Option<String>,
+    /// The schedule finishes after this many scheduled runs.
+    max_runs: Option<u64>,
 }
 
 fn enabled_by_default() -> bool {
@@ -220,6 +222,7 @@ fn file_control(entry: &FileSchedule) -> Result<Option<Box<RunControl>>, String>
         max_runtime_secs: seconds("max_runtime", &entry.max_runtime)?,
         pause_after_failures: entry.pause_after_failures,
         jitter_ms: seconds("jitter", &entry.jitter)?.map(|s| s.saturating_mul(1000)),
+        max_runs: entry.max_runs,
     };
     Ok(control.is_set().then(|| Box::new(control)))
 }

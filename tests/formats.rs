@@ -980,8 +980,34 @@ fn write_v2_fixtures() {
         let bytes = belfry::raft::log_store::encode_entry(&entry).expect("entry");
         write(&dir, &format!("{name}.json"), &bytes);
     }
-    let bytes = serde_json::to_vec(&forwarded_backfill()).expect("forwarded");
-    write(&dir, "forwarded-backfill.json", &bytes);
+    for (name, forwarded) in v2_forwarded() {
+        let bytes = serde_json::to_vec(&forwarded).expect("forwarded");
+        write(&dir, &format!("{name}.json"), &bytes);
+    }
+}
+
+/// Forwarded format 2: a backfill, skipped occurrences, a timed pause.
+fn v2_forwarded() -> Vec<(&'static str, Forwarded)> {
+    let skip = LeaderRequest::Write(Box::new(WriteOp::SkipOccurrences {
+        name: "reports.nightly".into(),
+        next: 3,
+        instants: vec![at(86_400)],
+    }));
+    let pause = LeaderRequest::Write(Box::new(WriteOp::PauseUntil {
+        name: "reports.nightly".into(),
+        until: at(172_800),
+        note: "quarter close".into(),
+    }));
+    let labelled = |request: LeaderRequest| Forwarded {
+        format: Forwarded::format_of(&request),
+        request,
+        not_after: at(10),
+    };
+    vec![
+        ("forwarded-backfill", forwarded_backfill()),
+        ("forwarded-skip-occurrences", labelled(skip)),
+        ("forwarded-pause-until", labelled(pause)),
+    ]
 }
 
 /// Forwarded format 2: a backfill.
@@ -1046,6 +1072,7 @@ fn v3_entries() -> Vec<(&'static str, Entry)> {
         max_runtime_secs: Some(5_400),
         pause_after_failures: Some(3),
         jitter_ms: None,
+        max_runs: None,
     }));
     let put = Command::Put {
         def: controlled,
@@ -1099,11 +1126,31 @@ fn v3_entries() -> Vec<(&'static str, Entry)> {
         finished: false,
         at: at(8_001),
     };
+    let skip = Command::SkipOccurrences {
+        name: "etl.hourly".into(),
+        next: 2,
+        instants: vec![at(90_000)],
+        at: at(8_002),
+    };
+    let pause = Command::PauseUntil {
+        name: "etl.hourly".into(),
+        until: at(20_000),
+        note: "warehouse maintenance".into(),
+        at: at(8_003),
+    };
+    let resume = Command::ResumeIfDue {
+        name: "etl.hourly".into(),
+        until: at(20_000),
+        at: at(20_001),
+    };
     [
         ("entry-put-run-control", put),
         ("entry-outcomes", outcomes),
         ("entry-start-backfill", start),
         ("entry-backfill-step", step),
+        ("entry-skip-occurrences", skip),
+        ("entry-pause-until", pause),
+        ("entry-resume-if-due", resume),
     ]
     .into_iter()
     .enumerate()

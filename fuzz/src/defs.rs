@@ -278,6 +278,7 @@ fn control(rng: &mut Rng) -> Option<Box<RunControl>> {
         max_runtime_secs: (limits && rng.chance(1, 2)).then(|| rng.between(1, 86_400) as u64),
         pause_after_failures: rng.chance(1, 2).then(|| rng.between(1, 10_000) as u32),
         jitter_ms: rng.chance(1, 2).then(|| rng.between(1, 86_400_000) as u64),
+        max_runs: rng.chance(1, 2).then(|| rng.between(1, 1_000_000) as u64),
     }))
 }
 

@@ -233,6 +233,7 @@ fn run_control(control: Option<&pb::RunControl>) -> Result<Option<Box<RunControl
         max_runtime_secs: control.max_runtime_seconds,
         pause_after_failures: control.pause_after_failures,
         jitter_ms: jitter_ms.filter(|ms| *ms > 0),
+        max_runs: control.max_runs,
     };
     Ok(control.is_set().then(|| Box::new(control)))
 }
@@ -244,6 +245,7 @@ fn pb_run_control(control: &RunControl) -> pb::RunControl {
         max_runtime_seconds: control.max_runtime_secs,
         pause_after_failures: control.pause_after_failures,
         jitter_seconds: control.jitter_ms.map(|ms| ms as f64 / 1000.0),
+        max_runs: control.max_runs,
     }
 }
 
@@ -308,6 +310,15 @@ pub(super) fn pb_schedule(record: &ScheduleRecord) -> pb::Schedule {
                 finished_at: job.finished_at.map(timestamp),
                 rate_per_second: job.spec.rate,
             }),
+        remaining_runs: record.remaining_runs(),
+        skip_next: control.map_or(0, |c| c.skip_next),
+        skip_occurrences: control
+            .map(|c| c.skip_at.iter().copied().map(timestamp).collect())
+            .unwrap_or_default(),
+        paused_until: record.paused_until().map(timestamp),
+        pause_note: control
+            .and_then(|c| c.pause_note.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -87,6 +87,9 @@ impl SchedulesApi {
     }
 }
 
+/// The longest note a timed pause keeps.
+const MAX_PAUSE_NOTE: usize = 1_024;
+
 fn revision(written: &Written) -> u64 {
     match written.outcome {
         WriteOutcome::Revision(revision) => revision,
@@ -242,6 +245,58 @@ impl Schedules for SchedulesApi {
             })),
             other => Err(ApiError::Internal(format!("unexpected outcome {other:?}")).into()),
         }
+    }
+
+    async fn skip_occurrences(
+        &self,
+        request: Request<pb::SkipOccurrencesRequest>,
+    ) -> Reply<pb::Schedule> {
+        require(&request, Role::Admin)?;
+        let body = request.into_inner();
+        validate_existing_name(&body.name).map_err(ApiError::from)?;
+        if body.next == 0 && body.occurrences.is_empty() {
+            return Err(ApiError::invalid("next", "give a count or occurrences to skip").into());
+        }
+        let instants = body
+            .occurrences
+            .iter()
+            .map(|text| {
+                parse_bounded_instant("occurrences", text)
+                    .map_err(|e| ApiError::invalid(e.field, e.reason))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(WriteOp::SkipOccurrences {
+            name: body.name.clone(),
+            next: body.next,
+            instants,
+        })
+        .await?;
+        Ok(Response::new(self.stored(&body.name).await?))
+    }
+
+    async fn pause_schedule_until(
+        &self,
+        request: Request<pb::PauseUntilRequest>,
+    ) -> Reply<pb::Schedule> {
+        require(&request, Role::Admin)?;
+        let body = request.into_inner();
+        validate_existing_name(&body.name).map_err(ApiError::from)?;
+        if body.note.len() > MAX_PAUSE_NOTE {
+            return Err(ApiError::invalid(
+                "note",
+                format!("is longer than {MAX_PAUSE_NOTE} bytes"),
+            )
+            .into());
+        }
+        let until = parse_bounded_instant("until", &body.until)
+            .map_err(|e| ApiError::invalid(e.field, e.reason))?;
+        self.write(WriteOp::PauseUntil {
+            name: body.name.clone(),
+            until,
+            note: body.note,
+        })
+        .await?;
+        Ok(Response::new(self.stored(&body.name).await?))
     }
 
     async fn backfill_schedule(

@@ -172,6 +172,15 @@ pub(super) fn schedule_json(s: &pb::Schedule) -> Value {
         "held_run": instant(&s.held_run),
         "consecutive_failures": s.consecutive_failures,
         "paused_reason": (!s.paused_reason.is_empty()).then_some(&s.paused_reason),
+        "paused_until": instant(&s.paused_until),
+        "pause_note": (!s.pause_note.is_empty()).then_some(&s.pause_note),
+        "skip_next": s.skip_next,
+        "skip_occurrences": s.skip_occurrences.iter().map(|t| instant(&Some(*t))).collect::<Vec<_>>(),
+        "remaining_runs": s.remaining_runs,
+        "backfill": s.backfill.as_ref().map(|b| json!({
+            "from": instant(&b.from), "to": instant(&b.to), "total": b.total, "done": b.done,
+            "sent": b.sent, "finished_at": instant(&b.finished_at),
+        })),
     })
 }
 
@@ -242,6 +251,7 @@ pub(super) fn run_json(r: &pb::Run) -> Value {
         "task_state": (!r.task_state.is_empty()).then_some(&r.task_state),
         "finished_at": instant(&r.finished_at),
         "duration_seconds": r.duration_seconds,
+        "trigger": r.trigger,
     })
 }
 
@@ -264,7 +274,11 @@ pub(super) fn run_rows(runs: &[pb::Run]) -> Vec<Vec<String>> {
                 task_state_text(r),
                 or_dash(Some(r.skip_reason.clone())),
                 or_dash(Some(r.task_id.clone())),
-                if r.manual { "manual" } else { "" }.into(),
+                match r.trigger.as_str() {
+                    "schedule" => "",
+                    other => other,
+                }
+                .into(),
             ]
         })
         .collect()

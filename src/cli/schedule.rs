@@ -64,8 +64,26 @@ pub(super) enum ScheduleCommand {
         #[arg(long)]
         revision: Option<u64>,
     },
-    /// Stop dispatching a schedule.
-    Pause { name: String },
+    /// Stop dispatching a schedule (with --until, until an instant: it resumes by itself).
+    Pause {
+        name: String,
+        /// Resume by itself at this instant (RFC 3339); missed runs follow the catch-up policy.
+        #[arg(long)]
+        until: Option<String>,
+        /// Why, for people (shown by `schedule get`).
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Skip the next scheduled occurrences, or named ones.
+    Skip {
+        name: String,
+        /// How many of the next occurrences to skip.
+        #[arg(long, default_value_t = 0)]
+        next: u32,
+        /// An occurrence to skip (RFC 3339, repeatable).
+        #[arg(long = "at")]
+        at: Vec<String>,
+    },
     /// Dispatch a paused schedule again (missed runs follow its catch-up policy).
     Resume { name: String },
     /// Dispatch one run now, outside the schedule.
@@ -108,8 +126,25 @@ pub(super) async fn run(args: ScheduleArgs) -> Result<(), Failure> {
             Ok(())
         }
         ScheduleCommand::Delete { name, revision } => delete(api, output, name, revision).await,
-        ScheduleCommand::Pause { name } => {
-            let s = api.pause_schedule(pb::ScheduleName { name }).await?;
+        ScheduleCommand::Pause { name, until, note } => {
+            let s = match until {
+                Some(until) => {
+                    api.pause_schedule_until(pb::PauseUntilRequest { name, until, note })
+                        .await?
+                }
+                None => api.pause_schedule(pb::ScheduleName { name }).await?,
+            };
+            show_schedule(&s.into_inner(), output);
+            Ok(())
+        }
+        ScheduleCommand::Skip { name, next, at } => {
+            let s = api
+                .skip_occurrences(pb::SkipOccurrencesRequest {
+                    name,
+                    next,
+                    occurrences: at,
+                })
+                .await?;
             show_schedule(&s.into_inner(), output);
             Ok(())
         }

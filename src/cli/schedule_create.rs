@@ -62,6 +62,9 @@ pub(super) struct CreateArgs {
     /// Delay each occurrence by up to this long (e.g. 30s), the same on every leader.
     #[arg(long)]
     jitter: Option<String>,
+    /// The schedule finishes after this many scheduled runs.
+    #[arg(long)]
+    max_runs: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -109,7 +112,8 @@ fn schedule_spec(a: CreateArgs) -> Result<pb::ScheduleSpec, Failure> {
         || a.max_concurrent.is_some()
         || max_runtime_seconds.is_some()
         || a.pause_after_failures.is_some()
-        || jitter_seconds.is_some())
+        || jitter_seconds.is_some()
+        || a.max_runs.is_some())
     .then(|| pb::RunControl {
         overlap: match a.overlap {
             None | Some(OverlapFlag::Allow) => "allow",
@@ -121,6 +125,7 @@ fn schedule_spec(a: CreateArgs) -> Result<pb::ScheduleSpec, Failure> {
         max_runtime_seconds,
         pause_after_failures: a.pause_after_failures,
         jitter_seconds,
+        max_runs: a.max_runs,
     });
     Ok(pb::ScheduleSpec {
         name: a.name,

@@ -157,6 +157,8 @@ pub enum SkipReason {
     /// Overlap policy `skip` (or a held occurrence replaced under `buffer_one`): earlier runs
     /// had no final state.
     PreviousRunning,
+    /// A person asked to skip it (`SkipOccurrences`).
+    Requested,
 }
 
 impl SkipReason {
@@ -168,6 +170,7 @@ impl SkipReason {
             SkipReason::CatchupNone => "catchup_none",
             SkipReason::InvalidMessage => "invalid_message",
             SkipReason::PreviousRunning => "previous_running",
+            SkipReason::Requested => "requested",
         }
     }
 }
@@ -180,6 +183,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::CatchupNone => "missed (catch-up: none)",
             SkipReason::InvalidMessage => "the Celery message could not be rendered",
             SkipReason::PreviousRunning => "the previous run had not finished (overlap policy)",
+            SkipReason::Requested => "skipped as requested",
         })
     }
 }
@@ -282,6 +286,27 @@ pub enum Command {
         items: Vec<OutcomeItem>,
         at: DateTime<Utc>,
     },
+    /// Skips the next `next` scheduled occurrences and those at `instants` (format 3).
+    SkipOccurrences {
+        name: String,
+        next: u32,
+        instants: Vec<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// Pauses a schedule until `until`, with a note (format 3).
+    PauseUntil {
+        name: String,
+        until: DateTime<Utc>,
+        note: String,
+        at: DateTime<Utc>,
+    },
+    /// Ends a pause at its instant, if the schedule is still paused until then (format 3): a
+    /// later pause or resume by a person makes it a no-op.
+    ResumeIfDue {
+        name: String,
+        until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
     /// Starts a backfill of a schedule's occurrences in `[from, to]` (format 3).
     StartBackfill {
         name: String,
@@ -321,7 +346,10 @@ impl Command {
             Command::Batch(commands) => commands.iter().map(Command::format).max().unwrap_or(1),
             Command::Outcomes { .. }
             | Command::StartBackfill { .. }
-            | Command::BackfillStep { .. } => 3,
+            | Command::BackfillStep { .. }
+            | Command::SkipOccurrences { .. }
+            | Command::PauseUntil { .. }
+            | Command::ResumeIfDue { .. } => 3,
             Command::Put { def, .. } if def.needs_format_3() => 3,
             Command::Put { def, .. } if def.needs_format_2() => 2,
             Command::Put { .. }

@@ -71,6 +71,10 @@ pub struct RunControl {
     /// from its task id (`jitter_offset`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter_ms: Option<u64>,
+    /// The schedule finishes after this many scheduled runs (manual runs and backfills do not
+    /// count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runs: Option<u64>,
 }
 
 impl RunControl {
@@ -206,7 +210,33 @@ pub struct ControlState {
     /// The schedule's backfill, running or the last one finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill: Option<BackfillJob>,
+    /// Scheduled occurrences still to skip, as a person asked (`SkipOccurrences`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skip_next: u32,
+    /// Named occurrences to skip, as a person asked, earliest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_at: Vec<DateTime<Utc>>,
+    /// A pause that ends by itself at this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<DateTime<Utc>>,
+    /// Why the schedule was paused, as a person wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_note: Option<String>,
+    /// Scheduled runs dispatched while the schedule has `max_runs`.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub runs: u64,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The most named occurrences a schedule keeps to skip.
+pub const MAX_SKIP_AT: usize = 100;
 
 /// The most occurrences one backfill sends.
 pub const MAX_BACKFILL: u64 = 100_000;
@@ -291,6 +321,20 @@ impl ControlState {
     /// The running backfill, if any.
     pub fn running_backfill(&self) -> Option<&BackfillJob> {
         self.backfill.as_ref().filter(|b| b.is_running())
+    }
+
+    /// Whether the occurrence at `instant` is to be skipped as a person asked; takes it off the
+    /// list (or the count) if so.
+    pub(crate) fn take_requested_skip(&mut self, instant: DateTime<Utc>) -> bool {
+        if let Some(i) = self.skip_at.iter().position(|at| *at == instant) {
+            self.skip_at.remove(i);
+            return true;
+        }
+        if self.skip_next > 0 {
+            self.skip_next -= 1;
+            return true;
+        }
+        false
     }
 
     /// Clears what a success or a resume ends.

@@ -125,6 +125,14 @@ impl ScheduleRecord {
             .map(|err| format!("the stored spec cannot be read: {err}"))
     }
 
+    /// When a timed pause of this schedule ends, if it is paused until an instant.
+    pub fn paused_until(&self) -> Option<DateTime<Utc>> {
+        self.control
+            .as_ref()
+            .and_then(|c| c.paused_until)
+            .filter(|_| !self.def.enabled)
+    }
+
     /// Whether a backfill of this schedule is running.
     fn has_running_backfill(&self) -> bool {
         self.control
@@ -166,7 +174,7 @@ impl ScheduleRecord {
         self.next = self
             .spec
             .as_ref()
-            .filter(|_| self.def.enabled && self.fault.is_none())
+            .filter(|_| self.def.enabled && self.fault.is_none() && !self.runs_exhausted())
             .and_then(|spec| spec.next_after(floor));
     }
 
@@ -256,6 +264,9 @@ pub struct StateData {
     /// Schedules with a running backfill (derived).
     #[serde(skip)]
     backfills: BTreeSet<Arc<str>>,
+    /// Schedules paused until an instant (derived).
+    #[serde(skip)]
+    timed_pauses: BTreeSet<Arc<str>>,
 }
 
 impl StateData {
@@ -273,6 +284,7 @@ impl StateData {
             faulted: BTreeSet::new(),
             open_runs: BTreeSet::new(),
             backfills: BTreeSet::new(),
+            timed_pauses: BTreeSet::new(),
         }
     }
 
@@ -311,6 +323,11 @@ impl StateData {
         &self.backfills
     }
 
+    /// The schedules paused until an instant, by name.
+    pub fn with_timed_pauses(&self) -> &BTreeSet<Arc<str>> {
+        &self.timed_pauses
+    }
+
     /// Rebuilds derived fields after deserializing a snapshot.
     pub fn rebuild_indexes(&mut self) {
         self.outbox_order = self.outbox.values().map(|e| (e.seq, e.task_id)).collect();
@@ -319,6 +336,7 @@ impl StateData {
         self.faulted.clear();
         self.open_runs.clear();
         self.backfills.clear();
+        self.timed_pauses.clear();
         for (name, record) in self.schedules.iter_mut() {
             let record = Arc::make_mut(record);
             // A loaded snapshot holds each name twice (key and definition); keep one. A
@@ -340,6 +358,9 @@ impl StateData {
             }
             if record.has_running_backfill() {
                 self.backfills.insert(name.clone());
+            }
+            if record.paused_until().is_some() {
+                self.timed_pauses.insert(name.clone());
             }
         }
     }
@@ -385,6 +406,11 @@ impl StateData {
         } else if !self.backfills.is_empty() {
             self.backfills.remove(&key);
         }
+        if record.paused_until().is_some() {
+            self.timed_pauses.insert(key.clone());
+        } else if !self.timed_pauses.is_empty() {
+            self.timed_pauses.remove(&key);
+        }
         if let Some(next) = record.next {
             self.due.insert((next, key));
         }
@@ -407,6 +433,7 @@ impl StateData {
         self.faulted.remove(&key);
         self.open_runs.remove(&key);
         self.backfills.remove(&key);
+        self.timed_pauses.remove(&key);
         if let Some(next) = record.next {
             self.due.remove(&(next, key));
         }
@@ -419,5 +446,6 @@ mod backfill;
 mod control;
 #[cfg(test)]
 mod control_tests;
+mod occurrences;
 #[cfg(test)]
 mod tests;

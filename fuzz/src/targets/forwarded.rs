@@ -89,6 +89,22 @@ fn commands(op: &WriteOp) -> Vec<Command> {
             },
             at,
         }],
+        WriteOp::SkipOccurrences {
+            name,
+            next,
+            instants,
+        } => vec![Command::SkipOccurrences {
+            name: name.clone(),
+            next: *next,
+            instants: instants.clone(),
+            at,
+        }],
+        WriteOp::PauseUntil { name, until, note } => vec![Command::PauseUntil {
+            name: name.clone(),
+            until: *until,
+            note: note.clone(),
+            at,
+        }],
     }
 }
 

@@ -44,7 +44,10 @@ fn validate(command: &Command) -> Result<(), ApiError> {
         | Command::Outcomes { .. }
         | Command::BackfillStep { .. } => Ok(()),
         // Checked where it is built (`api::control::backfill`), from the stored schedule.
-        Command::StartBackfill { name, .. } => validate_existing_name(name).map_err(Into::into),
+        Command::StartBackfill { name, .. }
+        | Command::SkipOccurrences { name, .. }
+        | Command::PauseUntil { name, .. }
+        | Command::ResumeIfDue { name, .. } => validate_existing_name(name).map_err(Into::into),
     }
 }
 

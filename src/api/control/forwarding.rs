@@ -82,7 +82,16 @@ impl Forwarded {
     /// earlier build still reads every request it knows.
     pub fn format_of(request: &LeaderRequest) -> u32 {
         match request {
-            LeaderRequest::Write(op) if matches!(**op, WriteOp::Backfill(_)) => 2,
+            LeaderRequest::Write(op)
+                if matches!(
+                    **op,
+                    WriteOp::Backfill(_)
+                        | WriteOp::SkipOccurrences { .. }
+                        | WriteOp::PauseUntil { .. }
+                ) =>
+            {
+                2
+            }
             _ => 1,
         }
     }

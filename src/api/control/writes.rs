@@ -59,9 +59,19 @@ pub enum WriteOp {
         /// Incarnations for schedules the set creates, in order of `defs`.
         incarnations: Vec<Uuid>,
     },
-    /// Forwarded in format 2 (`Forwarded::format_of`): a leader of an earlier build refuses
-    /// it by its label.
+    /// Forwarded in format 2 (`Forwarded::format_of`), as the two below: a leader of an
+    /// earlier build refuses it by its label.
     Backfill(super::backfill::BackfillAsk),
+    SkipOccurrences {
+        name: String,
+        next: u32,
+        instants: Vec<DateTime<Utc>>,
+    },
+    PauseUntil {
+        name: String,
+        until: DateTime<Utc>,
+        note: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -217,6 +227,31 @@ impl Control {
                     .await
             }
             WriteOp::Backfill(ask) => self.backfill(ask, now).await,
+            WriteOp::SkipOccurrences {
+                name,
+                next,
+                instants,
+            } => {
+                self.revision_write(Command::SkipOccurrences {
+                    name,
+                    next,
+                    instants,
+                    at: now,
+                })
+                .await
+            }
+            WriteOp::PauseUntil { name, until, note } => {
+                if until <= now {
+                    return Err(ApiError::invalid("until", "must be in the future"));
+                }
+                self.revision_write(Command::PauseUntil {
+                    name,
+                    until,
+                    note,
+                    at: now,
+                })
+                .await
+            }
         }
     }
 

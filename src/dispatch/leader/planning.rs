@@ -30,6 +30,7 @@ pub(super) async fn plan_loop(
         let Some(now) = crate::dispatch::gate::quorum_gate(&ctx, term).await else {
             return;
         };
+        resume_timed_pauses(&ctx, term, now).await;
         let planned = {
             let applied = ctx.state.read().await;
             let data = &applied.data;
@@ -81,6 +82,35 @@ pub(super) async fn plan_loop(
         tokio::select! {
             _ = tokio::time::sleep(sleep_for) => {}
             changed = changes.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Ends the timed pauses whose instant has come by the quorum's time: each as a
+/// `ResumeIfDue`, which a pause or resume committed meanwhile turns into a no-op. The resume
+/// applies the schedule's catch-up policy to what fell in the pause.
+async fn resume_timed_pauses(ctx: &DispatchContext, term: u64, now: chrono::DateTime<chrono::Utc>) {
+    let due: Vec<Command> = {
+        let applied = ctx.state.read().await;
+        let data = &applied.data;
+        data.with_timed_pauses()
+            .iter()
+            .filter_map(|name| {
+                let until = data.schedules().get(name)?.paused_until()?;
+                (until <= now).then(|| Command::ResumeIfDue {
+                    name: name.to_string(),
+                    until,
+                    at: now,
+                })
+            })
+            .collect()
+    };
+    for command in due {
+        if let Command::ResumeIfDue { name, until, .. } = &command {
+            info!(term, schedule = %name, %until, "a timed pause ends: resuming");
+        }
+        if let Err(err) = ctx.raft.client_write(command).await {
+            warn!(term, %err, "could not resume a schedule at the end of its pause");
         }
     }
 }

@@ -58,6 +58,19 @@ impl StateData {
                 job,
                 at,
             } => self.start_backfill(name, *incarnation, job, *at),
+            Command::SkipOccurrences {
+                name,
+                next,
+                instants,
+                at,
+            } => self.skip_occurrences(name, *next, instants, *at),
+            Command::PauseUntil {
+                name,
+                until,
+                note,
+                at,
+            } => self.pause_until(name, *until, note, *at),
+            Command::ResumeIfDue { name, until, at } => self.resume_if_due(name, *until, *at),
             Command::BackfillStep {
                 name,
                 incarnation,
@@ -184,7 +197,7 @@ impl StateData {
         Ok(CommandResult::Revision(revision))
     }
 
-    fn set_enabled(
+    pub(super) fn set_enabled(
         &mut self,
         name: &str,
         enabled: bool,
@@ -196,6 +209,10 @@ impl StateData {
             .map(Arc::make_mut)
             .ok_or_else(|| Rejection::NotFound(name.to_string()))?;
         let was_enabled = record.def.enabled;
+        if !enabled {
+            // A pause with no end replaces a timed one.
+            record.clear_timed_pause();
+        }
         if was_enabled != enabled {
             if enabled {
                 record.resumed_at = Some(at);
@@ -254,12 +271,15 @@ impl StateData {
                 Item::Fire(f) => {
                     let admission = if manual {
                         Admission::Dispatch
+                    } else if record.requested_skip(scheduled_at) {
+                        Admission::Requested
                     } else {
                         record.admit(f.task_id, scheduled_at, at)
                     };
                     let outcome = match &admission {
                         Admission::Dispatch => RunOutcome::Pending,
                         Admission::Skip => RunOutcome::Skipped(SkipReason::PreviousRunning),
+                        Admission::Requested => RunOutcome::Skipped(SkipReason::Requested),
                         Admission::Hold(_) => RunOutcome::Held,
                     };
                     record.remember(RunRecord {
@@ -276,6 +296,9 @@ impl StateData {
                     match admission {
                         Admission::Dispatch => {
                             record.fired = record.fired.saturating_add(1);
+                            if !manual {
+                                record.count_run();
+                            }
                             let trigger = Trigger::of(manual, false);
                             outbox.enqueue(name, &record.def, f.task_id, scheduled_at, trigger, at);
                             accepted += 1;
@@ -283,6 +306,10 @@ impl StateData {
                         Admission::Skip => {
                             record.skipped = record.skipped.saturating_add(1);
                             overlap_skipped += 1;
+                        }
+                        Admission::Requested => {
+                            record.skipped = record.skipped.saturating_add(1);
+                            skipped = skipped.saturating_add(1);
                         }
                         Admission::Hold(replaced) => {
                             if let Some(old) = replaced {

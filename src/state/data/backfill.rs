@@ -90,6 +90,7 @@ impl StateData {
             let outcome = match &admission {
                 Admission::Dispatch => RunOutcome::Pending,
                 Admission::Skip => RunOutcome::Skipped(SkipReason::PreviousRunning),
+                Admission::Requested => RunOutcome::Skipped(SkipReason::Requested),
                 Admission::Hold(_) => RunOutcome::Held,
             };
             record.remember(RunRecord {
@@ -117,7 +118,9 @@ impl StateData {
                     );
                     sent += 1;
                 }
-                Admission::Skip => record.skipped = record.skipped.saturating_add(1),
+                Admission::Skip | Admission::Requested => {
+                    record.skipped = record.skipped.saturating_add(1)
+                }
                 Admission::Hold(replaced) => {
                     if let Some(old) = replaced {
                         record.held_replaced(&old);

@@ -22,6 +22,8 @@ pub(super) enum Admission {
     Dispatch,
     /// Record it as skipped: `previous_running`.
     Skip,
+    /// Record it as skipped: a person asked (`requested`).
+    Requested,
     /// Hold it; the occurrence it replaces, if any, is skipped.
     Hold(Option<HeldRun>),
 }
@@ -129,10 +131,21 @@ impl ScheduleRecord {
         held
     }
 
-    /// A resume clears an auto-pause and the failures that caused it.
+    /// Ends a timed pause's schedule (the schedule stays paused).
+    pub(super) fn clear_timed_pause(&mut self) {
+        if let Some(state) = self.control.as_mut() {
+            state.paused_until = None;
+            state.pause_note = None;
+        }
+    }
+
+    /// A resume clears an auto-pause and the failures that caused it, and a timed pause with
+    /// its note.
     pub(super) fn resumed(&mut self) {
         if let Some(state) = self.control.as_mut() {
             state.paused_reason = None;
+            state.paused_until = None;
+            state.pause_note = None;
             state.clear_failures();
             if state.is_empty() {
                 self.control = None;
@@ -269,6 +282,7 @@ impl ScheduleRecord {
             scheduled_at: held.scheduled_at,
             since: at,
         });
+        self.count_run();
         self.enqueue_held(held, outbox, at);
     }
 

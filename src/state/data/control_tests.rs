@@ -464,3 +464,93 @@ fn jitter_delays_scheduled_runs_within_its_bound_by_the_task_id_alone() {
     });
     assert_eq!(s.outbox()[&Uuid::from_u128(12_345)].due_at(), t(2));
 }
+
+#[test]
+fn requested_skips_take_the_next_occurrences_and_named_ones() {
+    let mut s = controlled(RunControl::default());
+    s.apply(&Command::SkipOccurrences {
+        name: "job".into(),
+        next: 1,
+        instants: vec![t(3), t(0)],
+        at: t(0),
+    });
+    // t(0) is not after the command's instant: not kept.
+    assert_eq!(control_of(&s).skip_at, vec![t(3)]);
+    for m in 0..5 {
+        fire(&mut s, m);
+    }
+    // Minute 0 is the next one; 3 is named.
+    assert_eq!(in_outbox(&s), vec![1, 2, 4]);
+    assert_eq!(
+        outcomes_of(&s)[0],
+        (0, RunOutcome::Skipped(SkipReason::Requested))
+    );
+    assert_eq!(control_of(&s).skip_next, 0);
+    assert!(control_of(&s).skip_at.is_empty());
+}
+
+#[test]
+fn a_timed_pause_resumes_only_if_still_due() {
+    let mut s = controlled(RunControl::default());
+    s.apply(&Command::PauseUntil {
+        name: "job".into(),
+        until: t(10),
+        note: "maintenance".into(),
+        at: t(1),
+    });
+    assert!(!s.schedules["job"].def.enabled);
+    assert_eq!(s.schedules["job"].paused_until(), Some(t(10)));
+    assert!(s.with_timed_pauses().contains("job"));
+    // A stale resume (another instant) changes nothing.
+    s.apply(&Command::ResumeIfDue {
+        name: "job".into(),
+        until: t(9),
+        at: t(10),
+    });
+    assert!(!s.schedules["job"].def.enabled);
+    s.apply(&Command::ResumeIfDue {
+        name: "job".into(),
+        until: t(10),
+        at: t(10),
+    });
+    let record = &s.schedules["job"];
+    assert!(record.def.enabled);
+    assert_eq!(
+        (record.paused_until(), record.resumed_at),
+        (None, Some(t(10)))
+    );
+    assert!(s.with_timed_pauses().is_empty());
+    // A pause with no end replaces a timed one: the timed resume no longer applies.
+    s.apply(&Command::PauseUntil {
+        name: "job".into(),
+        until: t(20),
+        note: String::new(),
+        at: t(11),
+    });
+    s.apply(&Command::SetEnabled {
+        name: "job".into(),
+        enabled: false,
+        at: t(12),
+    });
+    s.apply(&Command::ResumeIfDue {
+        name: "job".into(),
+        until: t(20),
+        at: t(20),
+    });
+    assert!(!s.schedules["job"].def.enabled);
+}
+
+#[test]
+fn max_runs_finishes_the_schedule() {
+    let mut s = controlled(RunControl {
+        max_runs: Some(2),
+        ..Default::default()
+    });
+    assert_eq!(s.schedules["job"].remaining_runs(), Some(2));
+    fire(&mut s, 0);
+    fire(&mut s, 1);
+    let record = &s.schedules["job"];
+    assert_eq!(record.remaining_runs(), Some(0));
+    assert_eq!(record.next, None, "finished: nothing more is planned");
+    assert!(s.due().is_empty());
+}
