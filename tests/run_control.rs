@@ -22,12 +22,16 @@ const INTERVAL_SECS: i64 = 2;
 const TASK_SECS: f64 = 5.0;
 
 fn sleeper(name: &str, queue: &str, overlap: &str) -> Schedule {
-    Schedule::new(name, "belfry_test.sleep")
+    let schedule = Schedule::new(name, "belfry_test.sleep")
         .every(&format!("{INTERVAL_SECS}s"))
         .args(serde_json::json!([TASK_SECS]))
         .queue(queue)
-        .raw(&format!("overlap = \"{overlap}\""))
-        .raw("max_runtime = \"2m\"")
+        .raw(&format!("overlap = \"{overlap}\""));
+    if overlap == "allow" {
+        schedule
+    } else {
+        schedule.raw("max_runtime = \"2m\"")
+    }
 }
 
 /// One execution, as the task itself reported it in the result backend.
@@ -153,6 +157,8 @@ async fn overlap_policies_and_auto_pause_with_a_real_worker_through_a_leader_kil
     let entries = [
         sleeper("overlap-skip", "skip", "skip").start_at(t0),
         sleeper("overlap-buffer", "buffer", "buffer_one").start_at(t0),
+        // No worker takes this queue: under `allow`, every occurrence is sent all the same.
+        sleeper("overlap-allow", "allow", "allow").start_at(t0),
         Schedule::new("auto-pause", "belfry_test.fail")
             .every("1s")
             .start_at(t0)
@@ -249,6 +255,26 @@ async fn overlap_policies_and_auto_pause_with_a_real_worker_through_a_leader_kil
     }))
     .expect("get");
     assert!(schedule.open_runs <= 1, "{schedule:?}");
+    // allow: every occurrence sent although none finished, consecutive, none skipped.
+    let allowed = runs(&mut api, "overlap-allow");
+    assert!(allowed.len() >= 5, "{allowed:?}");
+    let mut instants: Vec<DateTime<Utc>> =
+        allowed.iter().map(|r| instant(&r.scheduled_at)).collect();
+    instants.sort();
+    for pair in instants.windows(2) {
+        assert_eq!(
+            (pair[1] - pair[0]).num_seconds(),
+            INTERVAL_SECS,
+            "{allowed:?}"
+        );
+    }
+    assert!(
+        allowed
+            .iter()
+            .all(|r| r.outcome != pb::RunOutcome::Skipped as i32
+                && r.outcome != pb::RunOutcome::Held as i32),
+        "{allowed:?}"
+    );
 }
 
 /// The offset the README documents: the task id's last eight bytes, big-endian, modulo the
