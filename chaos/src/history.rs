@@ -31,8 +31,15 @@ fn is_zero(v: &i64) -> bool {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum OpKind {
-    Create { spec: SpecDef, incarnation: String },
-    Edit { spec: SpecDef },
+    Create {
+        spec: SpecDef,
+        incarnation: String,
+        /// The schedule's jitter (0: none).
+        jitter_ms: u64,
+    },
+    Edit {
+        spec: SpecDef,
+    },
     Pause,
     Resume,
     Delete,

@@ -36,6 +36,9 @@ pub struct Def {
     pub policy: Policy,
     pub window_secs: u64,
     pub queue: &'static str,
+    /// Run control's jitter (0: none): each run is sent up to this late, by an offset the
+    /// checker derives from its task id.
+    pub jitter_ms: u64,
 }
 
 impl Def {
@@ -65,7 +68,10 @@ impl Def {
             // The workload creates intervals and cron expressions from scratch: no solar
             // events, no previous scheduler's last run (the checker's expectations know neither).
             last_run_at: String::new(),
-            control: None,
+            control: (self.jitter_ms > 0).then(|| pb::RunControl {
+                jitter_seconds: Some(self.jitter_ms as f64 / 1000.0),
+                ..Default::default()
+            }),
         }
     }
 }
@@ -87,6 +93,7 @@ pub fn fixed(t0: DateTime<Utc>, celery: bool) -> Vec<Def> {
         policy,
         window_secs: window,
         queue: QUEUE,
+        jitter_ms: 0,
     };
     let cron = |name: &str, expr: &str, tz: &str, celery: bool, policy: Policy| Def {
         name: name.to_string(),
@@ -99,6 +106,7 @@ pub fn fixed(t0: DateTime<Utc>, celery: bool) -> Vec<Def> {
         policy,
         window_secs: 3600,
         queue: QUEUE,
+        jitter_ms: 0,
     };
     let mut defs = vec![
         every("every1-all-a", 1, Policy::All, 3600),
@@ -133,6 +141,13 @@ pub fn fixed(t0: DateTime<Utc>, celery: bool) -> Vec<Def> {
             Policy::None,
         ),
     ];
+    // Jitter: sent late by an offset from the task id, the same whichever node leads.
+    let mut jittered = every("every1-all-jitter800", 1, Policy::All, 3600);
+    jittered.jitter_ms = 800;
+    let mut jittered_latest = every("every2-latest-jitter1500", 2, Policy::Latest, 3600);
+    jittered_latest.jitter_ms = 1_500;
+    defs.push(jittered);
+    defs.push(jittered_latest);
     if celery {
         let mut worker = every("celery-every1", 1, Policy::All, 3600);
         worker.queue = CELERY_QUEUE;
@@ -196,6 +211,7 @@ pub async fn create(api: &Api, history: &SharedHistory, def: &Def) -> bool {
             kind: OpKind::Create {
                 spec: def.spec.clone(),
                 incarnation,
+                jitter_ms: def.jitter_ms,
             },
             start,
             end: Utc::now(),
@@ -273,6 +289,7 @@ pub async fn drive(api: Api, history: SharedHistory, seed: u64, until: tokio::ti
                 policy,
                 window_secs: 3600,
                 queue: QUEUE,
+                jitter_ms: 0,
             };
             if create(&api, &history, &def).await {
                 live.insert(name, Live { def, paused: false });

@@ -72,6 +72,8 @@ pub(super) struct Incarnation<'a> {
     pub(super) id: Option<Uuid>,
     pub(super) id_text: String,
     pub(super) ops: Vec<&'a Op>,
+    /// The schedule's jitter: each run may be sent up to this late, never before its offset.
+    pub(super) jitter_ms: u64,
 }
 
 pub(super) fn incarnations(history: &History) -> Vec<Incarnation<'_>> {
@@ -79,13 +81,18 @@ pub(super) fn incarnations(history: &History) -> Vec<Incarnation<'_>> {
     let mut current: HashMap<&str, usize> = HashMap::new();
     for op in &history.ops {
         match &op.kind {
-            OpKind::Create { incarnation, .. } => {
+            OpKind::Create {
+                incarnation,
+                jitter_ms,
+                ..
+            } => {
                 current.insert(&op.schedule, out.len());
                 out.push(Incarnation {
                     name: op.schedule.clone(),
                     id: Uuid::parse_str(incarnation).ok(),
                     id_text: incarnation.clone(),
                     ops: vec![op],
+                    jitter_ms: *jitter_ms,
                 });
             }
             _ => {

@@ -239,12 +239,14 @@ impl<'a> Checking<'a> {
             }
         }
         let first = got.iter().map(|a| a.arrived_at).min().unwrap_or(t);
-        let late = (first - t).num_milliseconds();
-        if first - t < -EARLY_TOLERANCE {
+        // With jitter, the run is due at its instant plus its offset.
+        let due = t + jitter_offset(tid, inc.jitter_ms);
+        let late = (first - due).num_milliseconds();
+        if first - due < -EARLY_TOLERANCE {
             tally.row.early += 1;
             let offset = offset_around(&self.input.history.faults, t - LOOKAHEAD, t);
             self.failures.push(format!(
-                "EARLY {} {}: reached Redis {} ms before its instant (clock offset in force: {} ms)",
+                "EARLY {} {}: reached Redis {} ms before its instant (with its jitter offset; clock offset in force: {} ms)",
                 inc.name,
                 t.to_rfc3339(),
                 -late,
@@ -350,4 +352,18 @@ impl<'a> Checking<'a> {
             }
         }
     }
+}
+
+/// The offset belfry documents for a jittered run: the task id's last eight bytes, big-endian,
+/// modulo the jitter in milliseconds plus one (0 without jitter or for an unreadable id).
+pub(super) fn jitter_offset(task_id: &str, jitter_ms: u64) -> chrono::TimeDelta {
+    if jitter_ms == 0 {
+        return chrono::TimeDelta::zero();
+    }
+    let Ok(id) = Uuid::parse_str(task_id) else {
+        return chrono::TimeDelta::zero();
+    };
+    let mut tail = [0u8; 8];
+    tail.copy_from_slice(&id.as_bytes()[8..]);
+    chrono::TimeDelta::milliseconds((u64::from_be_bytes(tail) % (jitter_ms + 1)) as i64)
 }

@@ -29,6 +29,7 @@ fn history(policy: Policy, extra_ops: Vec<Op>) -> History {
                 anchor: t0,
             },
             incarnation: INCARNATION.into(),
+            jitter_ms: 0,
         },
         start: t0 - Duration::seconds(5),
         end: t0 - Duration::seconds(4),
@@ -427,4 +428,41 @@ fn a_receipt_excuses_nothing_without_the_worker_a_later_redis_kill_or_the_receip
         assert_eq!(v.totals.missing, 1, "{case}");
         assert_eq!(v.totals.worker_lost, 0, "{case}");
     }
+}
+
+#[test]
+fn a_jittered_run_is_due_at_its_offset() {
+    let mut h = history(Policy::All, vec![]);
+    if let OpKind::Create { jitter_ms, .. } = &mut h.ops[0].kind {
+        *jitter_ms = 2_000;
+    }
+    let offset = |t| super::matching::jitter_offset(&arrival(t, 0).task_id, 2_000);
+    // Every run at its own offset plus 3 ms, but one 500 ms before its offset.
+    let times = every_second(0, 25);
+    // The check's cutoff is at 20 s: the early run is before it.
+    let early = every_second(0, 19)
+        .into_iter()
+        .find(|t| offset(*t).num_milliseconds() > 800)
+        .expect("a run with an offset above 800 ms");
+    let arrivals: Vec<Arrival> = times
+        .iter()
+        .map(|t| {
+            let late = offset(*t).num_milliseconds() + if *t == early { -500 } else { 3 };
+            arrival(*t, late)
+        })
+        .collect();
+    let v = run(&h, &arrivals, Some(0));
+    assert_eq!(v.totals.delivered, 21);
+    assert_eq!(v.totals.early, 1, "{:?}", v.failures);
+    assert!(
+        v.failures[0].starts_with(&format!("EARLY s {}", early.to_rfc3339())),
+        "{:?}",
+        v.failures
+    );
+    // Lateness is counted from the offset.
+    assert!(
+        v.totals.lateness_ms_max <= Some(3),
+        "{:?}",
+        v.totals.lateness_ms_max
+    );
 }
