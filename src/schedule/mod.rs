@@ -8,6 +8,7 @@
 
 mod cron_expr;
 mod field;
+mod hash_spread;
 mod interval;
 pub(crate) mod solar;
 mod zoned;
@@ -211,6 +212,16 @@ impl Spec {
     /// Validates `input`. An interval without `anchor` or `start_at` is anchored at `created`
     /// (the caller's creation instant, never a clock read here).
     pub fn parse(input: &SpecInput, created: DateTime<Utc>) -> Result<Spec, SpecError> {
+        Self::parse_named(input, created, "")
+    }
+
+    /// `parse`, for the schedule called `name`: a cron field's `H` takes its value from the
+    /// name (`hash_spread`).
+    pub fn parse_named(
+        input: &SpecInput,
+        created: DateTime<Utc>,
+        name: &str,
+    ) -> Result<Spec, SpecError> {
         // A leap second (stored before they were refused) is read as the second after it:
         // leap seconds are never fire times, and arithmetic on one would not move on.
         let opt_instant = |field: &str, value: &Option<Box<str>>| {
@@ -268,9 +279,11 @@ impl Spec {
                 anchor,
             }
         } else if let Some(text) = &input.cron {
-            Kind::Cron(CronExpr::parse(text, Dialect::Vixie, "cron")?)
+            let text = hash_spread::expand(text, name, "cron")?;
+            Kind::Cron(CronExpr::parse(&text, Dialect::Vixie, "cron")?)
         } else if let Some(text) = &input.crontab {
-            Kind::Crontab(CronExpr::parse(text, Dialect::Celery, "crontab")?)
+            let text = hash_spread::expand(text, name, "crontab")?;
+            Kind::Crontab(CronExpr::parse(&text, Dialect::Celery, "crontab")?)
         } else if let Some(at) = &input.once {
             Kind::Once(past_leap_second(parse_instant("once", at)?))
         } else if let (Some(event), Some(lat), Some(lon)) =

@@ -120,7 +120,7 @@ impl ScheduleRecord {
         if self.spec.is_some() {
             return None;
         }
-        Spec::parse(&self.def.spec, self.counts_from())
+        Spec::parse_named(&self.def.spec, self.counts_from(), &self.def.name)
             .err()
             .map(|err| format!("the stored spec cannot be read: {err}"))
     }
@@ -157,7 +157,7 @@ impl ScheduleRecord {
 
     /// Parses the definition's spec (on create, replace and snapshot load, never per fire).
     fn parse_spec(&mut self) {
-        self.spec = Spec::parse(&self.def.spec, self.counts_from()).ok();
+        self.spec = Spec::parse_named(&self.def.spec, self.counts_from(), &self.def.name).ok();
     }
 
     /// The next occurrence to plan, from the cached spec and the run state.

@@ -95,7 +95,8 @@ pub fn validate_def(def: &ScheduleDef, now: DateTime<Utc>) -> Result<Spec, DefEr
             format!("must be a Celery task name of 1-{MAX_TASK_LEN} characters without spaces"),
         ));
     }
-    let spec = Spec::parse(&def.spec, now).map_err(|e| invalid(e.field, e.reason))?;
+    let spec =
+        Spec::parse_named(&def.spec, now, &def.name).map_err(|e| invalid(e.field, e.reason))?;
     def.spec
         .check_instants()
         .map_err(|e| invalid(format!("spec.{}", e.field), e.reason))?;

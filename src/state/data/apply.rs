@@ -117,7 +117,7 @@ impl StateData {
         // `last_run_at` belongs to the creation: a change keeps the stored one.
         let last_run_at = kept_last_run.unwrap_or(def.last_run_at);
         // What a new record's `counts_from()` will be (a replace parses again below).
-        let spec = Spec::parse(&def.spec, last_run_at.unwrap_or(at))
+        let spec = Spec::parse_named(&def.spec, last_run_at.unwrap_or(at), &def.name)
             .map_err(|e| Rejection::Invalid(e.to_string()))?;
         let stored = || {
             Arc::new(ScheduleDef {

@@ -554,3 +554,41 @@ fn max_runs_finishes_the_schedule() {
     assert_eq!(record.next, None, "finished: nothing more is planned");
     assert!(s.due().is_empty());
 }
+
+#[test]
+fn a_hash_spread_cron_takes_its_minute_from_the_name() {
+    let mut s = StateData::default();
+    for name in ["reports.a", "reports.b"] {
+        let def = ScheduleDef {
+            name: name.into(),
+            task: "tasks.job".into(),
+            spec: SpecInput {
+                cron: Some("H * * * *".into()),
+                ..Default::default()
+            },
+            args: vec![],
+            kwargs: Default::default(),
+            options: Default::default(),
+            catchup: CatchupPolicy::default(),
+            enabled: true,
+            labels: Default::default(),
+            description: String::new(),
+            last_run_at: None,
+            control: None,
+        };
+        s.apply(&Command::Put {
+            def,
+            expected_revision: None,
+            incarnation: INCARNATION,
+            at: t(0),
+        });
+    }
+    // Minutes 19 and 5 (the values `hash_spread` documents for these names).
+    let next = |name: &str| {
+        s.schedules[name]
+            .next
+            .map(|n| n.format("%H:%M").to_string())
+    };
+    assert_eq!(next("reports.a").as_deref(), Some("00:19"));
+    assert_eq!(next("reports.b").as_deref(), Some("00:05"));
+}
