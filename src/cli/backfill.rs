@@ -112,13 +112,17 @@ async fn follow(
     }
 }
 
-/// `[#########-----------]  45/100  9.8/s  ETA 6s`
 fn bar(p: &pb::BackfillProgress, elapsed: Duration) -> String {
+    progress_bar(p.done, p.total, elapsed)
+}
+
+/// `[#########-----------]  45/100  9.8/s  ETA 6s`
+pub(super) fn progress_bar(done: u64, total: u64, elapsed: Duration) -> String {
     const WIDTH: u64 = 30;
-    let total = p.total.max(1);
-    let filled = (p.done.min(total) * WIDTH / total) as usize;
-    let rate = p.done as f64 / elapsed.as_secs_f64().max(0.001);
-    let left = p.total.saturating_sub(p.done);
+    let shown = total.max(1);
+    let filled = (done.min(shown) * WIDTH / shown) as usize;
+    let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
+    let left = total.saturating_sub(done);
     let eta = if rate > 0.0 {
         format!("{:.0}s", left as f64 / rate)
     } else {
@@ -128,8 +132,8 @@ fn bar(p: &pb::BackfillProgress, elapsed: Duration) -> String {
         "[{}{}] {}/{}  {:.1}/s  ETA {eta}   ",
         "#".repeat(filled),
         "-".repeat(WIDTH as usize - filled),
-        p.done,
-        p.total,
+        done,
+        total,
         rate
     )
 }

@@ -6,6 +6,7 @@
 //! the API.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use chrono::Utc;
@@ -177,12 +178,18 @@ async fn apply(
     } else {
         selector.into_iter().collect()
     };
-    let request = pb::ApplySchedulesRequest {
-        schedules: defs.iter().map(crate::api::convert_def).collect(),
-        prune,
-        prune_selector: selector,
+    let specs: Vec<pb::ScheduleSpec> = defs.iter().map(crate::api::convert_def).collect();
+    let r = if prune || specs.len() <= APPLY_CHUNK {
+        // One call: pruning needs the whole set at once.
+        let request = pb::ApplySchedulesRequest {
+            schedules: specs,
+            prune,
+            prune_selector: selector,
+        };
+        api.apply_schedules(request).await?.into_inner()
+    } else {
+        apply_in_chunks(api, output, specs).await?
     };
-    let r = api.apply_schedules(request).await?.into_inner();
     match output {
         Output::Json => print_json(&json!({
             "created": r.created, "updated": r.updated,
@@ -194,6 +201,46 @@ async fn apply(
         ),
     }
     Ok(())
+}
+
+/// Definitions per call when a large file is applied without pruning, so that progress shows.
+const APPLY_CHUNK: usize = 1_000;
+
+/// Applies `specs` a chunk at a time, drawing a bar on a terminal; the counts add up.
+async fn apply_in_chunks(
+    api: &mut Api,
+    output: Output,
+    specs: Vec<pb::ScheduleSpec>,
+) -> Result<pb::ApplySchedulesResponse, Failure> {
+    let draw = matches!(output, Output::Table) && std::io::stderr().is_terminal();
+    let total = specs.len();
+    let started = std::time::Instant::now();
+    let mut sum = pb::ApplySchedulesResponse::default();
+    let mut done = 0;
+    for chunk in specs.chunks(APPLY_CHUNK) {
+        let r = api
+            .apply_schedules(pb::ApplySchedulesRequest {
+                schedules: chunk.to_vec(),
+                prune: false,
+                prune_selector: HashMap::new(),
+            })
+            .await?
+            .into_inner();
+        sum.created += r.created;
+        sum.updated += r.updated;
+        sum.unchanged += r.unchanged;
+        done += chunk.len();
+        if draw {
+            eprint!(
+                "\r{}",
+                super::backfill::progress_bar(done as u64, total as u64, started.elapsed())
+            );
+        }
+    }
+    if draw {
+        eprintln!();
+    }
+    Ok(sum)
 }
 
 /// Every schedule matching, fetched a page at a time, up to `limit`.
