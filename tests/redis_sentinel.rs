@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use belfry::dispatch::{Push, RedisSink, SinkConfig};
-use support::sentinel::{kill_server_on, SentinelTopology, MASTER_NAME};
+use belfry_kit::sentinel::{sigkill, SentinelOptions, SentinelTopology, MASTER_NAME};
 use uuid::Uuid;
 
 /// One topology at a time: each is six Redis processes, and two cores are shared.
@@ -43,7 +43,7 @@ struct Run {
 /// thread SIGKILLs the master once `KILL_AFTER` are; then reads the queue on the new master.
 async fn push_through_a_failover(min_replicas: u32) -> Run {
     let _serial = SERIAL.lock().await;
-    let topology = SentinelTopology::start(2);
+    let topology = SentinelTopology::start(SentinelOptions::new(2)).expect("a sentinel topology");
     let mut config = SinkConfig::new(topology.url(0));
     config.master_name = Some(MASTER_NAME.into());
     config.min_replicas = min_replicas;
@@ -51,14 +51,18 @@ async fn push_through_a_failover(min_replicas: u32) -> Run {
     config.timeout = Duration::from_secs(2);
     let sink = RedisSink::new(&config).expect("a sentinel sink");
     let done = Arc::new(AtomicUsize::new(0));
-    let master_port = topology.master_port().expect("a master");
+    let master = topology.master().expect("a master");
+    let master_pid = topology.servers()[master]
+        .redis
+        .pid()
+        .expect("the master runs");
     let killer = {
         let done = done.clone();
         std::thread::spawn(move || {
             while done.load(Ordering::SeqCst) < KILL_AFTER {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            kill_server_on(master_port);
+            sigkill(master_pid).expect("SIGKILL the master");
             Instant::now()
         })
     };
@@ -85,9 +89,10 @@ async fn push_through_a_failover(min_replicas: u32) -> Run {
         done.store(b + 1, Ordering::SeqCst);
     }
     let killed_at = killer.join().expect("the killer thread");
-    let new_master = topology.wait_for_new_master(master_port);
-    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{new_master}/0"))
-        .and_then(|c| c.get_connection())
+    let new_master = topology.wait_for_new_master(master).expect("a failover");
+    let mut conn = topology.servers()[new_master]
+        .redis
+        .conn(0)
         .expect("connect to the new master");
     let messages: Vec<String> = redis::cmd("LRANGE")
         .arg("celery")
@@ -157,7 +162,8 @@ async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
 
     const QUEUE: &str = "followed";
     let _serial = SERIAL.lock().await;
-    let mut topology = SentinelTopology::start(2);
+    let mut topology =
+        SentinelTopology::start(SentinelOptions::new(2)).expect("a sentinel topology");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(5);
     let names = ["sentinel-a", "sentinel-b", "sentinel-c"];
     let mut entries: Vec<Schedule> = names
@@ -176,8 +182,7 @@ async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
     );
     let config = format!("[redis]\nmaster_name = \"{MASTER_NAME}\"\nmin_replicas = 1\n");
     let cluster = support::procs::start(3, &topology.url(0), &schedules::file(&entries), &config);
-    let sentinel_ports: Vec<u16> = topology.sentinels.iter().map(|s| s.port).collect();
-    let consumer = belfry_kit::Consumer::following(move || master_url(&sentinel_ports, 0), QUEUE);
+    let consumer = belfry_kit::Consumer::following(topology.master_locator(0), QUEUE);
     let mut worker = CeleryWorker::start_with(
         &topology.url(0),
         &topology.url(1),
@@ -188,7 +193,9 @@ async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
         (consumer.arrivals().len() >= 3 * names.len()).then_some(())
     });
     let killed_at = Utc::now();
-    topology.kill_master_and_wait_for_failover();
+    topology
+        .kill_master_and_wait_for_failover()
+        .expect("a failover");
     let to = Utc::now() + TimeDelta::seconds(4);
     wait_for("the window to pass", Duration::from_secs(60), || {
         (Utc::now() > to + TimeDelta::seconds(1)).then_some(())
@@ -219,9 +226,10 @@ async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
     );
 
     // The worker ran the fourth schedule's tasks before and after the failover, each once.
-    let backend_port = topology.master_port().expect("a master");
-    let mut results = redis::Client::open(format!("redis://127.0.0.1:{backend_port}/1"))
-        .and_then(|c| c.get_connection())
+    let backend = topology.master().expect("a master");
+    let mut results = topology.servers()[backend]
+        .redis
+        .conn(1)
         .expect("connect to the new master");
     let after = killed_at + TimeDelta::seconds(3);
     let ran = wait_for(
@@ -254,19 +262,4 @@ async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
     distinct.dedup();
     assert_eq!(distinct.len(), ran.len(), "a task ran twice: {ran:?}");
     worker.stop();
-}
-
-/// `redis://` URL of the master the sentinels on `ports` name now.
-fn master_url(ports: &[u16], db: u8) -> Option<String> {
-    ports.iter().find_map(|port| {
-        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-            .and_then(|c| c.get_connection())
-            .ok()?;
-        let (host, master): (String, String) = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(MASTER_NAME)
-            .query(&mut conn)
-            .ok()?;
-        Some(format!("redis://{host}:{master}/{db}"))
-    })
 }

@@ -153,4 +153,3 @@ pub fn read_repo_file(path: impl AsRef<Path>) -> String {
 }
 pub mod metrics;
 pub mod procs;
-pub mod sentinel;
