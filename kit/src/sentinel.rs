@@ -216,8 +216,9 @@ impl SentinelTopology {
         }
     }
 
-    /// Waits until every sentinel names the same master other than `old`, and it answers as
-    /// master (a sentinel learns of a failover another one led a moment later). Its slot.
+    /// Waits until every sentinel names the same master other than `old`, it answers as
+    /// master (a sentinel learns of a failover another one led a moment later), and the
+    /// sentinels' view of it has settled (see `wait_until_settled`). Its slot.
     pub fn wait_for_new_master(&self, old: usize) -> Result<usize, KitError> {
         let old_port = self.servers.get(old).map(DataServer::named_port);
         let port = poll("every sentinel to name a new master", WAIT, || {
@@ -234,7 +235,52 @@ impl SentinelTopology {
                 .contains("role:master")
                 .then_some(())
         })?;
-        Ok(slot)
+        self.wait_until_settled()
+    }
+
+    /// Waits until, for `SETTLED` in a row, every sentinel names the same master, has had an
+    /// answer from it within two seconds (it pings once a second), and neither holds it down
+    /// nor fails it over;
+    /// returns its slot. Right after a switch a sentinel can lose its new link's first pings
+    /// (seen over TLS), hold the new master down and fail it over again, to any replica it
+    /// knows: one restarted empty and still in its first sync would be promoted, and what the
+    /// master held lost. Nothing is restarted before the view has settled.
+    fn wait_until_settled(&self) -> Result<usize, KitError> {
+        const SETTLED: Duration = Duration::from_secs(3);
+        let asker = self.asker();
+        let mut since: Option<(Instant, u16)> = None;
+        let port = poll("the sentinels' view of the master to settle", WAIT, || {
+            let agreed = (0..self.sentinels.len())
+                .map(|i| {
+                    let mut conn = asker.conn(i)?;
+                    let row: Vec<String> = redis::cmd("SENTINEL")
+                        .arg("master")
+                        .arg(&asker.master_name)
+                        .query(&mut conn)
+                        .ok()?;
+                    let answered: u64 = field(&row, "last-ok-ping-reply")?.parse().ok()?;
+                    (field(&row, "flags") == Some("master") && answered < 2_000)
+                        .then(|| field(&row, "port")?.parse::<u16>().ok())
+                        .flatten()
+                })
+                .collect::<Option<Vec<u16>>>()
+                .filter(|ports| ports.windows(2).all(|w| w[0] == w[1]))
+                .and_then(|ports| ports.first().copied());
+            match (agreed, since) {
+                (Some(port), Some((start, held))) if held == port => {
+                    (start.elapsed() >= SETTLED).then_some(port)
+                }
+                (Some(port), _) => {
+                    since = Some((Instant::now(), port));
+                    None
+                }
+                (None, _) => {
+                    since = None;
+                    None
+                }
+            }
+        })?;
+        self.slot_of(port)
     }
 
     /// SIGKILLs the master and waits for the failover: (the killed slot, the new master's).
