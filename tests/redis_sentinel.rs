@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use belfry::dispatch::{Push, RedisSink, SinkConfig};
-use support::sentinel::{kill_server_on, SentinelTopology, MASTER_NAME};
+use belfry_kit::sentinel::{sigkill, SentinelOptions, SentinelTopology, MASTER_NAME};
 use uuid::Uuid;
 
 /// One topology at a time: each is six Redis processes, and two cores are shared.
@@ -43,7 +43,7 @@ struct Run {
 /// thread SIGKILLs the master once `KILL_AFTER` are; then reads the queue on the new master.
 async fn push_through_a_failover(min_replicas: u32) -> Run {
     let _serial = SERIAL.lock().await;
-    let topology = SentinelTopology::start(2);
+    let topology = SentinelTopology::start(SentinelOptions::new(2)).expect("a sentinel topology");
     let mut config = SinkConfig::new(topology.url(0));
     config.master_name = Some(MASTER_NAME.into());
     config.min_replicas = min_replicas;
@@ -51,14 +51,18 @@ async fn push_through_a_failover(min_replicas: u32) -> Run {
     config.timeout = Duration::from_secs(2);
     let sink = RedisSink::new(&config).expect("a sentinel sink");
     let done = Arc::new(AtomicUsize::new(0));
-    let master_port = topology.master_port().expect("a master");
+    let master = topology.master().expect("a master");
+    let master_pid = topology.servers()[master]
+        .redis
+        .pid()
+        .expect("the master runs");
     let killer = {
         let done = done.clone();
         std::thread::spawn(move || {
             while done.load(Ordering::SeqCst) < KILL_AFTER {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            kill_server_on(master_port);
+            sigkill(master_pid).expect("SIGKILL the master");
             Instant::now()
         })
     };
@@ -85,9 +89,10 @@ async fn push_through_a_failover(min_replicas: u32) -> Run {
         done.store(b + 1, Ordering::SeqCst);
     }
     let killed_at = killer.join().expect("the killer thread");
-    let new_master = topology.wait_for_new_master(master_port);
-    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{new_master}/0"))
-        .and_then(|c| c.get_connection())
+    let new_master = topology.wait_for_new_master(master).expect("a failover");
+    let mut conn = topology.servers()[new_master]
+        .redis
+        .conn(0)
         .expect("connect to the new master");
     let messages: Vec<String> = redis::cmd("LRANGE")
         .arg("celery")
@@ -157,7 +162,8 @@ async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
 
     const QUEUE: &str = "followed";
     let _serial = SERIAL.lock().await;
-    let mut topology = SentinelTopology::start(2);
+    let mut topology =
+        SentinelTopology::start(SentinelOptions::new(2)).expect("a sentinel topology");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(5);
     let names = ["sentinel-a", "sentinel-b", "sentinel-c"];
     let mut entries: Vec<Schedule> = names
@@ -176,8 +182,7 @@ async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
     );
     let config = format!("[redis]\nmaster_name = \"{MASTER_NAME}\"\nmin_replicas = 1\n");
     let cluster = support::procs::start(3, &topology.url(0), &schedules::file(&entries), &config);
-    let sentinel_ports: Vec<u16> = topology.sentinels.iter().map(|s| s.port).collect();
-    let consumer = belfry_kit::Consumer::following(move || master_url(&sentinel_ports, 0), QUEUE);
+    let consumer = belfry_kit::Consumer::following(topology.master_locator(0), QUEUE);
     let mut worker = CeleryWorker::start_with(
         &topology.url(0),
         &topology.url(1),
@@ -188,7 +193,9 @@ async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
         (consumer.arrivals().len() >= 3 * names.len()).then_some(())
     });
     let killed_at = Utc::now();
-    topology.kill_master_and_wait_for_failover();
+    topology
+        .kill_master_and_wait_for_failover()
+        .expect("a failover");
     let to = Utc::now() + TimeDelta::seconds(4);
     wait_for("the window to pass", Duration::from_secs(60), || {
         (Utc::now() > to + TimeDelta::seconds(1)).then_some(())
@@ -219,9 +226,10 @@ async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
     );
 
     // The worker ran the fourth schedule's tasks before and after the failover, each once.
-    let backend_port = topology.master_port().expect("a master");
-    let mut results = redis::Client::open(format!("redis://127.0.0.1:{backend_port}/1"))
-        .and_then(|c| c.get_connection())
+    let backend = topology.master().expect("a master");
+    let mut results = topology.servers()[backend]
+        .redis
+        .conn(1)
         .expect("connect to the new master");
     let after = killed_at + TimeDelta::seconds(3);
     let ran = wait_for(
@@ -256,17 +264,188 @@ async fn a_cluster_and_a_celery_worker_follow_the_master_through_a_failover() {
     worker.stop();
 }
 
-/// `redis://` URL of the master the sentinels on `ports` name now.
-fn master_url(ports: &[u16], db: u8) -> Option<String> {
-    ports.iter().find_map(|port| {
-        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-            .and_then(|c| c.get_connection())
-            .ok()?;
-        let (host, master): (String, String) = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(MASTER_NAME)
-            .query(&mut conn)
-            .ok()?;
-        Some(format!("redis://{host}:{master}/{db}"))
+/// Sentinels that require a password: a sink without it, or with a wrong one, fails at once
+/// with an error naming the setting (not a hang, not a bare NOAUTH); with it, pushes reach the
+/// master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sentinels_password_is_sent_and_a_wrong_one_is_named() {
+    let _serial = SERIAL.lock().await;
+    let topology = SentinelTopology::start(SentinelOptions {
+        sentinel_password: Some("sentinel-secret-1".into()),
+        ..SentinelOptions::new(1)
     })
+    .expect("a sentinel topology with a password");
+    let sink_with = |password: Option<&str>| {
+        let mut config = SinkConfig::new(topology.url(0));
+        config.master_name = Some(MASTER_NAME.into());
+        config.sentinel_password = password.map(str::to_string);
+        config.timeout = Duration::from_secs(2);
+        RedisSink::new(&config).expect("a sentinel sink")
+    };
+    for (password, expected) in [
+        (None, "requires a password: set [redis] sentinel_password"),
+        (
+            Some("not-the-password"),
+            "refused the password in [redis] sentinel_password",
+        ),
+    ] {
+        let sink = sink_with(password);
+        let started = Instant::now();
+        let err = tokio::time::timeout(Duration::from_secs(20), sink.push_batch(&batch(0)))
+            .await
+            .expect("a refused password is an error, not a hang")
+            .expect_err("the sentinels refuse the call");
+        assert!(err.to_string().contains(expected), "{password:?}: {err}");
+        eprintln!("sentinel password {password:?}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{password:?}: the error took {:?}",
+            started.elapsed()
+        );
+    }
+    let sink = sink_with(Some("sentinel-secret-1"));
+    let outcomes = sink.push_batch(&batch(0)).await.expect("pushed");
+    assert_eq!(outcomes.len(), PER_BATCH);
+    let master = topology.master().expect("a master");
+    let queued: usize = redis::cmd("LLEN")
+        .arg("celery")
+        .query(&mut topology.servers()[master].redis.conn(0).expect("connect"))
+        .expect("LLEN");
+    assert_eq!(queued, PER_BATCH);
+}
+
+/// A node configured with `sentinel_password_file`: with the wrong password in the file its
+/// log says which setting the sentinels refused and nothing is pushed; restarted with the right
+/// one, it dispatches to the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reads_the_sentinels_password_from_its_file() {
+    use belfry_kit::schedules::{self, Schedule};
+    use chrono::{DurationRound, TimeDelta, Utc};
+
+    const QUEUE: &str = "with-password";
+    let _serial = SERIAL.lock().await;
+    let topology = SentinelTopology::start(SentinelOptions {
+        sentinel_password: Some("sentinel-secret-2".into()),
+        ..SentinelOptions::new(1)
+    })
+    .expect("a sentinel topology with a password");
+    let secrets = tempfile::tempdir().expect("a directory for the password");
+    let password_file = secrets.path().join("sentinel-password");
+    std::fs::write(&password_file, "not-the-password\n").expect("write the password file");
+    let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
+    let entries = [Schedule::new("with-password", "belfry_test.record")
+        .every("1s")
+        .start_at(t0)
+        .queue(QUEUE)];
+    let config = format!(
+        "[redis]\nmaster_name = \"{MASTER_NAME}\"\nsentinel_password_file = \"{}\"\n",
+        password_file.display()
+    );
+    let mut cluster =
+        support::procs::start(1, &topology.url(0), &schedules::file(&entries), &config);
+    let consumer = belfry_kit::Consumer::following(topology.master_locator(0), QUEUE);
+    support::wait_for(
+        "the node to report the refused password",
+        Duration::from_secs(60),
+        || {
+            cluster
+                .log_text()
+                .contains("refused the password in [redis] sentinel_password")
+                .then_some(())
+        },
+    );
+    assert!(
+        consumer.arrivals().is_empty(),
+        "pushed with a refused password"
+    );
+
+    std::fs::write(&password_file, "sentinel-secret-2\n").expect("write the password file");
+    cluster.kill(0);
+    cluster.spawn(0).expect("restart the node");
+    let arrivals = support::wait_for("dispatch to the master", Duration::from_secs(60), || {
+        let arrivals = consumer.arrivals();
+        (arrivals.len() >= 3).then_some(arrivals)
+    });
+    let mut ids: Vec<&str> = arrivals.iter().map(|a| a.task_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), arrivals.len(), "an occurrence arrived twice");
+}
+
+/// Sentinels and servers that speak TLS with certificates from a private CA: the sink reaches
+/// the sentinels and the master over TLS (`sentinel_tls`, `tls`, `tls_ca_file`), with
+/// `min_replicas` confirmed over TLS replication, follows a failover, and without the CA
+/// trusts neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_and_the_master_over_tls_with_a_private_ca() {
+    let _serial = SERIAL.lock().await;
+    let pki_dir = tempfile::tempdir().expect("a directory for certificates");
+    let pki = support::openssl_pki(pki_dir.path());
+    let mut topology = SentinelTopology::start(SentinelOptions {
+        tls: Some(pki.clone()),
+        ..SentinelOptions::new(1)
+    })
+    .expect("a sentinel topology with TLS");
+    let sink_with = |ca: Option<&std::path::Path>| {
+        let mut config = SinkConfig::new(topology.url(0));
+        config.master_name = Some(MASTER_NAME.into());
+        config.sentinel_tls = true;
+        config.tls = true;
+        config.tls_ca_file = ca.map(std::path::Path::to_path_buf);
+        config.min_replicas = 1;
+        config.replica_timeout = Duration::from_millis(1_000);
+        config.timeout = Duration::from_secs(2);
+        RedisSink::new(&config).expect("a sentinel sink")
+    };
+    let untrusted = sink_with(None);
+    let err = untrusted
+        .push_batch(&batch(0))
+        .await
+        .expect_err("a certificate from an unknown CA is refused");
+    assert!(err.to_string().contains("no Redis master"), "{err}");
+
+    let sink = sink_with(Some(&pki.ca));
+    push_until_confirmed(&sink, 0).await;
+    let (killed, _) = topology
+        .kill_master_and_wait_for_failover()
+        .expect("a failover");
+    // The new master has no replica until the old one comes back as its replica.
+    topology
+        .restart_as_replica(killed)
+        .expect("the old master back as a replica");
+    push_until_confirmed(&sink, 1).await;
+    let master = topology.master().expect("a master");
+    let messages: Vec<String> = redis::cmd("LRANGE")
+        .arg("celery")
+        .arg(0)
+        .arg(-1)
+        .query(&mut topology.servers()[master].redis.conn(0).expect("connect"))
+        .expect("LRANGE");
+    for n in 0..2 * PER_BATCH {
+        assert_eq!(
+            count(&messages, n),
+            1,
+            "message {n} over TLS, through a failover"
+        );
+    }
+}
+
+/// Pushes batch `b` until a push of it is confirmed (within a minute).
+async fn push_until_confirmed(sink: &RedisSink, b: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match sink.push_batch(&batch(b)).await {
+            Ok(outcomes) => {
+                assert_eq!(outcomes.len(), PER_BATCH);
+                return;
+            }
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "batch {b} never went through: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }

@@ -165,83 +165,26 @@ async fn a_bad_url_is_a_configuration_error() {
 #[tokio::test]
 async fn tls_urls_connect_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    let openssl = |args: &[&str]| {
-        let status = std::process::Command::new("openssl")
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=belfry test CA",
-        "-keyout",
-        &path("ca.key"),
-        "-out",
-        &path("ca.pem"),
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        &path("server.key"),
-        "-out",
-        &path("server.csr"),
-    ]);
-    std::fs::write(
-        path("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &path("server.csr"),
-        "-CA",
-        &path("ca.pem"),
-        "-CAkey",
-        &path("ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &path("ext.cnf"),
-        "-out",
-        &path("server.pem"),
-    ]);
-
+    let pki = support::openssl_pki(dir.path());
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
     let port = support::free_port();
     let port_arg = port.to_string();
     let server = RedisServer::start_with(&[
         "--tls-port",
         &port_arg,
         "--tls-cert-file",
-        &path("server.pem"),
+        &path(&pki.cert),
         "--tls-key-file",
-        &path("server.key"),
+        &path(&pki.key),
         "--tls-ca-cert-file",
-        &path("ca.pem"),
+        &path(&pki.ca),
         "--tls-auth-clients",
         "no",
     ])
     .expect("start redis-server");
 
     let mut config = SinkConfig::new(format!("rediss://localhost:{port}/0"));
-    config.tls_ca_file = Some(dir.path().join("ca.pem"));
+    config.tls_ca_file = Some(pki.ca.clone());
     let sink = sink(config);
     let batch = [push(1, "tls")];
     let outcome = wait_for_async(|| sink.push_batch(&batch)).await;

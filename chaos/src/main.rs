@@ -4,6 +4,7 @@
 //! This file owns the command line only; `run` drives a run.
 
 mod api;
+mod broker;
 mod celery;
 mod checker;
 mod cluster;
@@ -40,7 +41,7 @@ pub struct Args {
     pub seed: Option<u64>,
     /// Nemeses, comma-separated, or `all`: kill-leader, kill-follower, kill-majority,
     /// pause-leader, partition-leader, partition-split, partition-oneway, rolling-restart,
-    /// membership, wipe, redis-kill, redis-slow, clock.
+    /// membership, wipe, redis-kill, redis-slow, redis-failover (with --sentinel), clock.
     #[arg(long, default_value = "all")]
     pub nemesis: String,
     /// The `belfry` binary (default: `belfry` next to this binary).
@@ -49,6 +50,14 @@ pub struct Args {
     /// The `redis-server` binary.
     #[arg(long, default_value = "redis-server")]
     pub redis_server: PathBuf,
+    /// Redis as a master, a replica and three sentinels: the nodes push through a
+    /// `sentinel://` URL with `min_replicas = 1`, the harness's consumer follows the master,
+    /// and the Redis fault is `redis-failover` (in place of redis-kill and redis-slow).
+    #[arg(long)]
+    pub sentinel: bool,
+    /// The `redis-sentinel` binary (with --sentinel).
+    #[arg(long, default_value = "redis-sentinel")]
+    pub redis_sentinel: PathBuf,
     /// Output directory (default: chaos/out/<time>-<nodes>n-seed<seed> from the repository root,
     /// else chaos-out/…).
     #[arg(long)]

@@ -2,7 +2,7 @@
 //!
 //! Two tracks run side by side, so faults combine: the cluster track (kills, freezes,
 //! partitions, restarts, membership, lost data) and the environment track (Redis crashes and
-//! slowness, clock offsets). Each track waits a random healthy gap, picks one of its enabled
+//! slowness, or with a Sentinel topology failovers of the Redis master; clock offsets). Each track waits a random healthy gap, picks one of its enabled
 //! nemeses, injects it for a random time, heals it and records the window. Every choice comes
 //! from the seed, so a run can be replayed (the timing of the cluster's own reactions, such as
 //! who wins an election, cannot be). Owns fault injection; must not check anything.
@@ -23,15 +23,15 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::Mutex;
 
 use crate::api::Api;
+use crate::broker::Broker;
 use crate::cluster::Cluster;
 use crate::history::SharedHistory;
 use crate::proxy::SlowProxy;
-use belfry_kit::RedisServer as RedisProc;
 use cluster_faults::{
     kill_follower, kill_leader, kill_majority, partition, pause_leader, rolling_restart,
     wipe_follower,
 };
-use environment::{clock, redis_kill, redis_slow};
+use environment::{clock, redis_failover, redis_kill, redis_slow};
 use membership::membership;
 
 /// Every nemesis, by the name the command line uses.
@@ -49,6 +49,7 @@ pub enum Nemesis {
     Wipe,
     RedisKill,
     RedisSlow,
+    RedisFailover,
     Clock,
 }
 
@@ -65,6 +66,7 @@ pub const ALL: &[Nemesis] = &[
     Nemesis::Wipe,
     Nemesis::RedisKill,
     Nemesis::RedisSlow,
+    Nemesis::RedisFailover,
     Nemesis::Clock,
 ];
 
@@ -83,6 +85,7 @@ impl Nemesis {
             Nemesis::Wipe => "wipe",
             Nemesis::RedisKill => "redis-kill",
             Nemesis::RedisSlow => "redis-slow",
+            Nemesis::RedisFailover => "redis-failover",
             Nemesis::Clock => "clock",
         }
     }
@@ -95,8 +98,23 @@ impl Nemesis {
     pub fn is_environment(self) -> bool {
         matches!(
             self,
-            Nemesis::RedisKill | Nemesis::RedisSlow | Nemesis::Clock
+            Nemesis::RedisKill | Nemesis::RedisSlow | Nemesis::RedisFailover | Nemesis::Clock
         )
+    }
+
+    /// Why this nemesis cannot run in a run set up so, if it cannot.
+    pub fn unavailable(self, netns: bool, clock: bool, sentinel: bool) -> Option<&'static str> {
+        match self {
+            _ if self.needs_netns() && !netns => Some("partitions need netns mode, as root"),
+            Nemesis::Clock if !clock => Some("libfaketime is not installed"),
+            Nemesis::RedisFailover if !sentinel => {
+                Some("it fails over a Sentinel topology: run with --sentinel")
+            }
+            Nemesis::RedisKill | Nemesis::RedisSlow if sentinel => {
+                Some("with --sentinel the Redis fault is redis-failover")
+            }
+            _ => None,
+        }
     }
 
     pub fn needs_netns(self) -> bool {
@@ -111,8 +129,9 @@ impl Nemesis {
 #[derive(Clone)]
 pub struct Targets {
     pub cluster: Arc<Mutex<Cluster>>,
-    pub redis: Arc<Mutex<RedisProc>>,
-    pub proxy: SlowProxy,
+    pub redis: Arc<Mutex<Broker>>,
+    /// The proxy between the nodes and a single Redis server (none with Sentinel).
+    pub proxy: Option<SlowProxy>,
     pub api: Api,
     pub history: SharedHistory,
 }
@@ -224,6 +243,7 @@ async fn inject(t: &Targets, kind: Nemesis, rng: &mut ChaCha8Rng) {
         Nemesis::Membership => membership(t, draws.pick).await,
         Nemesis::RedisKill => redis_kill(t, draws).await,
         Nemesis::RedisSlow => redis_slow(t, draws, rng).await,
+        Nemesis::RedisFailover => redis_failover(t, draws).await,
         Nemesis::Clock => clock(t, draws, rng).await,
     }
 }

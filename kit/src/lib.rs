@@ -5,6 +5,8 @@
 //!   extra arguments and environment (a controllable clock through libfaketime), signals,
 //!   restarts from the same data, wiping, and who leads per the nodes' own logs.
 //! - [`redis_server`]: a `redis-server` on a free loopback port: start, kill, restart.
+//! - [`sentinel`]: a master, its replicas and three `redis-sentinel` processes: failovers and
+//!   killed servers brought back as replicas.
 //! - [`consumer`]: reads the Celery messages belfry pushes onto a Redis list, one by one
 //!   (reliable across Redis crashes) or in batches (for benchmarks).
 //! - [`schedules`]: a builder for `[[schedule]]` entries of a schedules file.
@@ -13,7 +15,7 @@
 //! - [`shared`]: a cluster (or anything) shared by the tests of one binary, stopped at exit.
 //!
 //! Invariant: every process the kit starts is stopped when the value that started it is
-//! dropped (nodes and Redis are SIGKILLed; `Cluster::shutdown` stops nodes gracefully first).
+//! dropped (nodes, Redis and sentinels are SIGKILLed; `Cluster::shutdown` stops nodes gracefully first).
 //! The kit knows belfry only from the outside (its command line, its JSON logs, the messages
 //! it pushes): it must not depend on the `belfry` crate, whose binary uses the kit for
 //! `belfry dev`.
@@ -24,6 +26,7 @@ pub mod logs;
 pub mod ports;
 pub mod redis_server;
 pub mod schedules;
+pub mod sentinel;
 pub mod shared;
 pub mod wait;
 
@@ -31,6 +34,7 @@ pub use cluster::{Cluster, ClusterOptions, Node, Placement, Signal};
 pub use consumer::{Arrival, Consumer};
 pub use redis_server::{RedisOptions, RedisServer};
 pub use schedules::Schedule;
+pub use sentinel::{SentinelOptions, SentinelTopology};
 pub use shared::Shared;
 pub use wait::{poll, wait_for};
 
@@ -59,6 +63,8 @@ pub enum KitError {
     Timeout { what: String, after: Duration },
     #[error("no node with index {0}")]
     UnknownNode(usize),
+    #[error("sentinel topology: {0}")]
+    Sentinel(String),
 }
 
 impl KitError {

@@ -1,8 +1,9 @@
 //! A real `redis-server` on a loopback port: started, SIGKILLed and restarted on the same port.
 //!
-//! Invariant: the server listens on 127.0.0.1 only, a start returns once it accepts
-//! connections (or fails with the tail of its log), and the process is killed when the value
-//! is dropped. With `persist`, every write is fsynced to an append-only file (`appendfsync
+//! Invariant: the server listens on 127.0.0.1 (and on any further address its arguments bind
+//! it to: a Sentinel topology reached from other network namespaces), a start returns once it
+//! accepts connections on 127.0.0.1 (or fails with the tail of its log), and the process is
+//! killed when the value is dropped. With `persist`, every write is fsynced to an append-only file (`appendfsync
 //! always`, as a production broker should), so a restart finds what it was told; without it a
 //! restart is empty. Owns the process and its directory only: it must not read the queues.
 
@@ -176,6 +177,18 @@ impl RedisServer {
     pub fn restart(&mut self) -> Result<(), KitError> {
         self.kill();
         self.spawn()
+    }
+
+    /// Starts it again on the same port with `args` in place of the further arguments it was
+    /// started with (e.g. `--replicaof` a new master).
+    pub fn restart_with(&mut self, args: &[&str]) -> Result<(), KitError> {
+        self.options.args = args.iter().map(|a| a.to_string()).collect();
+        self.restart()
+    }
+
+    /// The process id while it runs (or until it is reaped, after a signal from elsewhere).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Its working directory (and log, `redis.log`).

@@ -4,7 +4,8 @@
 //!
 //! Invariant: an address is taken for the master only if a sentinel names it and the server
 //! there says it is a master (`ROLE`), so a demoted master a stale sentinel still names is never
-//! written to. It must not keep connections or decide when to ask (that is `broker`).
+//! written to; a sentinel that refuses belfry's credentials is reported as such, naming the
+//! setting to change. It must not keep connections or decide when to ask (that is `broker`).
 
 use std::time::Duration;
 
@@ -122,24 +123,40 @@ pub(crate) async fn find_master(
     master: &str,
     timeout: Duration,
 ) -> Result<(String, u16), DiscoveryError> {
-    let mut tried = Vec::new();
+    let mut tried: Vec<(String, String)> = Vec::new();
     for (host, port) in sentinels {
+        let sentinel = format!("{host}:{port}");
         match ask_sentinel(host, *port, auth, master, timeout).await {
             Ok(addr) => match is_master(&addr, auth, timeout).await {
                 Ok(true) => return Ok(addr),
-                Ok(false) => tried.push(format!(
-                    "{host}:{port} named {}:{}, which is not a master",
-                    addr.0, addr.1
+                Ok(false) => tried.push((
+                    sentinel,
+                    format!("named {}:{}, which is not a master", addr.0, addr.1),
                 )),
-                Err(e) => tried.push(format!("{host}:{port} named {}:{}: {e}", addr.0, addr.1)),
+                Err(e) => tried.push((sentinel, format!("named {}:{}: {e}", addr.0, addr.1))),
             },
-            Err(e) => tried.push(format!("{host}:{port}: {e}")),
+            Err(e) => tried.push((sentinel, e)),
         }
     }
     Err(DiscoveryError::NoMaster {
         master: master.to_string(),
-        tried: tried.join("; "),
+        tried: summarize(&tried),
     })
+}
+
+/// What each sentinel said, said once when they all said the same (a refused password).
+fn summarize(tried: &[(String, String)]) -> String {
+    match tried.split_first() {
+        Some(((_, first), rest)) if !rest.is_empty() && rest.iter().all(|(_, r)| r == first) => {
+            let all: Vec<&str> = tried.iter().map(|(s, _)| s.as_str()).collect();
+            format!("every sentinel ({}): {first}", all.join(", "))
+        }
+        _ => tried
+            .iter()
+            .map(|(sentinel, said)| format!("{sentinel}: {said}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
 }
 
 async fn ask_sentinel(
@@ -166,7 +183,7 @@ async fn ask_sentinel(
     )
     .await
     .map_err(|_| "timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| describe(&e, auth))?;
     let (host, port) = reply.ok_or_else(|| format!("does not know a master {master:?}"))?;
     let port = port
         .parse()
@@ -232,7 +249,27 @@ async fn connect(
     tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
         .await
         .map_err(|_| "connecting timed out".to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(|e| describe(&e, auth))
+}
+
+/// A failed call to a sentinel in words; a refusal of belfry's credentials names the setting
+/// that holds them, since the server's own reply does not.
+fn describe(err: &redis::RedisError, auth: &SentinelAuth) -> String {
+    if err.kind() == redis::ErrorKind::AuthenticationFailed {
+        let given = if auth.password.is_some() {
+            "the password in [redis] sentinel_password (or sentinel_password_file)"
+        } else {
+            "the credentials given"
+        };
+        return format!("refused {given}: {err}");
+    }
+    if err.code() == Some("NOAUTH") {
+        return format!(
+            "requires a password: set [redis] sentinel_password (or sentinel_password_file) \
+             to the sentinels' requirepass: {err}"
+        );
+    }
+    err.to_string()
 }
 
 #[cfg(test)]
@@ -274,6 +311,16 @@ mod tests {
         }
         let err = parse("sentinel://:hunter2@a:1;redis://b").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_same_answer_from_every_sentinel_is_said_once() {
+        let pair = |s: &str, r: &str| (s.to_string(), r.to_string());
+        let same = [pair("a:1", "refused"), pair("b:2", "refused")];
+        assert_eq!(summarize(&same), "every sentinel (a:1, b:2): refused");
+        let mixed = [pair("a:1", "refused"), pair("b:2", "timed out")];
+        assert_eq!(summarize(&mixed), "a:1: refused; b:2: timed out");
+        assert_eq!(summarize(&[pair("a:1", "refused")]), "a:1: refused");
     }
 
     #[test]

@@ -38,7 +38,14 @@ impl Plan {
         });
         let netns = network_mode(&args.net)?;
         let clock = args.faketime_lib.exists();
-        let kinds = selected_nemeses(&args.nemesis, netns, clock)?;
+        if args.sentinel && args.celery_python.is_some() {
+            return Err(RunError::Usage(
+                "--celery-python is not run with --sentinel: Redis replicates a worker's pops and \
+                 results asynchronously, so a failover can repeat or lose them whatever belfry does"
+                    .into(),
+            ));
+        }
+        let kinds = selected_nemeses(&args.nemesis, netns, clock, args.sentinel)?;
         let belfry_bin = args.belfry.clone().unwrap_or_else(default_belfry);
         if !belfry_bin.exists() {
             return Err(RunError::Usage(format!(
@@ -84,7 +91,12 @@ fn network_mode(net: &str) -> Result<bool, RunError> {
     }
 }
 
-fn selected_nemeses(spec: &str, netns: bool, clock: bool) -> Result<Vec<Nemesis>, RunError> {
+fn selected_nemeses(
+    spec: &str,
+    netns: bool,
+    clock: bool,
+    sentinel: bool,
+) -> Result<Vec<Nemesis>, RunError> {
     let mut out = Vec::new();
     for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if name == "all" {
@@ -107,20 +119,17 @@ fn selected_nemeses(spec: &str, netns: bool, clock: bool) -> Result<Vec<Nemesis>
     out.sort();
     out.dedup();
     let explicit = spec != "all";
-    out.retain(|n| {
-        let ok = (!n.needs_netns() || netns) && (*n != Nemesis::Clock || clock);
-        if !ok && explicit {
-            eprintln!(
-                "belfry-chaos: nemesis {} is unavailable here ({}); skipped",
-                n.name(),
-                if n.needs_netns() {
-                    "partitions need netns mode, as root"
-                } else {
-                    "libfaketime is not installed"
-                }
-            );
+    out.retain(|n| match n.unavailable(netns, clock, sentinel) {
+        Some(why) => {
+            if explicit {
+                eprintln!(
+                    "belfry-chaos: nemesis {} is unavailable here ({why}); skipped",
+                    n.name()
+                );
+            }
+            false
         }
-        ok
+        None => true,
     });
     Ok(out)
 }
@@ -159,14 +168,34 @@ fn output_dir(args: &Args, seed: u64) -> Result<PathBuf, RunError> {
 
 fn replay_command(args: &Args, seed: u64, kinds: &[Nemesis]) -> String {
     format!(
-        "belfry-chaos --nodes {} --duration {}s --seed {seed} --nemesis {}{}",
+        "belfry-chaos --nodes {} --duration {}s --seed {seed} --nemesis {}{}{}",
         args.nodes,
         args.duration.as_secs(),
         kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+        if args.sentinel { " --sentinel" } else { "" },
         if args.celery_python.is_some() {
             " --celery-python <python>"
         } else {
             ""
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selected_nemeses;
+    use crate::nemesis::Nemesis;
+
+    #[test]
+    fn the_redis_faults_follow_the_topology() {
+        let single = selected_nemeses("all", true, true, false).unwrap();
+        assert!(single.contains(&Nemesis::RedisKill) && single.contains(&Nemesis::RedisSlow));
+        assert!(!single.contains(&Nemesis::RedisFailover));
+        let sentinel = selected_nemeses("all", true, true, true).unwrap();
+        assert!(sentinel.contains(&Nemesis::RedisFailover));
+        assert!(!sentinel.contains(&Nemesis::RedisKill) && !sentinel.contains(&Nemesis::RedisSlow));
+        // Named explicitly where it cannot run, a nemesis is skipped (with a notice), not run.
+        let explicit = selected_nemeses("redis-failover,kill-leader", true, true, false).unwrap();
+        assert_eq!(explicit, [Nemesis::KillLeader]);
+    }
 }

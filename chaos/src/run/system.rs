@@ -1,5 +1,6 @@
-//! The system under test, started and healed: the network, Redis behind its slow proxy, the
-//! cluster with a leader, the harness's consumer and the optional Celery worker.
+//! The system under test, started and healed: the network, Redis (one server behind its slow
+//! proxy, or a Sentinel topology), the cluster with a leader, the harness's consumer and the
+//! optional Celery worker.
 //!
 //! Invariant: the parts are dropped (and so stopped) in the reverse of the order they were
 //! started. Must not inject faults; healing undoes whatever a nemesis left.
@@ -11,6 +12,7 @@ use tokio::sync::Mutex;
 
 use super::{now, plan::Plan, RunError};
 use crate::api::Api;
+use crate::broker::{blocking, Broker};
 use crate::celery::Worker;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::history::{incident, SharedHistory};
@@ -19,7 +21,7 @@ use crate::net::Network;
 use crate::proxy::SlowProxy;
 use crate::workload;
 use crate::Args;
-use belfry_kit::{Consumer, RedisOptions, RedisServer};
+use belfry_kit::{Consumer, RedisOptions, RedisServer, SentinelOptions, SentinelTopology};
 
 /// Everything started for a run. Fields drop in declaration order: the last started first.
 pub(super) struct System {
@@ -31,9 +33,21 @@ pub(super) struct System {
     pub(super) targets: Targets,
     /// Held here, not only by the targets, so Redis stops before the cluster and the proxy
     /// last.
-    _redis: Arc<Mutex<RedisServer>>,
+    _redis: Arc<Mutex<Broker>>,
     pub(super) cluster: Arc<Mutex<Cluster>>,
-    _proxy: SlowProxy,
+    _proxy: Option<SlowProxy>,
+}
+
+/// Redis as started, with what the nodes and the harness's consumer are given.
+struct Started {
+    broker: Broker,
+    proxy: Option<SlowProxy>,
+    /// The nodes' URL (and `[redis]` settings, with Sentinel).
+    node_url: String,
+    node_config: String,
+    consumer: Consumer,
+    /// The worker's broker (db 0) and result backend (db 1): the server itself.
+    worker_urls: (String, String),
 }
 
 impl System {
@@ -48,51 +62,39 @@ impl System {
             Network::loopback()
         };
         let host_ip = net.host_ip();
-        // It persists every write (`appendfsync always`), as a production broker should:
-        // belfry's idempotency markers and the queued messages survive a crash, so a restart
-        // tests belfry and not a Redis that forgot what it was told.
-        let redis = RedisServer::launch(RedisOptions {
-            bin: args.redis_server.clone(),
-            dir: Some(plan.out.join("redis")),
-            persist: true,
-            ..RedisOptions::default()
-        })?;
-        let direct_url = redis.url(0);
-        let proxy = SlowProxy::start(&host_ip, redis.port)
-            .await
-            .map_err(RunError::Proxy)?;
+        let started = if args.sentinel {
+            start_sentinel(args, plan, &host_ip).await?
+        } else {
+            start_single(args, plan, &host_ip).await?
+        };
         let cluster = Cluster::start(
             args.nodes,
             net,
             ClusterConfig {
                 belfry_bin: plan.belfry_bin.clone(),
                 dir: plan.out.join("cluster"),
-                redis_url: format!("redis://{host_ip}:{}/0", proxy.port),
+                redis_url: started.node_url,
                 faketime_lib: (plan.clock && plan.kinds.contains(&Nemesis::Clock))
                     .then(|| args.faketime_lib.clone()),
                 // Frequent snapshots, so restarts and wiped nodes also exercise snapshot
                 // catch-up.
-                extra_config: "[raft]\nsnapshot_every_logs = 500\n".into(),
+                extra_config: format!("[raft]\nsnapshot_every_logs = 500\n{}", started.node_config),
             },
         )?;
         let cluster = Arc::new(Mutex::new(cluster));
-        let redis = Arc::new(Mutex::new(redis));
+        let redis = Arc::new(Mutex::new(started.broker));
         let targets = Targets {
             cluster: cluster.clone(),
             redis: redis.clone(),
-            proxy: proxy.clone(),
+            proxy: started.proxy.clone(),
             api: Api::new(Vec::new()),
             history: history.clone(),
         };
         targets.refresh_api().await;
         wait_for_leader(&cluster, Duration::from_secs(60)).await?;
         println!("{}  cluster up: leader elected", now());
-        let consumer = Consumer::start(&direct_url, workload::QUEUE);
-        // The worker's broker is Redis itself (db 0), its result backend db 1.
-        let (broker, backend) = {
-            let r = redis.lock().await;
-            (r.url(0), r.url(1))
-        };
+        let consumer = started.consumer;
+        let (broker, backend) = started.worker_urls;
         let worker = match &args.celery_python {
             Some(python) => Some(Worker::start(
                 python,
@@ -111,9 +113,70 @@ impl System {
             targets,
             _redis: redis,
             cluster,
-            _proxy: proxy,
+            _proxy: started.proxy,
         })
     }
+}
+
+/// One `redis-server` that persists every write (`appendfsync always`), as a production
+/// broker should: belfry's idempotency markers and the queued messages survive a crash, so a
+/// restart tests belfry and not a Redis that forgot what it was told. The nodes reach it
+/// through the slow proxy; the consumer reads it directly.
+async fn start_single(args: &Args, plan: &Plan, host_ip: &str) -> Result<Started, RunError> {
+    let redis = RedisServer::launch(RedisOptions {
+        bin: args.redis_server.clone(),
+        dir: Some(plan.out.join("redis")),
+        persist: true,
+        ..RedisOptions::default()
+    })?;
+    let proxy = SlowProxy::start(host_ip, redis.port)
+        .await
+        .map_err(RunError::Proxy)?;
+    Ok(Started {
+        node_url: format!("redis://{host_ip}:{}/0", proxy.port),
+        node_config: String::new(),
+        consumer: Consumer::start(&redis.url(0), workload::QUEUE),
+        worker_urls: (redis.url(0), redis.url(1)),
+        broker: Broker::Single(redis),
+        proxy: Some(proxy),
+    })
+}
+
+/// A master, one replica and three sentinels on the host's address (which the nodes reach from
+/// their namespaces). The nodes push with `min_replicas = 1`, so a confirmed push is on the
+/// replica before it counts, and the consumer follows the master, its own pops confirmed the
+/// same way: a failover then loses nothing on either side.
+async fn start_sentinel(args: &Args, plan: &Plan, host_ip: &str) -> Result<Started, RunError> {
+    let options = SentinelOptions {
+        host: host_ip.to_string(),
+        dir: Some(plan.out.join("redis")),
+        redis_bin: args.redis_server.clone(),
+        sentinel_bin: args.redis_sentinel.clone(),
+        ..SentinelOptions::new(1)
+    };
+    let topology = tokio::task::spawn_blocking(move || SentinelTopology::start(options))
+        .await
+        .map_err(|e| belfry_kit::KitError::Sentinel(format!("starting: {e}")))??;
+    println!(
+        "{}  redis: master, replica and three sentinels on {host_ip}",
+        now()
+    );
+    // No worker runs with Sentinel (see `Plan`); these name the master at start regardless.
+    let worker_urls = (
+        topology.master_locator(0)().unwrap_or_default(),
+        topology.master_locator(1)().unwrap_or_default(),
+    );
+    Ok(Started {
+        node_url: topology.url(0),
+        node_config: format!(
+            "[redis]\nmaster_name = \"{}\"\nmin_replicas = 1\n",
+            topology.master_name()
+        ),
+        consumer: Consumer::following(topology.master_locator(0), workload::QUEUE),
+        worker_urls,
+        broker: Broker::Sentinel(topology),
+        proxy: None,
+    })
 }
 
 async fn wait_for_leader(cluster: &Mutex<Cluster>, wait: Duration) -> Result<(), RunError> {
@@ -132,14 +195,11 @@ async fn wait_for_leader(cluster: &Mutex<Cluster>, wait: Duration) -> Result<(),
 /// Undoes every fault: the network whole, every member running and thawed, clocks true,
 /// Redis up and fast.
 pub(super) async fn heal(t: &Targets) {
-    t.proxy.set_delay(Duration::ZERO);
-    {
-        let mut redis = t.redis.lock().await;
-        if !redis.is_running() {
-            if let Err(err) = redis.restart() {
-                incident(&t.history, format!("heal: redis: {err}"));
-            }
-        }
+    if let Some(proxy) = &t.proxy {
+        proxy.set_delay(Duration::ZERO);
+    }
+    if let Err(err) = blocking(&t.redis, Broker::heal).await {
+        incident(&t.history, format!("heal: redis: {err}"));
     }
     let mut c = t.cluster.lock().await;
     c.net.heal();
