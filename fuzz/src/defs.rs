@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use belfry::celery::{Expires, TaskOptions};
-use belfry::schedule::SpecInput;
+use belfry::schedule::{SolarInput, SpecInput};
 use belfry::state::{CatchupPolicy, CatchupRule, Labels, ScheduleDef};
 use chrono::{DateTime, Offset, TimeZone, Utc};
 use serde_json::{Map, Number, Value};
@@ -99,13 +99,16 @@ fn spec(rng: &mut Rng) -> SpecInput {
         }
         _ => {
             let event = rng.pick(&belfry::schedule::SolarEvent::ALL);
-            spec.solar = Some(event.name().into());
-            spec.latitude = Some(rng.between(-90_000, 90_000) as f64 / 1000.0);
-            spec.longitude = Some(rng.between(-180_000, 180_000) as f64 / 1000.0);
+            spec.solar = SolarInput {
+                event: Some(event.name().into()),
+                latitude: Some(rng.between(-90_000, 90_000) as f64 / 1000.0),
+                longitude: Some(rng.between(-180_000, 180_000) as f64 / 1000.0),
+            }
+            .into();
         }
     }
     // A zone does not apply to solar events (refused with them).
-    if rng.chance(2, 3) && spec.solar.is_none() {
+    if rng.chance(2, 3) && spec.solar.event.is_none() {
         spec.tz = Some(rng.pick(ZONES).to_string().into());
     }
     if rng.chance(1, 3) {

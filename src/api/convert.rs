@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::pb;
 use crate::celery::{Expires, TaskOptions};
-use crate::schedule::{parse_bounded_instant, SpecInput};
+use crate::schedule::{parse_bounded_instant, SolarInput, SpecInput};
 use crate::state::validate::MAX_ARGS_BYTES;
 use crate::state::{
     CatchupPolicy, CatchupRule, Labels, RunOutcome, RunRecord, ScheduleDef, ScheduleRecord,
@@ -56,9 +56,12 @@ pub(super) fn spec_input(spec: &pb::Spec) -> SpecInput {
         tz: non_empty(&spec.timezone),
         start_at: non_empty(&spec.start_at),
         end_at: non_empty(&spec.end_at),
-        solar: non_empty(&spec.solar),
-        latitude: spec.latitude,
-        longitude: spec.longitude,
+        solar: SolarInput {
+            event: non_empty(&spec.solar),
+            latitude: spec.latitude,
+            longitude: spec.longitude,
+        }
+        .into(),
     }
 }
 
@@ -73,9 +76,9 @@ fn pb_spec(spec: &SpecInput) -> pb::Spec {
         timezone: text(&spec.tz),
         start_at: text(&spec.start_at),
         end_at: text(&spec.end_at),
-        solar: text(&spec.solar),
-        latitude: spec.latitude,
-        longitude: spec.longitude,
+        solar: text(&spec.solar.event),
+        latitude: spec.solar.latitude,
+        longitude: spec.solar.longitude,
     }
 }
 

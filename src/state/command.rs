@@ -98,7 +98,7 @@ impl ScheduleDef {
     /// Whether this definition needs log entry format 2: a solar spec or a `last_run_at`, which
     /// a build reading format 1 would drop (and so apply differently).
     pub fn needs_format_2(&self) -> bool {
-        self.last_run_at.is_some() || self.spec.solar.is_some()
+        self.last_run_at.is_some() || self.spec.solar.event.is_some()
     }
 }
 
