@@ -180,7 +180,7 @@ pub fn parse_with_source(
             },
             enabled: entry.enabled,
             labels,
-            description: entry.description,
+            description: entry.description.into(),
             last_run_at,
         };
         validate_def(&def, now).map_err(|e| invalid(e.to_string()))?;

@@ -106,7 +106,7 @@ fn minimal_def(name: &str, spec: SpecInput) -> ScheduleDef {
         catchup: CatchupPolicy::default(),
         enabled: true,
         labels: Labels::default(),
-        description: String::new(),
+        description: Default::default(),
         last_run_at: None,
     }
 }

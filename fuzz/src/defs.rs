@@ -289,7 +289,7 @@ pub fn arbitrary_def(rng: &mut Rng, index: usize, choice: &DefOptions) -> Schedu
         },
         enabled: rng.chance(3, 4),
         labels: labels(rng),
-        description: rng.pick(STRINGS).repeat(rng.below(4)),
+        description: rng.pick(STRINGS).repeat(rng.below(4)).into(),
         last_run_at: None,
     }
 }

@@ -190,7 +190,7 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<Labels>(),
-        description: spec.description.clone(),
+        description: spec.description.as_str().into(),
         last_run_at: match spec.last_run_at.as_str() {
             "" => None,
             text => Some(
@@ -219,7 +219,7 @@ pub fn pb_def(def: &ScheduleDef) -> pb::ScheduleSpec {
         }),
         enabled: Some(def.enabled),
         labels: def.labels.clone().into_iter().collect(),
-        description: def.description.clone(),
+        description: def.description.to_string(),
         last_run_at: def
             .last_run_at
             .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))

@@ -310,7 +310,7 @@ pub fn put(name: &str) -> Command {
             catchup: CatchupPolicy::default(),
             enabled: true,
             labels: Default::default(),
-            description: String::new(),
+            description: Default::default(),
             last_run_at: None,
         },
         expected_revision: None,
