@@ -154,7 +154,7 @@ pub fn parse_with_source(
         labels.insert(SOURCE_LABEL.into(), source.into());
         let def = ScheduleDef {
             name: entry.name.into(),
-            task: entry.task,
+            task: entry.task.into(),
             spec: SpecInput {
                 every: entry.every.map(Into::into),
                 anchor: entry.anchor.map(Into::into),

@@ -274,7 +274,8 @@ pub fn arbitrary_def(rng: &mut Rng, index: usize, choice: &DefOptions) -> Schedu
         name: Arc::from(name(rng, index)),
         task: rng
             .pick(&["tasks.report", "app.tasks.cleanup", "t", "ünï.task"])
-            .to_string(),
+            .to_string()
+            .into(),
         spec: spec(rng),
         args: (0..rng.below(5)).map(|_| json_value(rng, depth)).collect(),
         kwargs: json_map(rng, depth, 4),

@@ -172,7 +172,7 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
         .ok_or_else(|| ApiError::invalid("spec", "required"))?;
     Ok(ScheduleDef {
         name: spec.name.as_str().into(),
-        task: spec.task.clone(),
+        task: spec.task.as_str().into(),
         spec: spec_input(timing),
         args: json("args_json", &spec.args_json, "array")?.unwrap_or_default(),
         kwargs: json("kwargs_json", &spec.kwargs_json, "object")?.unwrap_or_default(),
@@ -204,7 +204,7 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
 pub fn pb_def(def: &ScheduleDef) -> pb::ScheduleSpec {
     pb::ScheduleSpec {
         name: def.name.to_string(),
-        task: def.task.clone(),
+        task: def.task.to_string(),
         spec: Some(pb_spec(&def.spec)),
         args_json: Value::Array(def.args.clone()).to_string(),
         kwargs_json: Value::Object(def.kwargs.clone()).to_string(),

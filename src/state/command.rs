@@ -50,17 +50,17 @@ impl Default for CatchupPolicy {
 
 /// A schedule as a user defines it.
 ///
-/// Size: the state keeps one per schedule behind an `Arc`, whose two counts make a 296-byte
-/// definition a 312-byte allocation, served by glibc from a 320-byte chunk; eight bytes more
-/// would take a 336-byte one. Hence a boxed `description` and one allocation for a spec's solar
-/// fields (`SpecInput::solar`); `last_run_at` stays inline, since schedules migrated from
-/// Celery beat usually have one.
+/// Size: the state keeps one per schedule behind an `Arc`, whose two counts make a definition
+/// of up to 296 bytes an allocation glibc serves from a 320-byte chunk, and a larger one takes
+/// a 336-byte chunk. Hence boxed strings for `task` and `description` (no spare capacities) and one
+/// allocation for a spec's solar fields (`SpecInput::solar`), which leave it at 288 bytes;
+/// `last_run_at` stays inline, since schedules migrated from Celery beat usually have one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleDef {
     /// Shared with the key of the schedules map: one allocation per name.
     pub name: Arc<str>,
-    /// The registered Celery task name.
-    pub task: String,
+    /// The registered Celery task name. Boxed, not a `String`: see the size note above.
+    pub task: Box<str>,
     pub spec: SpecInput,
     #[serde(default)]
     pub args: Vec<Value>,
@@ -74,7 +74,7 @@ pub struct ScheduleDef {
     pub enabled: bool,
     #[serde(default)]
     pub labels: Labels,
-    /// Boxed, not a `String` (see the size note above).
+    /// Boxed, not a `String`: see the size note above.
     #[serde(default)]
     pub description: Box<str>,
     /// When the previous scheduler (Celery beat) last sent this schedule. Acts at creation

@@ -299,7 +299,7 @@ pub fn put(name: &str) -> Command {
     Command::Put {
         def: ScheduleDef {
             name: name.into(),
-            task: "tests.noop".to_string(),
+            task: "tests.noop".into(),
             spec: SpecInput {
                 every: Some("1h".into()),
                 ..Default::default()

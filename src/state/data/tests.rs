@@ -633,8 +633,8 @@ fn last_run_at_starts_a_new_schedule_after_the_previous_schedulers_last_run() {
 }
 
 /// A definition behind its `Arc` (two 8-byte counts) and glibc's 8-byte chunk header fits a
-/// 320-byte chunk (`ScheduleDef`'s size note): a field added inline would take every schedule
-/// to the next size.
+/// 320-byte chunk (`ScheduleDef`'s size note): a field that took it past would cost every
+/// schedule 16 bytes.
 #[test]
 #[cfg(target_pointer_width = "64")]
 fn a_stored_definition_fits_a_320_byte_chunk() {
