@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use belfry::schedule::{parse_instant, Spec, SpecInput};
+use belfry::schedule::{parse_instant, SolarInput, Spec, SpecInput};
 use chrono::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -57,18 +57,24 @@ fn next_occurrence(c: &mut Criterion) {
         (
             "solar sunset London",
             SpecInput {
-                solar: Some("sunset".into()),
-                latitude: Some(51.5),
-                longitude: Some(-0.12),
+                solar: SolarInput {
+                    event: Some("sunset".into()),
+                    latitude: Some(51.5),
+                    longitude: Some(-0.12),
+                }
+                .into(),
                 ..Default::default()
             },
         ),
         (
             "solar sunset 78N (no sunset for months)",
             SpecInput {
-                solar: Some("sunset".into()),
-                latitude: Some(78.0),
-                longitude: Some(15.6),
+                solar: SolarInput {
+                    event: Some("sunset".into()),
+                    latitude: Some(78.0),
+                    longitude: Some(15.6),
+                }
+                .into(),
                 ..Default::default()
             },
         ),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::celery::TaskOptions;
-use crate::schedule::{parse_bounded_instant, parse_every, SpecInput};
+use crate::schedule::{parse_bounded_instant, parse_every, SolarInput, SpecInput};
 use crate::state::control::{Overlap, RunControl};
 use crate::state::validate::validate_def;
 use crate::state::{CatchupPolicy, CatchupRule, Labels, ScheduleDef};
@@ -166,7 +166,7 @@ pub fn parse_with_source(
         labels.insert(SOURCE_LABEL.into(), source.into());
         let def = ScheduleDef {
             name: entry.name.into(),
-            task: entry.task,
+            task: entry.task.into(),
             spec: SpecInput {
                 every: entry.every.map(Into::into),
                 anchor: entry.anchor.map(Into::into),
@@ -176,9 +176,12 @@ pub fn parse_with_source(
                 tz: entry.tz.map(Into::into),
                 start_at: entry.start_at.map(Into::into),
                 end_at: entry.end_at.map(Into::into),
-                solar: entry.solar.map(Into::into),
-                latitude: entry.latitude,
-                longitude: entry.longitude,
+                solar: SolarInput {
+                    event: entry.solar.map(Into::into),
+                    latitude: entry.latitude,
+                    longitude: entry.longitude,
+                }
+                .into(),
             },
             args: entry.args,
             kwargs: entry.kwargs,
@@ -189,7 +192,7 @@ pub fn parse_with_source(
             },
             enabled: entry.enabled,
             labels,
-            description: entry.description,
+            description: entry.description.into(),
             last_run_at,
             control,
         };

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use belfry::api::pb;
-use belfry::schedule::{Spec, SpecInput};
+use belfry::schedule::{SolarInput, Spec, SpecInput};
 use chrono::{DateTime, SecondsFormat, Utc};
 use support::procs::{belfry_bin, Clients, Consumer, ADMIN_TOKEN};
 use support::{wait_for, RedisServer};
@@ -207,9 +207,12 @@ longitude = -0.12
         );
         let engine = Spec::parse(
             &SpecInput {
-                solar: Some(event.into()),
-                latitude: Some(lat),
-                longitude: Some(lon),
+                solar: SolarInput {
+                    event: Some(event.into()),
+                    latitude: Some(lat),
+                    longitude: Some(lon),
+                }
+                .into(),
                 ..Default::default()
             },
             now,

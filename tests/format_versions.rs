@@ -44,7 +44,11 @@ async fn newer_formats_are_refused_and_the_highest_is_advertised() {
     let status = serde_json::to_vec(&Forwarded::now(LeaderRequest::Status)).expect("encode");
     let newer = String::from_utf8(status.clone())
         .expect("json")
-        .replacen("{\"format\":1,", "{\"format\":2,", 1)
+        .replacen(
+            "{\"format\":1,",
+            &format!("{{\"format\":{},", belfry::formats::FORWARDED + 1),
+            1,
+        )
         .into_bytes();
     assert_ne!(newer, status);
     let reply = client
@@ -56,9 +60,10 @@ async fn newer_formats_are_refused_and_the_highest_is_advertised() {
         serde_json::from_slice(&reply.payload).expect("a reply");
     match outcome {
         Err(ApiError::FailedPrecondition(message)) => {
-            assert!(message.contains("format 2"), "{message}")
+            let newer = format!("format {}", belfry::formats::FORWARDED + 1);
+            assert!(message.contains(&newer), "{message}")
         }
-        other => panic!("a format-2 request was not refused: {other:?}"),
+        other => panic!("a request of a newer format was not refused: {other:?}"),
     }
     let reply = client
         .forward(call(1, status))

@@ -17,7 +17,7 @@ use belfry::celery::{Expires, TaskOptions};
 use belfry::raft::log_store::LogStore;
 use belfry::raft::StateMachineStore;
 use belfry::raft::{Entry, TypeConfig};
-use belfry::schedule::SpecInput;
+use belfry::schedule::{SolarInput, SpecInput};
 use belfry::state::control::{BackfillSpec, OutcomeItem, Overlap, RunControl, TaskState};
 use belfry::state::{
     CatchupPolicy, CatchupRule, Command, FireItem, Labels, ScheduleDef, SkipItem, SkipReason,
@@ -108,7 +108,7 @@ fn minimal_def(name: &str, spec: SpecInput) -> ScheduleDef {
         catchup: CatchupPolicy::default(),
         enabled: true,
         labels: Labels::default(),
-        description: String::new(),
+        description: Default::default(),
         last_run_at: None,
         control: None,
     }
@@ -934,9 +934,12 @@ fn v2_entries() -> Vec<(&'static str, Entry)> {
     let solar = minimal_def(
         "lights.on",
         SpecInput {
-            solar: Some("dusk_civil".into()),
-            latitude: Some(51.5),
-            longitude: Some(-0.12),
+            solar: SolarInput {
+                event: Some("dusk_civil".into()),
+                latitude: Some(51.5),
+                longitude: Some(-0.12),
+            }
+            .into(),
             ..SpecInput::default()
         },
     );
@@ -1189,6 +1192,38 @@ fn v3_log_entries_decode_to_what_was_written() {
         };
         assert_eq!(command.format(), 3, "{name}");
         assert_eq!(Command::Batch(vec![command.clone()]).format(), 3, "{name}");
+    }
+}
+
+/// This build writes a log entry byte for byte as the fixtures were written, however it keeps
+/// a definition's fields in memory: format 1 entries as they were before labels (the label
+/// aside), format 2 entries with theirs.
+#[test]
+fn log_entries_encode_as_the_fixtures_were_written() {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    for (name, entry) in entries() {
+        let json = serde_json::to_vec(&entry).expect("encode");
+        assert_eq!(
+            text(&json),
+            text(&read(1, &format!("{name}.json"))),
+            "{name}"
+        );
+    }
+    for (name, entry) in v2_entries() {
+        let bytes = belfry::raft::log_store::encode_entry(&entry).expect("encode");
+        assert_eq!(
+            text(&bytes),
+            text(&read(2, &format!("{name}.json"))),
+            "{name}"
+        );
+    }
+    for (name, entry) in v3_entries() {
+        let bytes = belfry::raft::log_store::encode_entry(&entry).expect("encode");
+        assert_eq!(
+            text(&bytes),
+            text(&read(3, &format!("{name}.json"))),
+            "{name}"
+        );
     }
 }
 

@@ -8,7 +8,7 @@ mod support;
 
 use std::process::Command;
 
-use belfry::schedule::{parse_instant, Spec, SpecInput};
+use belfry::schedule::{parse_instant, SolarInput, Spec, SpecInput};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -42,9 +42,12 @@ fn instant(text: &str) -> DateTime<Utc> {
 
 fn belfry_next(case: &Case) -> DateTime<Utc> {
     let input = SpecInput {
-        solar: Some(case.event.as_str().into()),
-        latitude: Some(case.lat),
-        longitude: Some(case.lon),
+        solar: SolarInput {
+            event: Some(case.event.as_str().into()),
+            latitude: Some(case.lat),
+            longitude: Some(case.lon),
+        }
+        .into(),
         ..Default::default()
     };
     let after = instant(&case.after);

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use belfry::celery::{Expires, TaskOptions};
-use belfry::schedule::SpecInput;
+use belfry::schedule::{SolarInput, SpecInput};
 use belfry::state::control::{Overlap, RunControl};
 use belfry::state::{CatchupPolicy, CatchupRule, Labels, ScheduleDef};
 use chrono::{DateTime, Offset, TimeZone, Utc};
@@ -100,13 +100,16 @@ fn spec(rng: &mut Rng) -> SpecInput {
         }
         _ => {
             let event = rng.pick(&belfry::schedule::SolarEvent::ALL);
-            spec.solar = Some(event.name().into());
-            spec.latitude = Some(rng.between(-90_000, 90_000) as f64 / 1000.0);
-            spec.longitude = Some(rng.between(-180_000, 180_000) as f64 / 1000.0);
+            spec.solar = SolarInput {
+                event: Some(event.name().into()),
+                latitude: Some(rng.between(-90_000, 90_000) as f64 / 1000.0),
+                longitude: Some(rng.between(-180_000, 180_000) as f64 / 1000.0),
+            }
+            .into();
         }
     }
     // A zone does not apply to solar events (refused with them).
-    if rng.chance(2, 3) && spec.solar.is_none() {
+    if rng.chance(2, 3) && spec.solar.event.is_none() {
         spec.tz = Some(rng.pick(ZONES).to_string().into());
     }
     if rng.chance(1, 3) {
@@ -289,7 +292,8 @@ pub fn arbitrary_def(rng: &mut Rng, index: usize, choice: &DefOptions) -> Schedu
         name: Arc::from(name(rng, index)),
         task: rng
             .pick(&["tasks.report", "app.tasks.cleanup", "t", "ünï.task"])
-            .to_string(),
+            .to_string()
+            .into(),
         spec: spec(rng),
         args: (0..rng.below(5)).map(|_| json_value(rng, depth)).collect(),
         kwargs: json_map(rng, depth, 4),
@@ -304,7 +308,7 @@ pub fn arbitrary_def(rng: &mut Rng, index: usize, choice: &DefOptions) -> Schedu
         },
         enabled: rng.chance(3, 4),
         labels: labels(rng),
-        description: rng.pick(STRINGS).repeat(rng.below(4)),
+        description: rng.pick(STRINGS).repeat(rng.below(4)).into(),
         last_run_at: None,
         control: control(rng),
     }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::pb;
 use crate::celery::{Expires, TaskOptions};
-use crate::schedule::{parse_bounded_instant, SpecInput};
+use crate::schedule::{parse_bounded_instant, SolarInput, SpecInput};
 use crate::state::control::{Overlap, RunControl};
 use crate::state::validate::MAX_ARGS_BYTES;
 use crate::state::validate::MAX_JITTER_MS;
@@ -58,9 +58,12 @@ pub(super) fn spec_input(spec: &pb::Spec) -> SpecInput {
         tz: non_empty(&spec.timezone),
         start_at: non_empty(&spec.start_at),
         end_at: non_empty(&spec.end_at),
-        solar: non_empty(&spec.solar),
-        latitude: spec.latitude,
-        longitude: spec.longitude,
+        solar: SolarInput {
+            event: non_empty(&spec.solar),
+            latitude: spec.latitude,
+            longitude: spec.longitude,
+        }
+        .into(),
     }
 }
 
@@ -75,9 +78,9 @@ fn pb_spec(spec: &SpecInput) -> pb::Spec {
         timezone: text(&spec.tz),
         start_at: text(&spec.start_at),
         end_at: text(&spec.end_at),
-        solar: text(&spec.solar),
-        latitude: spec.latitude,
-        longitude: spec.longitude,
+        solar: text(&spec.solar.event),
+        latitude: spec.solar.latitude,
+        longitude: spec.solar.longitude,
     }
 }
 
@@ -171,7 +174,7 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
         .ok_or_else(|| ApiError::invalid("spec", "required"))?;
     Ok(ScheduleDef {
         name: spec.name.as_str().into(),
-        task: spec.task.clone(),
+        task: spec.task.as_str().into(),
         spec: spec_input(timing),
         args: json("args_json", &spec.args_json, "array")?.unwrap_or_default(),
         kwargs: json("kwargs_json", &spec.kwargs_json, "object")?.unwrap_or_default(),
@@ -189,7 +192,7 @@ pub fn schedule_def(spec: &pb::ScheduleSpec) -> Result<ScheduleDef, ApiError> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<Labels>(),
-        description: spec.description.clone(),
+        description: spec.description.as_str().into(),
         last_run_at: match spec.last_run_at.as_str() {
             "" => None,
             text => Some(
@@ -252,7 +255,7 @@ fn pb_run_control(control: &RunControl) -> pb::RunControl {
 pub fn pb_def(def: &ScheduleDef) -> pb::ScheduleSpec {
     pb::ScheduleSpec {
         name: def.name.to_string(),
-        task: def.task.clone(),
+        task: def.task.to_string(),
         spec: Some(pb_spec(&def.spec)),
         args_json: Value::Array(def.args.clone()).to_string(),
         kwargs_json: Value::Object(def.kwargs.clone()).to_string(),
@@ -267,7 +270,7 @@ pub fn pb_def(def: &ScheduleDef) -> pb::ScheduleSpec {
         }),
         enabled: Some(def.enabled),
         labels: def.labels.clone().into_iter().collect(),
-        description: def.description.clone(),
+        description: def.description.to_string(),
         last_run_at: def
             .last_run_at
             .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))

@@ -8,7 +8,7 @@
 use clap::Args;
 
 use crate::api::pb;
-use crate::schedule::SpecInput;
+use crate::schedule::{SolarInput, SpecInput};
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("kind").required(true).args(["cron", "crontab", "every", "once", "solar"])))]
@@ -61,9 +61,12 @@ impl SpecFlags {
             tz: self.tz.map(Into::into),
             start_at: self.start_at.map(Into::into),
             end_at: self.end_at.map(Into::into),
-            solar: self.solar.map(Into::into),
-            latitude: self.lat,
-            longitude: self.lon,
+            solar: SolarInput {
+                event: self.solar.map(Into::into),
+                latitude: self.lat,
+                longitude: self.lon,
+            }
+            .into(),
         }
     }
 

@@ -9,16 +9,17 @@
 mod cron_expr;
 mod field;
 mod hash_spread;
+mod input;
 mod interval;
 pub(crate) mod solar;
 mod zoned;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
 
 pub use cron_expr::CronExpr;
 pub use field::Dialect;
+pub use input::{SolarFields, SolarInput, SpecInput};
 pub use interval::parse_every;
 pub use solar::{Event as SolarEvent, Solar};
 
@@ -36,60 +37,6 @@ impl SpecError {
             field: field.into(),
             reason: reason.into(),
         }
-    }
-}
-
-/// A spec as people and files write it: exactly one of `every`, `cron`, `crontab`, `once`,
-/// `solar` (with `latitude` and `longitude`), plus an optional zone and bounds. Instants are
-/// RFC 3339 strings. Boxed strings, not `String`s: the state keeps one per schedule, and eight
-/// spare capacities add up. Fields added later are left out when absent, so a spec without them
-/// encodes as it always did.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpecInput {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub every: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anchor: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cron: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crontab: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub once: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tz: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_at: Option<Box<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_at: Option<Box<str>>,
-    /// A Celery solar event name (`sunrise`, `dusk_civil`, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub solar: Option<Box<str>>,
-    /// Degrees north, with `solar` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latitude: Option<f64>,
-    /// Degrees east, with `solar` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub longitude: Option<f64>,
-}
-
-impl SpecInput {
-    /// Checks that every instant the spec names is one the engine works with
-    /// (`check_instant`: in range, not a leap second), naming the field. Applied to new and
-    /// changed definitions; a stored one is never re-judged, so every node reads the log the
-    /// same way whatever its version.
-    pub fn check_instants(&self) -> Result<(), SpecError> {
-        for (field, text) in [
-            ("start_at", &self.start_at),
-            ("end_at", &self.end_at),
-            ("anchor", &self.anchor),
-            ("once", &self.once),
-        ] {
-            if let Some(text) = text {
-                parse_bounded_instant(field, text)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -186,8 +133,9 @@ pub fn parse_tz(text: &str) -> Result<Tz, SpecError> {
 /// `latitude` and `longitude` come with `solar` and only with it; a zone does not apply to
 /// solar instants (they are absolute), so `tz` is refused with `solar` rather than ignored.
 fn check_solar_fields(input: &SpecInput) -> Result<(), SpecError> {
-    let coordinates = [("latitude", input.latitude), ("longitude", input.longitude)];
-    if input.solar.is_none() {
+    let solar = &input.solar;
+    let coordinates = [("latitude", solar.latitude), ("longitude", solar.longitude)];
+    if solar.event.is_none() {
         if let Some((field, _)) = coordinates.iter().find(|(_, v)| v.is_some()) {
             return Err(SpecError::new(*field, "only applies to a `solar` event"));
         }
@@ -246,7 +194,7 @@ impl Spec {
             ("cron", input.cron.is_some()),
             ("crontab", input.crontab.is_some()),
             ("once", input.once.is_some()),
-            ("solar", input.solar.is_some()),
+            ("solar", input.solar.event.is_some()),
         ]
         .iter()
         .filter(|(_, present)| *present)
@@ -286,10 +234,13 @@ impl Spec {
             Kind::Crontab(CronExpr::parse(&text, Dialect::Celery, "crontab")?)
         } else if let Some(at) = &input.once {
             Kind::Once(past_leap_second(parse_instant("once", at)?))
-        } else if let (Some(event), Some(lat), Some(lon)) =
-            (&input.solar, input.latitude, input.longitude)
+        } else if let SolarInput {
+            event: Some(event),
+            latitude: Some(lat),
+            longitude: Some(lon),
+        } = &*input.solar
         {
-            Kind::Solar(Solar::new(solar::Event::parse(event)?, lat, lon)?)
+            Kind::Solar(Solar::new(solar::Event::parse(event)?, *lat, *lon)?)
         } else {
             unreachable!("exactly one kind was checked above")
         };

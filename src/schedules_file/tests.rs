@@ -132,9 +132,9 @@ latitude = 0
 longitude = 180
 "#;
     let defs = parse("s.toml", text, now()).unwrap();
-    assert_eq!(defs[0].spec.solar.as_deref(), Some("sunset"));
+    assert_eq!(defs[0].spec.solar.event.as_deref(), Some("sunset"));
     assert_eq!(
-        (defs[0].spec.latitude, defs[0].spec.longitude),
+        (defs[0].spec.solar.latitude, defs[0].spec.solar.longitude),
         (Some(51.5), Some(-0.12))
     );
     assert_eq!(
@@ -145,7 +145,7 @@ longitude = 180
                 .to_utc()
         )
     );
-    assert_eq!(defs[2].spec.latitude, Some(0.0));
+    assert_eq!(defs[2].spec.solar.latitude, Some(0.0));
     for (entry, expected) in [
         (
             "solar = \"moonrise\"\nlatitude = 1\nlongitude = 1",

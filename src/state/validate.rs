@@ -260,7 +260,7 @@ fn check_depth<'a>(field: &str, values: impl Iterator<Item = &'a Value>) -> Resu
 mod tests {
     use super::*;
     use crate::celery::{Expires, TaskOptions};
-    use crate::schedule::SpecInput;
+    use crate::schedule::{SolarInput, SpecInput};
 
     fn def(spec: SpecInput) -> ScheduleDef {
         serde_json::from_value(serde_json::json!({
@@ -416,9 +416,12 @@ mod tests {
     fn solar_specs_name_their_fields() {
         let solar = |event: &str, lat: Option<f64>, lon: Option<f64>| {
             def(SpecInput {
-                solar: Some(event.into()),
-                latitude: lat,
-                longitude: lon,
+                solar: SolarInput {
+                    event: Some(event.into()),
+                    latitude: lat,
+                    longitude: lon,
+                }
+                .into(),
                 ..Default::default()
             })
         };
@@ -441,7 +444,7 @@ mod tests {
         both.spec.every = Some("1m".into());
         assert_eq!(field_of(&both), "spec");
         let mut stray = every_minute();
-        stray.spec.latitude = Some(1.0);
+        stray.spec.solar.to_mut().latitude = Some(1.0);
         assert_eq!(field_of(&stray), "latitude");
     }
 

@@ -299,7 +299,7 @@ pub fn put(name: &str) -> Command {
     Command::Put {
         def: ScheduleDef {
             name: name.into(),
-            task: "tests.noop".to_string(),
+            task: "tests.noop".into(),
             spec: SpecInput {
                 every: Some("1h".into()),
                 ..Default::default()
@@ -310,7 +310,7 @@ pub fn put(name: &str) -> Command {
             catchup: CatchupPolicy::default(),
             enabled: true,
             labels: Default::default(),
-            description: String::new(),
+            description: Default::default(),
             last_run_at: None,
             control: None,
         },

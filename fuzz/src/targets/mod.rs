@@ -109,7 +109,7 @@ pub fn sample_state() -> StateData {
             catchup: Default::default(),
             enabled: true,
             labels: Default::default(),
-            description: String::new(),
+            description: Default::default(),
             last_run_at: None,
             control: None,
         };

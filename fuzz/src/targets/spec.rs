@@ -62,14 +62,14 @@ fn spec_input(own: &str, input: &str) -> SpecInput {
         let degrees = || value.trim().parse::<f64>().ok();
         let slot = match key {
             "latitude" => {
-                spec.latitude = degrees();
+                spec.solar.to_mut().latitude = degrees();
                 continue;
             }
             "longitude" => {
-                spec.longitude = degrees();
+                spec.solar.to_mut().longitude = degrees();
                 continue;
             }
-            "solar" => &mut spec.solar,
+            "solar" => &mut spec.solar.to_mut().event,
             "every" => &mut spec.every,
             "anchor" => &mut spec.anchor,
             "cron" => &mut spec.cron,

@@ -26,7 +26,7 @@ fn state_with(rule: CatchupRule, window_secs: u64) -> StateData {
         catchup: CatchupPolicy { rule, window_secs },
         enabled: true,
         labels: Default::default(),
-        description: String::new(),
+        description: Default::default(),
         last_run_at: None,
         control: None,
     };

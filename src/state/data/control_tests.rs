@@ -30,7 +30,7 @@ fn controlled(control: RunControl) -> StateData {
         catchup: CatchupPolicy::default(),
         enabled: true,
         labels: Default::default(),
-        description: String::new(),
+        description: Default::default(),
         last_run_at: None,
         control: Some(Box::new(control)),
     };
@@ -572,7 +572,7 @@ fn a_hash_spread_cron_takes_its_minute_from_the_name() {
             catchup: CatchupPolicy::default(),
             enabled: true,
             labels: Default::default(),
-            description: String::new(),
+            description: Default::default(),
             last_run_at: None,
             control: None,
         };
