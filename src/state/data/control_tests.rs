@@ -15,15 +15,12 @@ fn t(minute: u32) -> DateTime<Utc> {
 
 const INCARNATION: Uuid = Uuid::from_u128(7);
 
-fn controlled(control: RunControl) -> StateData {
-    let mut s = StateData::default();
-    let def = ScheduleDef {
-        name: "job".into(),
+/// A definition of `name` with `spec` and `control`, all else default.
+fn schedule_def(name: &str, spec: SpecInput, control: Option<RunControl>) -> ScheduleDef {
+    ScheduleDef {
+        name: name.into(),
         task: "tasks.job".into(),
-        spec: SpecInput {
-            every: Some("1m".into()),
-            ..Default::default()
-        },
+        spec,
         args: vec![],
         kwargs: Default::default(),
         options: Default::default(),
@@ -32,10 +29,18 @@ fn controlled(control: RunControl) -> StateData {
         labels: Default::default(),
         description: Default::default(),
         last_run_at: None,
-        control: Some(Box::new(control)),
+        control: control.map(Box::new),
+    }
+}
+
+fn controlled(control: RunControl) -> StateData {
+    let mut s = StateData::default();
+    let spec = SpecInput {
+        every: Some("1m".into()),
+        ..Default::default()
     };
     s.apply(&Command::Put {
-        def,
+        def: schedule_def("job", spec, Some(control)),
         expected_revision: None,
         incarnation: INCARNATION,
         at: t(0),
@@ -559,23 +564,11 @@ fn max_runs_finishes_the_schedule() {
 fn a_hash_spread_cron_takes_its_minute_from_the_name() {
     let mut s = StateData::default();
     for name in ["reports.a", "reports.b"] {
-        let def = ScheduleDef {
-            name: name.into(),
-            task: "tasks.job".into(),
-            spec: SpecInput {
-                cron: Some("H * * * *".into()),
-                ..Default::default()
-            },
-            args: vec![],
-            kwargs: Default::default(),
-            options: Default::default(),
-            catchup: CatchupPolicy::default(),
-            enabled: true,
-            labels: Default::default(),
-            description: Default::default(),
-            last_run_at: None,
-            control: None,
+        let spec = SpecInput {
+            cron: Some("H * * * *".into()),
+            ..Default::default()
         };
+        let def = schedule_def(name, spec, None);
         s.apply(&Command::Put {
             def,
             expected_revision: None,
