@@ -29,31 +29,37 @@ pub struct BackfillAsk {
     pub dry_run: bool,
 }
 
+/// The range is in order and past, and the rate within bounds.
+fn check_ask(ask: &BackfillAsk, now: DateTime<Utc>) -> Result<(), ApiError> {
+    if ask.from > ask.to {
+        return Err(ApiError::invalid("to", "is before from"));
+    }
+    if ask.to > now {
+        return Err(ApiError::invalid(
+            "to",
+            format!(
+                "{} is in the future (now {}): a backfill sends past occurrences",
+                ask.to.to_rfc3339(),
+                now.to_rfc3339()
+            ),
+        ));
+    }
+    if ask.rate == 0 || ask.rate > MAX_BACKFILL_RATE {
+        return Err(ApiError::invalid(
+            "rate_per_second",
+            format!("must be 1 to {MAX_BACKFILL_RATE}"),
+        ));
+    }
+    Ok(())
+}
+
 impl Control {
     pub(super) async fn backfill(
         &self,
         ask: BackfillAsk,
         now: DateTime<Utc>,
     ) -> Result<Written, ApiError> {
-        if ask.from > ask.to {
-            return Err(ApiError::invalid("to", "is before from"));
-        }
-        if ask.to > now {
-            return Err(ApiError::invalid(
-                "to",
-                format!(
-                    "{} is in the future (now {}): a backfill sends past occurrences",
-                    ask.to.to_rfc3339(),
-                    now.to_rfc3339()
-                ),
-            ));
-        }
-        if ask.rate == 0 || ask.rate > MAX_BACKFILL_RATE {
-            return Err(ApiError::invalid(
-                "rate_per_second",
-                format!("must be 1 to {MAX_BACKFILL_RATE}"),
-            ));
-        }
+        check_ask(&ask, now)?;
         let job = BackfillSpec {
             from: ask.from,
             to: ask.to,

@@ -227,32 +227,47 @@ impl Control {
                     .await
             }
             WriteOp::Backfill(ask) => self.backfill(ask, now).await,
+            op @ (WriteOp::SkipOccurrences { .. } | WriteOp::PauseUntil { .. }) => {
+                self.occurrence_control(op, now).await
+            }
+        }
+    }
+
+    /// Skips occurrences, or pauses until an instant.
+    async fn occurrence_control(
+        &self,
+        op: WriteOp,
+        now: DateTime<Utc>,
+    ) -> Result<Written, ApiError> {
+        let command = match op {
             WriteOp::SkipOccurrences {
                 name,
                 next,
                 instants,
-            } => {
-                self.revision_write(Command::SkipOccurrences {
-                    name,
-                    next,
-                    instants,
-                    at: now,
-                })
-                .await
-            }
+            } => Command::SkipOccurrences {
+                name,
+                next,
+                instants,
+                at: now,
+            },
             WriteOp::PauseUntil { name, until, note } => {
                 if until <= now {
                     return Err(ApiError::invalid("until", "must be in the future"));
                 }
-                self.revision_write(Command::PauseUntil {
+                Command::PauseUntil {
                     name,
                     until,
                     note,
                     at: now,
-                })
-                .await
+                }
             }
-        }
+            other => {
+                return Err(ApiError::Internal(format!(
+                    "not an occurrence control: {other:?}"
+                )))
+            }
+        };
+        self.revision_write(command).await
     }
 
     /// Replaces a schedule's definition. With an expected revision, a stale one is the caller's

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::control::Admission;
+use super::control::{Admission, Tally};
 use super::{RunOutcome, RunRecord, ScheduleRecord, StateData};
 use crate::celery::Trigger;
 use crate::schedule::Spec;
 use crate::state::command::{
-    Command, CommandResult, FaultItem, FireItem, Rejection, ScheduleDef, SkipItem, SkipReason,
+    Command, CommandResult, FaultItem, FireItem, Rejection, ScheduleDef, SkipItem,
 };
 
 impl StateData {
@@ -244,7 +244,7 @@ impl StateData {
             .chain(skips.iter().map(|s| (s.scheduled_at, Item::Skip(s))))
             .collect();
         items.sort_by_key(|(instant, _)| *instant);
-        let (mut accepted, mut skipped, mut overlap_skipped, mut held) = (0u32, 0u32, 0u32, 0u32);
+        let mut tally = Tally::default();
         let mut touched = BTreeSet::new();
         let (schedules, mut outbox) = self.outbox_parts();
         for (_, item) in items {
@@ -276,49 +276,15 @@ impl StateData {
                     } else {
                         record.admit(f.task_id, scheduled_at, at)
                     };
-                    let outcome = match &admission {
-                        Admission::Dispatch => RunOutcome::Pending,
-                        Admission::Skip => RunOutcome::Skipped(SkipReason::PreviousRunning),
-                        Admission::Requested => RunOutcome::Skipped(SkipReason::Requested),
-                        Admission::Hold(_) => RunOutcome::Held,
-                    };
-                    record.remember(RunRecord {
+                    let trigger = Trigger::of(manual, false);
+                    let taken = record.take(
+                        f.task_id,
                         scheduled_at,
-                        task_id: Some(f.task_id),
-                        dispatched_at: None,
-                        outcome,
-                        manual,
-                        backfill: false,
-                        skip_cause: None,
-                        task_state: None,
-                        finished_at: None,
-                    });
-                    match admission {
-                        Admission::Dispatch => {
-                            record.fired = record.fired.saturating_add(1);
-                            if !manual {
-                                record.count_run();
-                            }
-                            let trigger = Trigger::of(manual, false);
-                            outbox.enqueue(name, &record.def, f.task_id, scheduled_at, trigger, at);
-                            accepted += 1;
-                        }
-                        Admission::Skip => {
-                            record.skipped = record.skipped.saturating_add(1);
-                            overlap_skipped += 1;
-                        }
-                        Admission::Requested => {
-                            record.skipped = record.skipped.saturating_add(1);
-                            skipped = skipped.saturating_add(1);
-                        }
-                        Admission::Hold(replaced) => {
-                            if let Some(old) = replaced {
-                                record.held_replaced(&old);
-                                overlap_skipped += 1;
-                            }
-                            held += 1;
-                        }
-                    }
+                        trigger,
+                        admission,
+                        (&mut outbox, at),
+                    );
+                    tally.add(taken);
                 }
                 Item::Skip(s) => {
                     // Counts come from commands and snapshots: they saturate, never wrap.
@@ -334,7 +300,8 @@ impl StateData {
                         task_state: None,
                         finished_at: None,
                     });
-                    skipped = skipped.saturating_add(u32::try_from(s.count).unwrap_or(u32::MAX));
+                    let count = u32::try_from(s.count).unwrap_or(u32::MAX);
+                    tally.skipped = tally.skipped.saturating_add(count);
                 }
             }
             touched.insert(name.clone());
@@ -343,10 +310,10 @@ impl StateData {
             self.replan(&name);
         }
         CommandResult::Fired {
-            accepted,
-            skipped,
-            overlap_skipped,
-            held,
+            accepted: tally.accepted,
+            skipped: tally.skipped,
+            overlap_skipped: tally.overlap_skipped,
+            held: tally.held,
         }
     }
 

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::control::Admission;
-use super::{RunOutcome, RunRecord, StateData};
+use super::control::{Admission, Taken};
+use super::{RunOutcome, StateData};
 use crate::celery::Trigger;
-use crate::state::command::{CommandResult, FireItem, Rejection, SkipReason};
+use crate::state::command::{CommandResult, FireItem, Rejection};
 use crate::state::control::{BackfillJob, BackfillSpec};
 
 impl StateData {
@@ -87,46 +87,14 @@ impl StateData {
             } else {
                 Admission::Dispatch
             };
-            let outcome = match &admission {
-                Admission::Dispatch => RunOutcome::Pending,
-                Admission::Skip => RunOutcome::Skipped(SkipReason::PreviousRunning),
-                Admission::Requested => RunOutcome::Skipped(SkipReason::Requested),
-                Admission::Hold(_) => RunOutcome::Held,
-            };
-            record.remember(RunRecord {
-                scheduled_at: fire.scheduled_at,
-                task_id: Some(fire.task_id),
-                dispatched_at: None,
-                outcome,
-                manual: false,
-                backfill: true,
-                skip_cause: None,
-                task_state: None,
-                finished_at: None,
-            });
-            match admission {
-                Admission::Dispatch => {
-                    record.fired = record.fired.saturating_add(1);
-                    let def = record.def.clone();
-                    outbox.enqueue(
-                        name,
-                        &def,
-                        fire.task_id,
-                        fire.scheduled_at,
-                        Trigger::Backfill,
-                        at,
-                    );
-                    sent += 1;
-                }
-                Admission::Skip | Admission::Requested => {
-                    record.skipped = record.skipped.saturating_add(1)
-                }
-                Admission::Hold(replaced) => {
-                    if let Some(old) = replaced {
-                        record.held_replaced(&old);
-                    }
-                }
-            }
+            let taken = record.take(
+                fire.task_id,
+                fire.scheduled_at,
+                Trigger::Backfill,
+                admission,
+                (&mut outbox, at),
+            );
+            sent += u64::from(taken == Taken::Sent);
         }
         if let Some(job) = record.control.as_mut().and_then(|c| c.backfill.as_mut()) {
             job.cursor = to.0.or(job.cursor);

@@ -28,6 +28,42 @@ pub(super) enum Admission {
     Hold(Option<HeldRun>),
 }
 
+/// What became of one committed occurrence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Taken {
+    /// In the outbox.
+    Sent,
+    /// Skipped by the overlap policy.
+    OverlapSkipped,
+    /// Skipped as a person asked.
+    Requested,
+    /// Held by `buffer_one`; `replaced`: an older held one was skipped for it.
+    Held { replaced: bool },
+}
+
+/// Tallies of what a command's occurrences became.
+#[derive(Default)]
+pub(super) struct Tally {
+    pub accepted: u32,
+    pub skipped: u32,
+    pub overlap_skipped: u32,
+    pub held: u32,
+}
+
+impl Tally {
+    pub(super) fn add(&mut self, taken: Taken) {
+        match taken {
+            Taken::Sent => self.accepted += 1,
+            Taken::OverlapSkipped => self.overlap_skipped += 1,
+            Taken::Requested => self.skipped = self.skipped.saturating_add(1),
+            Taken::Held { replaced } => {
+                self.held += 1;
+                self.overlap_skipped += u32::from(replaced);
+            }
+        }
+    }
+}
+
 /// The outbox's three parts, borrowed together so a record can be changed alongside.
 pub(super) struct OutboxParts<'a> {
     pub outbox: &'a mut BTreeMap<Uuid, OutboxEntry>,
@@ -97,6 +133,62 @@ impl ScheduleRecord {
                 task_id,
                 scheduled_at,
             })),
+        }
+    }
+
+    /// Records one committed occurrence as `admission` decided: in the history, the counts and
+    /// (when sent) the outbox.
+    pub(super) fn take(
+        &mut self,
+        task_id: Uuid,
+        scheduled_at: DateTime<Utc>,
+        trigger: Trigger,
+        admission: Admission,
+        (outbox, at): (&mut OutboxParts<'_>, DateTime<Utc>),
+    ) -> Taken {
+        let outcome = match &admission {
+            Admission::Dispatch => RunOutcome::Pending,
+            Admission::Skip => RunOutcome::Skipped(SkipReason::PreviousRunning),
+            Admission::Requested => RunOutcome::Skipped(SkipReason::Requested),
+            Admission::Hold(_) => RunOutcome::Held,
+        };
+        self.remember(RunRecord {
+            scheduled_at,
+            task_id: Some(task_id),
+            dispatched_at: None,
+            outcome,
+            manual: trigger == Trigger::Manual,
+            backfill: trigger == Trigger::Backfill,
+            skip_cause: None,
+            task_state: None,
+            finished_at: None,
+        });
+        match admission {
+            Admission::Dispatch => {
+                self.fired = self.fired.saturating_add(1);
+                if trigger == Trigger::Schedule {
+                    self.count_run();
+                }
+                let name = self.def.name.clone();
+                outbox.enqueue(&name, &self.def, task_id, scheduled_at, trigger, at);
+                Taken::Sent
+            }
+            Admission::Skip => {
+                self.skipped = self.skipped.saturating_add(1);
+                Taken::OverlapSkipped
+            }
+            Admission::Requested => {
+                self.skipped = self.skipped.saturating_add(1);
+                Taken::Requested
+            }
+            Admission::Hold(replaced) => {
+                if let Some(old) = &replaced {
+                    self.held_replaced(old);
+                }
+                Taken::Held {
+                    replaced: replaced.is_some(),
+                }
+            }
         }
     }
 
