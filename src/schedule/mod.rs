@@ -218,10 +218,23 @@ impl Spec {
             ));
         }
         check_solar_fields(input)?;
-        let kind = if let Some(every) = &input.every {
-            let anchor = opt_instant("anchor", &input.anchor)?
-                .or(start_at)
-                .unwrap_or(created);
+        // Where an interval counts from (the others ignore it).
+        let anchor = opt_instant("anchor", &input.anchor)?
+            .or(start_at)
+            .unwrap_or(created);
+        let kind = Self::parse_kind(input, name, anchor)?;
+        Ok(Spec {
+            kind,
+            tz,
+            start_at,
+            end_at,
+        })
+    }
+
+    /// The one kind `input` gives (checked before): an interval from `anchor`, a cron
+    /// expression (its `H` fields from `name`), a single instant or a solar event.
+    fn parse_kind(input: &SpecInput, name: &str, anchor: DateTime<Utc>) -> Result<Kind, SpecError> {
+        Ok(if let Some(every) = &input.every {
             Kind::Interval {
                 every: parse_every(every)?,
                 anchor,
@@ -242,13 +255,10 @@ impl Spec {
         {
             Kind::Solar(Solar::new(solar::Event::parse(event)?, *lat, *lon)?)
         } else {
-            unreachable!("exactly one kind was checked above")
-        };
-        Ok(Spec {
-            kind,
-            tz,
-            start_at,
-            end_at,
+            return Err(SpecError::new(
+                "spec",
+                "give exactly one of every, cron, crontab, once, solar",
+            ));
         })
     }
 
