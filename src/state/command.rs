@@ -424,6 +424,8 @@ pub enum CommandResult {
     },
     /// How many outcomes changed a run.
     Outcomes(u32),
+    /// How many of a backfill step's occurrences were sent (0: a stale or repeated step).
+    Backfilled(u32),
     /// How many outbox entries were acknowledged.
     Acked(u32),
     Rejected(Rejection),

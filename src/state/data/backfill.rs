@@ -64,13 +64,13 @@ impl StateData {
     ) -> CommandResult {
         let (schedules, mut outbox) = self.outbox_parts();
         let Some(record) = schedules.get_mut(name).map(Arc::make_mut) else {
-            return CommandResult::Acked(0);
+            return CommandResult::Backfilled(0);
         };
         let Some(job) = record.control.as_ref().and_then(|c| c.running_backfill()) else {
-            return CommandResult::Acked(0);
+            return CommandResult::Backfilled(0);
         };
         if record.incarnation != incarnation || job.cursor != after {
-            return CommandResult::Acked(0);
+            return CommandResult::Backfilled(0);
         }
         let overlap = job.spec.overlap;
         let mut sent = 0u64;
@@ -105,6 +105,6 @@ impl StateData {
             }
         }
         self.replan(name);
-        CommandResult::Acked(u32::try_from(sent).unwrap_or(u32::MAX))
+        CommandResult::Backfilled(u32::try_from(sent).unwrap_or(u32::MAX))
     }
 }

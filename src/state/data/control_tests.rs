@@ -382,12 +382,18 @@ fn a_backfill_steps_from_its_cursor_once_and_sends_each_run_once() {
         start_backfill(&mut s, 0, 3, false),
         CommandResult::Rejected(Rejection::Invalid(_))
     ));
-    assert_eq!(step(&mut s, None, &[0, 1], false), CommandResult::Acked(1));
+    assert_eq!(
+        step(&mut s, None, &[0, 1], false),
+        CommandResult::Backfilled(1)
+    );
     // The same step again (a retried commit, a stale leader): the cursor has moved.
-    assert_eq!(step(&mut s, None, &[0, 1], false), CommandResult::Acked(0));
+    assert_eq!(
+        step(&mut s, None, &[0, 1], false),
+        CommandResult::Backfilled(0)
+    );
     assert_eq!(
         step(&mut s, Some(1), &[2, 3], true),
-        CommandResult::Acked(2)
+        CommandResult::Backfilled(2)
     );
     assert_eq!(in_outbox(&s), vec![1, 0, 2, 3]);
     let job = control_of(&s).backfill.unwrap();
@@ -402,7 +408,10 @@ fn a_backfill_steps_from_its_cursor_once_and_sends_each_run_once() {
     let entry = &s.outbox()[&Uuid::from_u128(0)];
     assert_eq!(entry.trigger(), crate::celery::Trigger::Backfill);
     // A step for a finished job changes nothing.
-    assert_eq!(step(&mut s, Some(3), &[4], true), CommandResult::Acked(0));
+    assert_eq!(
+        step(&mut s, Some(3), &[4], true),
+        CommandResult::Backfilled(0)
+    );
 }
 
 #[test]
