@@ -23,6 +23,9 @@ echo "==> building belfry and belfry-chaos"
 cargo build --locked -p belfry -p belfry-chaos
 
 out="${CHAOS_OUT:-chaos/out/ci}"
+# Each run starts its nodes from empty data directories: an earlier run's would be a different
+# cluster's state.
+rm -rf "$out"
 echo "==> chaos: 3 nodes, seed 101"
 # With the test virtualenv's Python (set by scripts/test.sh), a real Celery worker executes the
 # tasks of two schedules through the Redis kills as well.
