@@ -53,9 +53,9 @@ impl Default for CatchupPolicy {
 ///
 /// Size: the state keeps one per schedule behind an `Arc`, whose two counts make a definition
 /// of up to 296 bytes an allocation glibc serves from a 320-byte chunk, and a larger one takes
-/// a 336-byte chunk. Hence boxed strings for `task` and `description` (no spare capacities) and one
-/// allocation for a spec's solar fields (`SpecInput::solar`), which leave it at 288 bytes;
-/// `last_run_at` stays inline, since schedules migrated from Celery beat usually have one.
+/// a 336-byte chunk. Hence boxed strings for `task` and `description` (no spare capacities)
+/// and one allocation for a spec's solar fields (`SpecInput::solar`); `last_run_at` stays
+/// inline, since schedules migrated from Celery beat usually have one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleDef {
     /// Shared with the key of the schedules map: one allocation per name.
