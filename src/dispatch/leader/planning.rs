@@ -30,19 +30,21 @@ pub(super) async fn plan_loop(
         let Some(now) = crate::dispatch::gate::quorum_gate(&ctx, term).await else {
             return;
         };
-        resume_timed_pauses(&ctx, term, now).await;
-        let planned = {
+        let (resumes, planned) = {
             let applied = ctx.state.read().await;
             let data = &applied.data;
-            plan_after(
+            let resumes = due_resumes(data, now);
+            let planned = plan_after(
                 data,
                 now,
                 &ctx.plan,
                 &ctx.encoder,
                 ctx.cluster_id,
                 after_outage,
-            )
+            );
+            (resumes, planned)
         };
+        resume_timed_pauses(&ctx, term, resumes).await;
         if planned.outbox_full {
             if !after_outage {
                 warn!(
@@ -86,25 +88,25 @@ pub(super) async fn plan_loop(
     }
 }
 
-/// Ends the timed pauses whose instant has come by the quorum's time: each as a
-/// `ResumeIfDue`, which a pause or resume committed meanwhile turns into a no-op. The resume
-/// applies the schedule's catch-up policy to what fell in the pause.
-async fn resume_timed_pauses(ctx: &DispatchContext, term: u64, now: chrono::DateTime<chrono::Utc>) {
-    let due: Vec<Command> = {
-        let applied = ctx.state.read().await;
-        let data = &applied.data;
-        data.with_timed_pauses()
-            .iter()
-            .filter_map(|name| {
-                let until = data.schedules().get(name)?.paused_until()?;
-                (until <= now).then(|| Command::ResumeIfDue {
-                    name: name.to_string(),
-                    until,
-                    at: now,
-                })
+/// The timed pauses whose instant has come by the quorum's time, each as a `ResumeIfDue`,
+/// which a pause or resume committed meanwhile turns into a no-op.
+fn due_resumes(data: &crate::state::StateData, now: chrono::DateTime<chrono::Utc>) -> Vec<Command> {
+    data.with_timed_pauses()
+        .iter()
+        .filter_map(|name| {
+            let until = data.schedules().get(name)?.paused_until()?;
+            (until <= now).then(|| Command::ResumeIfDue {
+                name: name.to_string(),
+                until,
+                at: now,
             })
-            .collect()
-    };
+        })
+        .collect()
+}
+
+/// Commits the resumes of timed pauses; each applies the schedule's catch-up policy to what
+/// fell in the pause.
+async fn resume_timed_pauses(ctx: &DispatchContext, term: u64, due: Vec<Command>) {
     for command in due {
         if let Command::ResumeIfDue { name, until, .. } = &command {
             info!(term, schedule = %name, %until, "a timed pause ends: resuming");

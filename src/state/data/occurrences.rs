@@ -28,7 +28,8 @@ impl StateData {
             .ok_or_else(|| Rejection::NotFound(name.to_string()))?;
         let control = record.control_mut();
         let mut wanted = control.skip_at.clone();
-        wanted.extend(instants.iter().filter(|i| record_after(i, at)));
+        // Named occurrences already past are not kept: they can no longer come.
+        wanted.extend(instants.iter().filter(|i| **i > at));
         wanted.sort();
         wanted.dedup();
         if wanted.len() > MAX_SKIP_AT {
@@ -78,11 +79,6 @@ impl StateData {
         }
         self.set_enabled(name, true, at)
     }
-}
-
-/// Named occurrences already past are not kept: they can no longer come.
-fn record_after(instant: &DateTime<Utc>, at: DateTime<Utc>) -> bool {
-    *instant > at
 }
 
 impl ScheduleRecord {
