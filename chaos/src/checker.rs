@@ -9,7 +9,11 @@
 //!   (`late`, `pause`) — belfry must have recorded those skips — or the edges of an operation
 //!   (`create`, `edit`, `delete`, a pause never resumed) where whether an instant was planned
 //!   before the operation committed is a race;
+//! - **forbidden**: must not be delivered (a named skip asked for in time, after `max_runs`);
 //! - anything else delivered is **unexpected**.
+//!
+//! Run control's rules (`controls`) lay `max_runs`, named skips, timed pauses and backfills over
+//! what the spec and the pauses gave; a held or backfilled run has a `not_before`.
 //!
 //! Uncertainty is bounded from the outside, never from belfry's records: the *frontier* F(x),
 //! the latest scheduled instant of any delivery that had arrived by real time x, proves that
@@ -38,6 +42,7 @@
 //! the deliveries and belfry's final view against them, `conclusion` sums the verdict.
 
 mod conclusion;
+mod controls;
 mod expectations;
 mod matching;
 
@@ -92,12 +97,19 @@ pub enum Reason {
     Create,
     Edit,
     Delete,
+    /// A named occurrence a person asked to skip.
+    Requested,
+    /// A named occurrence asked to be skipped so close to its instant that it may have been
+    /// planned already.
+    RequestedLate,
+    /// After the schedule's `max_runs` scheduled runs.
+    Finished,
 }
 
 impl Reason {
     /// Skips belfry records in the schedule's counts and history.
     fn recorded(self) -> bool {
-        matches!(self, Reason::Late | Reason::Pause)
+        matches!(self, Reason::Late | Reason::Pause | Reason::Requested)
     }
 }
 
@@ -105,6 +117,25 @@ impl Reason {
 enum Status {
     Required,
     Optional(Reason),
+    /// Must not be delivered, for this reason.
+    Forbidden(Reason),
+}
+
+/// What an instant was owed: its status, and the earliest real time it may reach Redis when
+/// that is later than the instant (the end of a timed pause, the request of a backfill).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Owed {
+    status: Status,
+    not_before: Option<DateTime<Utc>>,
+}
+
+impl Owed {
+    fn new(status: Status) -> Owed {
+        Owed {
+            status,
+            not_before: None,
+        }
+    }
 }
 
 /// belfry's final view of a live schedule, read after the run.
@@ -134,6 +165,8 @@ pub struct Row {
     pub specs: Vec<String>,
     pub required: usize,
     pub optional: usize,
+    /// Instants that must not be delivered (asked to be skipped, after `max_runs`).
+    pub forbidden: usize,
     pub delivered: usize,
     pub duplicated: usize,
     pub missing: usize,
@@ -149,6 +182,8 @@ pub struct Row {
     pub lateness_ms_p99: Option<i64>,
     pub lateness_ms_max: Option<i64>,
     pub early: usize,
+    /// Delivered before the end of its timed pause or its backfill's request.
+    pub too_soon: usize,
 }
 
 /// A delivery placed on the timeline, for the plot.
@@ -163,6 +198,7 @@ pub struct Point {
 pub struct Totals {
     pub required: usize,
     pub optional: usize,
+    pub forbidden: usize,
     pub delivered: usize,
     pub duplicated: usize,
     pub missing: usize,
@@ -178,6 +214,9 @@ pub struct Totals {
     pub under_faults: Lateness,
     /// Deliveries that reached Redis before their instant (beyond `EARLY_TOLERANCE`).
     pub early: usize,
+    /// Deliveries that reached Redis before the end of their timed pause or their backfill's
+    /// request.
+    pub too_soon: usize,
 }
 
 /// Lateness percentiles of a set of deliveries.
@@ -246,5 +285,7 @@ pub fn check(input: &Input) -> Verdict {
     checking.finish()
 }
 
+#[cfg(test)]
+mod controls_tests;
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,12 @@ pub enum OpKind {
         incarnation: String,
         /// The schedule's jitter (0: none).
         jitter_ms: u64,
+        /// Created paused: nothing is owed until a resume (or a backfill).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        paused: bool,
+        /// Run control's `max_runs`: the schedule finishes after this many scheduled runs.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_runs: Option<u64>,
     },
     Edit {
         spec: SpecDef,
@@ -43,6 +49,19 @@ pub enum OpKind {
     Pause,
     Resume,
     Delete,
+    /// Skip these named occurrences.
+    Skip {
+        at: Vec<DateTime<Utc>>,
+    },
+    /// Pause until `until`, when the schedule resumes by itself.
+    PauseUntil {
+        until: DateTime<Utc>,
+    },
+    /// Send the occurrences in `[from, to]` (both ends included).
+    Backfill {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
 }
 
 /// One schedule operation: sent first at `start`, known to have taken effect by `end`

@@ -19,6 +19,8 @@ use crate::api::{Api, ApiError};
 use crate::expect::SpecDef;
 use crate::history::{incident, Op, OpKind, Policy, SharedHistory};
 
+pub mod controls;
+
 /// The queue the harness's consumer reads.
 pub const QUEUE: &str = "chaos";
 /// The queue the Celery worker reads, when there is one.
@@ -26,7 +28,7 @@ pub const CELERY_QUEUE: &str = "chaos-celery";
 pub const TASK: &str = "chaos.record";
 
 /// How long one operation may take, retries included, before the run calls it a hang.
-const OP_DEADLINE: Duration = Duration::from_secs(120);
+pub(crate) const OP_DEADLINE: Duration = Duration::from_secs(120);
 
 /// One schedule definition.
 #[derive(Clone, Debug)]
@@ -39,6 +41,10 @@ pub struct Def {
     /// Run control's jitter (0: none): each run is sent up to this late, by an offset the
     /// checker derives from its task id.
     pub jitter_ms: u64,
+    /// Created paused.
+    pub paused: bool,
+    /// Run control's `max_runs`.
+    pub max_runs: Option<u64>,
 }
 
 impl Def {
@@ -62,14 +68,15 @@ impl Def {
                 rule: rule as i32,
                 window_seconds: self.window_secs,
             }),
-            enabled: Some(true),
+            enabled: Some(!self.paused),
             labels: Default::default(),
             description: "belfry-chaos workload".into(),
             // The workload creates intervals and cron expressions from scratch: no solar
             // events, no previous scheduler's last run (the checker's expectations know neither).
             last_run_at: String::new(),
-            control: (self.jitter_ms > 0).then(|| pb::RunControl {
-                jitter_seconds: Some(self.jitter_ms as f64 / 1000.0),
+            control: (self.jitter_ms > 0 || self.max_runs.is_some()).then(|| pb::RunControl {
+                jitter_seconds: (self.jitter_ms > 0).then(|| self.jitter_ms as f64 / 1000.0),
+                max_runs: self.max_runs,
                 ..Default::default()
             }),
         }
@@ -94,6 +101,8 @@ pub fn fixed(t0: DateTime<Utc>, celery: bool) -> Vec<Def> {
         window_secs: window,
         queue: QUEUE,
         jitter_ms: 0,
+        paused: false,
+        max_runs: None,
     };
     let cron = |name: &str, expr: &str, tz: &str, celery: bool, policy: Policy| Def {
         name: name.to_string(),
@@ -107,6 +116,8 @@ pub fn fixed(t0: DateTime<Utc>, celery: bool) -> Vec<Def> {
         window_secs: 3600,
         queue: QUEUE,
         jitter_ms: 0,
+        paused: false,
+        max_runs: None,
     };
     let mut defs = vec![
         every("every1-all-a", 1, Policy::All, 3600),
@@ -148,6 +159,7 @@ pub fn fixed(t0: DateTime<Utc>, celery: bool) -> Vec<Def> {
     jittered_latest.jitter_ms = 1_500;
     defs.push(jittered);
     defs.push(jittered_latest);
+    defs.extend(controls::fixed(every));
     if celery {
         let mut worker = every("celery-every1", 1, Policy::All, 3600);
         worker.queue = CELERY_QUEUE;
@@ -212,6 +224,8 @@ pub async fn create(api: &Api, history: &SharedHistory, def: &Def) -> bool {
                 spec: def.spec.clone(),
                 incarnation,
                 jitter_ms: def.jitter_ms,
+                paused: def.paused,
+                max_runs: def.max_runs,
             },
             start,
             end: Utc::now(),
@@ -221,7 +235,7 @@ pub async fn create(api: &Api, history: &SharedHistory, def: &Def) -> bool {
     true
 }
 
-fn record(history: &SharedHistory, op: Op) {
+pub(crate) fn record(history: &SharedHistory, op: Op) {
     eprintln!(
         "{}  op     {} {} ({} attempt{})",
         op.end.format("%H:%M:%S%.3f"),
@@ -231,6 +245,13 @@ fn record(history: &SharedHistory, op: Op) {
             OpKind::Pause => "pause".into(),
             OpKind::Resume => "resume".into(),
             OpKind::Delete => "delete".into(),
+            OpKind::Skip { at } => format!("skip {} named", at.len()),
+            OpKind::PauseUntil { until } => format!("pause until {}", until.format("%H:%M:%S")),
+            OpKind::Backfill { from, to } => format!(
+                "backfill {}..{}",
+                from.format("%H:%M:%S"),
+                to.format("%H:%M:%S")
+            ),
         },
         op.schedule,
         op.attempts,
@@ -290,6 +311,8 @@ pub async fn drive(api: Api, history: SharedHistory, seed: u64, until: tokio::ti
                 window_secs: 3600,
                 queue: QUEUE,
                 jitter_ms: 0,
+                paused: false,
+                max_runs: None,
             };
             if create(&api, &history, &def).await {
                 live.insert(name, Live { def, paused: false });

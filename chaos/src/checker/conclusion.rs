@@ -83,6 +83,8 @@ fn sum_rows(rows: &[Row]) -> Totals {
         t.unexpected += row.unexpected;
         t.skipped_explained += row.skipped_explained.values().sum::<usize>();
         t.early += row.early;
+        t.forbidden += row.forbidden;
+        t.too_soon += row.too_soon;
     }
     t
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use super::{Reason, Status, GRACE, LOOKAHEAD, SLACK};
+use super::{controls, Owed, Reason, Status, GRACE, LOOKAHEAD, SLACK};
 use crate::consumer::Arrival;
 use crate::expect::SpecDef;
 use crate::history::{FaultWindow, History, Op, OpKind, Policy};
@@ -108,24 +108,44 @@ pub(super) fn incarnations(history: &History) -> Vec<Incarnation<'_>> {
     out
 }
 
-/// A pause, and the resume that ended it if any.
-type PauseWindow<'a> = (&'a Op, Option<&'a Op>);
+/// When a pause ended: a resume operation's window, or the instant a timed pause ran out.
+#[derive(Clone, Copy)]
+struct Resumed {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
 
-/// Every pause of an incarnation, each with the resume that ended it (before any later pause
-/// or the delete), if one did.
+/// A pause, and when it ended if it did.
+type PauseWindow<'a> = (&'a Op, Option<Resumed>);
+
+/// Every pause of an incarnation (a pause, a create that paused, a timed pause), each with
+/// the resume that ended it (before any later pause or the delete), if one did. A timed pause
+/// ends by itself at its instant (or at once, if the operation committed after it).
 fn pause_windows<'a>(inc: &Incarnation<'a>) -> Vec<PauseWindow<'a>> {
     let mut pauses = Vec::new();
     for (i, op) in inc.ops.iter().enumerate() {
-        if matches!(op.kind, OpKind::Pause) {
-            let resume = inc.ops[i + 1..]
+        let resume = match &op.kind {
+            OpKind::Pause | OpKind::Create { paused: true, .. } => inc.ops[i + 1..]
                 .iter()
-                .take_while(|o| !matches!(o.kind, OpKind::Pause | OpKind::Delete))
+                .take_while(|o| !is_pause(o) && !matches!(o.kind, OpKind::Delete))
                 .find(|o| matches!(o.kind, OpKind::Resume))
-                .copied();
-            pauses.push((*op, resume));
-        }
+                .map(|o| Resumed {
+                    start: o.start,
+                    end: o.end,
+                }),
+            OpKind::PauseUntil { until } => Some(Resumed {
+                start: *until,
+                end: (*until).max(op.end),
+            }),
+            _ => continue,
+        };
+        pauses.push((*op, resume));
     }
     pauses
+}
+
+fn is_pause(op: &Op) -> bool {
+    matches!(op.kind, OpKind::Pause | OpKind::PauseUntil { .. })
 }
 
 /// One version of the spec: from its create or edit to the next edit, the delete or the end.
@@ -232,7 +252,7 @@ impl Classifier<'_> {
         t: DateTime<Utc>,
         status: Status,
         pause: &Op,
-        resume: Option<&Op>,
+        resume: Option<Resumed>,
     ) -> Option<Status> {
         if t < self.frontier.at(pause.start) {
             return Some(status);
@@ -277,7 +297,7 @@ pub(super) fn expectations(
     frontier: &Frontier,
     faults: &[FaultWindow],
     cutoff: DateTime<Utc>,
-) -> BTreeMap<DateTime<Utc>, Status> {
+) -> BTreeMap<DateTime<Utc>, Owed> {
     let window = Duration::seconds(policy.1.min(100 * 365 * 86_400) as i64);
     let classifier = Classifier {
         policy: policy.0,
@@ -298,7 +318,7 @@ pub(super) fn expectations(
         .filter(|(_, o)| matches!(o.kind, OpKind::Create { .. } | OpKind::Edit { .. }))
         .map(|(i, _)| i)
         .collect();
-    let mut map: BTreeMap<DateTime<Utc>, Status> = BTreeMap::new();
+    let mut map: BTreeMap<DateTime<Utc>, Owed> = BTreeMap::new();
     for (k, &begin_index) in versions.iter().enumerate() {
         let end: Option<&Op> = versions.get(k + 1).map(|i| inc.ops[*i]).or(delete.copied());
         let Some(version) = Version::new(inc.ops[begin_index], end, frontier, faults, cutoff)
@@ -309,14 +329,27 @@ pub(super) fn expectations(
             if let Some(status) = classifier.classify(&version, t) {
                 // Where two versions share an instant, required wins.
                 map.entry(t)
-                    .and_modify(|s| {
+                    .and_modify(|owed| {
                         if status == Status::Required {
-                            *s = status;
+                            owed.status = status;
                         }
                     })
-                    .or_insert(status);
+                    .or_insert(Owed::new(status));
             }
         }
     }
+    controls::apply(inc, &mut map, faults, cutoff);
     map
+}
+
+/// The spec in force when `op` began: the last create or edit before it.
+pub(super) fn spec_at<'a>(inc: &Incarnation<'a>, op: &Op) -> Option<&'a SpecDef> {
+    inc.ops
+        .iter()
+        .take_while(|o| o.start <= op.start)
+        .filter_map(|o| match &o.kind {
+            OpKind::Create { spec, .. } | OpKind::Edit { spec } => Some(spec),
+            _ => None,
+        })
+        .last()
 }

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::expectations::{expectations, offset_around, Frontier, Incarnation};
 use super::{
-    task_id, Final, Input, Lateness, Point, Row, Status, Verdict, EARLY_TOLERANCE, LOOKAHEAD, SLACK,
+    task_id, Final, Input, Lateness, Owed, Point, Reason, Row, Status, Verdict, EARLY_TOLERANCE,
+    LOOKAHEAD, SLACK,
 };
 use crate::consumer::Arrival;
 use crate::history::{History, OpKind, Policy};
@@ -117,8 +118,8 @@ impl<'a> Checking<'a> {
             row,
             ..Default::default()
         };
-        for (t, status) in &map {
-            self.instant(inc, id, *t, *status, &mut tally);
+        for (t, owed) in &map {
+            self.instant(inc, id, *t, *owed, &mut tally);
         }
         tally.lateness.sort_unstable();
         let l = Lateness::of_sorted(&tally.lateness);
@@ -139,19 +140,63 @@ impl<'a> Checking<'a> {
         inc: &Incarnation,
         id: Uuid,
         t: DateTime<Utc>,
-        status: Status,
+        owed: Owed,
         tally: &mut Tally,
     ) {
         let tid = task_id(self.input.cluster, id, t).to_string();
         let got = self.unmatched.remove(&tid).unwrap_or_default();
-        match status {
+        match owed.status {
             Status::Required => tally.row.required += 1,
             Status::Optional(_) => tally.row.optional += 1,
+            Status::Forbidden(_) => tally.row.forbidden += 1,
         }
         if got.is_empty() {
-            self.undelivered(inc, &tid, t, status, tally);
-        } else {
-            self.delivered(inc, &tid, t, &got, tally);
+            self.undelivered(inc, &tid, t, owed.status, tally);
+            return;
+        }
+        if let Status::Forbidden(reason) = owed.status {
+            tally.row.unexpected += 1;
+            self.failures.push(format!(
+                "FORBIDDEN {} {} (task {tid}) reached Redis at {}: {}",
+                inc.name,
+                t.to_rfc3339(),
+                got[0].arrived_at.format("%H:%M:%S%.3f"),
+                match reason {
+                    Reason::Requested => "it was asked to be skipped",
+                    Reason::Finished => "the schedule had finished its max_runs",
+                    _ => "its schedule was paused",
+                }
+            ));
+        }
+        // A run held by design (a timed pause, a backfill) is not late by its delay.
+        let held = owed.not_before.is_some();
+        self.delivered(inc, &tid, t, &got, held, tally);
+        self.not_too_soon(inc, t, owed, &got, tally);
+    }
+
+    /// A run held back by a timed pause or sent by a backfill must not arrive before the
+    /// pause ended or the backfill was asked for.
+    fn not_too_soon(
+        &mut self,
+        inc: &Incarnation,
+        t: DateTime<Utc>,
+        owed: Owed,
+        got: &[&Arrival],
+        tally: &mut Tally,
+    ) {
+        let Some(not_before) = owed.not_before else {
+            return;
+        };
+        let first = got.iter().map(|a| a.arrived_at).min().unwrap_or(t);
+        if first < not_before {
+            tally.row.too_soon += 1;
+            self.failures.push(format!(
+                "TOO SOON {} {}: reached Redis at {}, before {} (the end of its timed pause, or its backfill's request)",
+                inc.name,
+                t.to_rfc3339(),
+                first.format("%H:%M:%S%.3f"),
+                not_before.format("%H:%M:%S%.3f")
+            ));
         }
     }
 
@@ -188,7 +233,7 @@ impl<'a> Checking<'a> {
                     t.to_rfc3339()
                 ));
             }
-            Status::Optional(reason) => {
+            Status::Optional(reason) | Status::Forbidden(reason) => {
                 *tally
                     .row
                     .skipped_explained
@@ -204,13 +249,14 @@ impl<'a> Checking<'a> {
     }
 
     /// An instant received at least once: duplicates, wrong headers and early arrival fail
-    /// the run; the first arrival's lateness is recorded.
+    /// the run; the first arrival's lateness is recorded unless the run was `held`.
     fn delivered(
         &mut self,
         inc: &Incarnation,
         tid: &str,
         t: DateTime<Utc>,
         got: &[&Arrival],
+        held: bool,
         tally: &mut Tally,
     ) {
         tally.row.delivered += 1;
@@ -252,6 +298,9 @@ impl<'a> Checking<'a> {
                 -late,
                 offset.num_milliseconds()
             ));
+        }
+        if held {
+            return;
         }
         tally.lateness.push(late);
         self.verdict.points.push(Point {

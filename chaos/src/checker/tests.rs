@@ -7,13 +7,13 @@ use super::*;
 use crate::expect::SpecDef;
 use crate::history::{FaultWindow, History, Op, OpKind, Policy};
 
-fn at(s: &str) -> DateTime<Utc> {
+pub(super) fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
 
 const INCARNATION: &str = "6a0c9c2e-1b4e-4a57-9a35-1f0e6f0d2c11";
 
-fn history(policy: Policy, extra_ops: Vec<Op>) -> History {
+pub(super) fn history(policy: Policy, extra_ops: Vec<Op>) -> History {
     let t0 = at("2025-01-01T00:00:00Z");
     let mut h = History {
         cutoff: Some(t0 + Duration::seconds(20)),
@@ -30,6 +30,8 @@ fn history(policy: Policy, extra_ops: Vec<Op>) -> History {
             },
             incarnation: INCARNATION.into(),
             jitter_ms: 0,
+            paused: false,
+            max_runs: None,
         },
         start: t0 - Duration::seconds(5),
         end: t0 - Duration::seconds(4),
@@ -39,7 +41,7 @@ fn history(policy: Policy, extra_ops: Vec<Op>) -> History {
     h
 }
 
-fn arrival(t: DateTime<Utc>, late_ms: i64) -> Arrival {
+pub(super) fn arrival(t: DateTime<Utc>, late_ms: i64) -> Arrival {
     let id = task_id(
         cluster_id("belfry"),
         Uuid::parse_str(INCARNATION).unwrap(),
@@ -57,13 +59,13 @@ fn arrival(t: DateTime<Utc>, late_ms: i64) -> Arrival {
     }
 }
 
-fn every_second(from: i64, to: i64) -> Vec<DateTime<Utc>> {
+pub(super) fn every_second(from: i64, to: i64) -> Vec<DateTime<Utc>> {
     (from..=to)
         .map(|k| at("2025-01-01T00:00:00Z") + Duration::seconds(k))
         .collect()
 }
 
-fn run(h: &History, arrivals: &[Arrival], skipped: Option<u64>) -> Verdict {
+pub(super) fn run(h: &History, arrivals: &[Arrival], skipped: Option<u64>) -> Verdict {
     run_with_receipts(h, arrivals, skipped, &HashSet::new())
 }
 

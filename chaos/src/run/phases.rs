@@ -80,6 +80,11 @@ pub(super) async fn faults_and_operations(
             seed,
             until,
         )),
+        tokio::spawn(workload::controls::drive(
+            targets.api.clone(),
+            history.clone(),
+            until,
+        )),
     ];
     for track in tracks {
         let _ = track.await;
