@@ -27,8 +27,9 @@ out="${CHAOS_OUT:-chaos/out/ci}"
 # cluster's state.
 rm -rf "$out"
 echo "==> chaos: 3 nodes, seed 101"
-# With the test virtualenv's Python (set by scripts/test.sh), a real Celery worker executes the
-# tasks of two schedules through the Redis kills as well.
+# With the test virtualenv's Python (set by scripts/test.sh), real Celery workers execute the
+# tasks of four schedules through the Redis kills as well: two plain, and two slow ones under the
+# overlap policies skip and buffer_one, whose outcomes the nodes follow in the result backend.
 celery=()
 [ -n "${BELFRY_TEST_PYTHON:-}" ] && celery=(--celery-python "$BELFRY_TEST_PYTHON")
 target/debug/belfry-chaos --nodes 3 --duration 100s --seed 101 --out "$out/3n-seed101" "${celery[@]}" \

@@ -1,7 +1,8 @@
 """The Celery app the chaos harness runs a real worker for.
 
-The broker and result backend come from CHAOS_BROKER / CHAOS_BACKEND. Every execution is
-appended to the list `chaos:executed` in the backend's Redis, so the checker counts executions
+The broker and result backend come from CHAOS_BROKER / CHAOS_BACKEND. Every execution of
+`chaos.record` is appended to the list `chaos:executed` in the backend's Redis (and of
+`chaos.slow` to `chaos:slow:executed`, with its end in `chaos:slow:finished`), so the checker counts executions
 (a result key is per task id and would hide a second run of the same id).
 
 The harness kills this Redis while the worker runs, so both writes an execution makes must
@@ -39,12 +40,12 @@ _log = redis.Redis.from_url(os.environ["CHAOS_BACKEND"])
 RECORD_DEADLINE_SECONDS = 300
 
 
-def _append_record(entry):
+def _append_record(entry, key="chaos:executed"):
     payload = json.dumps(entry)
     deadline = time.monotonic() + RECORD_DEADLINE_SECONDS
     while True:
         try:
-            _log.rpush("chaos:executed", payload)
+            _log.rpush(key, payload)
             return
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             if time.monotonic() > deadline:
@@ -71,3 +72,38 @@ def record(self, *args, **kwargs):
     }
     _append_record(entry)
     return entry
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+# How long a run of `chaos.slow` takes: two and a half times its schedules' interval, so
+# every overlap policy has runs to skip or hold.
+SLOW_SECONDS = 2.5
+
+
+@app.task(bind=True, name="chaos.slow")
+def slow(self, *args, **kwargs):
+    """Records its start in chaos:slow:executed, runs for SLOW_SECONDS, then records its end in
+    chaos:slow:finished: the checker holds the overlap policies against these times."""
+    request = self.request
+    headers = request.headers or {}
+    execution_id = str(uuid.uuid4())
+    _append_record(
+        {
+            "execution_id": execution_id,
+            "task_id": request.id,
+            "belfry_schedule": headers.get("belfry_schedule"),
+            "belfry_scheduled_at": headers.get("belfry_scheduled_at"),
+            "executed_at": _now(),
+            "hostname": request.hostname,
+        },
+        "chaos:slow:executed",
+    )
+    time.sleep(SLOW_SECONDS)
+    _append_record(
+        {"execution_id": execution_id, "task_id": request.id, "finished_at": _now()},
+        "chaos:slow:finished",
+    )
+    return execution_id

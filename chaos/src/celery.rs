@@ -1,15 +1,17 @@
-//! An optional real Celery worker: it consumes the worker queue, and each task execution
-//! appends itself to `chaos:executed` in the result backend's Redis.
+//! Optional real Celery workers: one consumes the worker queue, and each task execution
+//! appends itself to `chaos:executed` in the result backend's Redis; another (a thread pool)
+//! runs the slow tasks of the overlap policies, recording starts in `chaos:slow:executed` and
+//! ends in `chaos:slow:finished`.
 //!
 //! Afterwards every execution becomes a delivery for the checker (timestamped when it ran),
-//! and each must also have a SUCCESS result in the backend. Owns the worker process and the
-//! reading of its records; must not judge them.
+//! and each must also have a SUCCESS result in the backend. Owns the worker processes and the
+//! reading of their records; must not judge them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 
 use crate::consumer::Arrival;
 
@@ -32,10 +34,37 @@ pub enum CeleryError {
     },
 }
 
+/// Which of the two workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerKind {
+    /// `chaos.record`, one at a time (`--pool solo`).
+    Record,
+    /// `chaos.slow`, several at once (`--pool threads`), so a run starts when it is pushed.
+    Slow,
+}
+
+impl WorkerKind {
+    fn records(self) -> &'static str {
+        match self {
+            WorkerKind::Record => "chaos:executed",
+            WorkerKind::Slow => "chaos:slow:executed",
+        }
+    }
+
+    fn pool(self) -> [&'static str; 4] {
+        match self {
+            WorkerKind::Record => ["--pool", "solo", "--concurrency", "1"],
+            WorkerKind::Slow => ["--pool", "threads", "--concurrency", "8"],
+        }
+    }
+}
+
 pub struct Worker {
     child: Child,
     broker: String,
+    backend: String,
     queue: String,
+    kind: WorkerKind,
 }
 
 impl Worker {
@@ -44,7 +73,7 @@ impl Worker {
         dir: &Path,
         broker: &str,
         backend: &str,
-        queue: &str,
+        (queue, kind): (&str, WorkerKind),
     ) -> Result<Worker, CeleryError> {
         let files = |source, path: &PathBuf| CeleryError::Files {
             path: path.display().to_string(),
@@ -53,26 +82,20 @@ impl Worker {
         std::fs::create_dir_all(dir).map_err(|e| files(e, &dir.to_path_buf()))?;
         let app = dir.join("chaos_app.py");
         std::fs::write(&app, APP).map_err(|e| files(e, &app))?;
-        let log_path = dir.join("worker.log");
+        let log_path = dir.join(format!("worker-{queue}.log"));
         let log = std::fs::File::create(&log_path).map_err(|e| files(e, &log_path))?;
         let log2 = log.try_clone().map_err(|e| files(e, &log_path))?;
         let child = Command::new(python)
-            .args([
-                "-m",
-                "celery",
-                "-A",
-                "chaos_app",
-                "worker",
-                "--pool",
-                "solo",
-            ])
+            .args(["-m", "celery", "-A", "chaos_app", "worker"])
+            .args(kind.pool())
             .args([
                 "--loglevel",
                 "WARNING",
                 "--without-gossip",
                 "--without-mingle",
             ])
-            .args(["--without-heartbeat", "--hostname", "chaos@localhost"])
+            .args(["--without-heartbeat", "--hostname"])
+            .arg(format!("{queue}@localhost"))
             .args(["--queues", queue])
             .current_dir(dir)
             .env("CHAOS_BROKER", broker)
@@ -89,29 +112,44 @@ impl Worker {
         Ok(Worker {
             child,
             broker: broker.to_string(),
+            backend: backend.to_string(),
             queue: queue.to_string(),
+            kind,
         })
     }
 
-    /// True when nothing waits in the worker's queue.
+    /// True when nothing waits in the worker's queue and, for the slow worker, every run that
+    /// started has ended.
     pub fn idle(&self) -> bool {
-        redis::Client::open(self.broker.as_str())
-            .and_then(|c| c.get_connection())
-            .and_then(|mut c| redis::cmd("LLEN").arg(&self.queue).query::<i64>(&mut c))
-            .is_ok_and(|n| n == 0)
+        let len = |url: &str, key: &str| {
+            redis::Client::open(url)
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("LLEN").arg(key).query::<i64>(&mut c))
+        };
+        let queued = len(&self.broker, &self.queue);
+        match self.kind {
+            WorkerKind::Record => queued.is_ok_and(|n| n == 0),
+            WorkerKind::Slow => {
+                let started = len(&self.backend, "chaos:slow:executed");
+                let ended = len(&self.backend, "chaos:slow:finished");
+                matches!((queued, started, ended), (Ok(0), Ok(s), Ok(e)) if s <= e)
+            }
+        }
     }
 
     /// Every execution the worker recorded, and problems with them (unparsable records,
     /// executions without a SUCCESS result).
-    pub fn executions(&self, backend: &str) -> (Vec<Arrival>, Vec<String>) {
-        let Ok(mut conn) = redis::Client::open(backend).and_then(|c| c.get_connection()) else {
+    pub fn executions(&self) -> (Vec<Arrival>, Vec<String>) {
+        let Ok(mut conn) =
+            redis::Client::open(self.backend.as_str()).and_then(|c| c.get_connection())
+        else {
             return (
                 Vec::new(),
                 vec!["cannot read the Celery result backend".into()],
             );
         };
         let entries: Vec<String> = redis::cmd("LRANGE")
-            .arg("chaos:executed")
+            .arg(self.kind.records())
             .arg(0)
             .arg(-1)
             .query(&mut conn)
@@ -134,6 +172,29 @@ impl Worker {
         }
         (ran, bad)
     }
+}
+
+/// When each slow task ended, by task id (the first end recorded for it).
+pub fn slow_finishes(backend: &str) -> Result<HashMap<String, DateTime<Utc>>, redis::RedisError> {
+    let mut conn = redis::Client::open(backend)?.get_connection()?;
+    let entries: Vec<String> = redis::cmd("LRANGE")
+        .arg("chaos:slow:finished")
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)?;
+    let mut ends = HashMap::new();
+    for entry in entries {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&entry) else {
+            continue;
+        };
+        let end = v["finished_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        if let (Some(task), Some(end)) = (v["task_id"].as_str(), end) {
+            ends.entry(task.to_string()).or_insert(end.to_utc());
+        }
+    }
+    Ok(ends)
 }
 
 /// belfry's push receipts in the broker: the task ids whose `belfry:sent:<id>` marker Redis

@@ -45,8 +45,9 @@ mod conclusion;
 mod controls;
 mod expectations;
 mod matching;
+mod overlap;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -104,6 +105,8 @@ pub enum Reason {
     RequestedLate,
     /// After the schedule's `max_runs` scheduled runs.
     Finished,
+    /// Skipped or replaced while held because a run was unfinished (an overlap policy).
+    Overlap,
 }
 
 impl Reason {
@@ -271,6 +274,8 @@ pub struct Input<'a> {
     pub cluster: Uuid,
     /// Task ids whose push receipt (`belfry:sent:<id>`) Redis held after the run.
     pub receipts: &'a HashSet<String>,
+    /// When each run of the slow worker ended, by task id.
+    pub slow_finishes: &'a HashMap<String, DateTime<Utc>>,
 }
 
 /// Runs the check.

@@ -84,6 +84,15 @@ pub enum Policy {
     None,
 }
 
+/// A schedule's overlap policy as the workload defined it (`skip` or `buffer_one`, one run
+/// at a time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct OverlapRule {
+    pub buffer_one: bool,
+    /// After this long unfinished, a run counts as lost and no longer blocks the next.
+    pub max_runtime_secs: u64,
+}
+
 /// Everything the run did, in order.
 #[derive(Debug, Default, Serialize)]
 pub struct History {
@@ -95,6 +104,8 @@ pub struct History {
     pub policies: std::collections::BTreeMap<String, (Policy, u64)>,
     /// Names whose messages go to the Celery worker's queue (fixed for a name's whole life).
     pub worker_schedules: std::collections::BTreeSet<String>,
+    /// Overlap policies of the names that have one (fixed for a name's whole life).
+    pub overlap: std::collections::BTreeMap<String, OverlapRule>,
     /// The largest clock offset any node had at any time, in milliseconds.
     pub max_clock_offset_ms: i64,
     pub started: Option<DateTime<Utc>>,

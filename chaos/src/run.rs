@@ -101,6 +101,7 @@ fn check(
         malformed: &evidence.malformed,
         cluster: checker::cluster_id("belfry"),
         receipts: &evidence.receipts,
+        slow_finishes: &evidence.slow_finishes,
     })
 }
 

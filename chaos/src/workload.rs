@@ -17,7 +17,7 @@ use tonic::Code;
 
 use crate::api::{Api, ApiError};
 use crate::expect::SpecDef;
-use crate::history::{incident, Op, OpKind, Policy, SharedHistory};
+use crate::history::{incident, Op, OpKind, OverlapRule, Policy, SharedHistory};
 
 pub mod controls;
 
@@ -25,7 +25,10 @@ pub mod controls;
 pub const QUEUE: &str = "chaos";
 /// The queue the Celery worker reads, when there is one.
 pub const CELERY_QUEUE: &str = "chaos-celery";
+/// The queue of the slow tasks the overlap policies govern, read by a second worker.
+pub const SLOW_QUEUE: &str = "chaos-slow";
 pub const TASK: &str = "chaos.record";
+pub const SLOW_TASK: &str = "chaos.slow";
 
 /// How long one operation may take, retries included, before the run calls it a hang.
 pub(crate) const OP_DEADLINE: Duration = Duration::from_secs(120);
@@ -45,6 +48,9 @@ pub struct Def {
     pub paused: bool,
     /// Run control's `max_runs`.
     pub max_runs: Option<u64>,
+    pub task: &'static str,
+    /// Run control's overlap policy (needs the result backend and the slow worker).
+    pub overlap: Option<OverlapRule>,
 }
 
 impl Def {
@@ -56,7 +62,7 @@ impl Def {
         };
         pb::ScheduleSpec {
             name: self.name.clone(),
-            task: TASK.to_string(),
+            task: self.task.to_string(),
             spec: Some(self.spec.to_pb()),
             args_json: format!("[{:?}]", self.name),
             kwargs_json: "{}".into(),
@@ -74,12 +80,29 @@ impl Def {
             // The workload creates intervals and cron expressions from scratch: no solar
             // events, no previous scheduler's last run (the checker's expectations know neither).
             last_run_at: String::new(),
-            control: (self.jitter_ms > 0 || self.max_runs.is_some()).then(|| pb::RunControl {
-                jitter_seconds: (self.jitter_ms > 0).then(|| self.jitter_ms as f64 / 1000.0),
-                max_runs: self.max_runs,
-                ..Default::default()
-            }),
+            control: self.run_control(),
         }
+    }
+}
+
+impl Def {
+    fn run_control(&self) -> Option<pb::RunControl> {
+        if self.jitter_ms == 0 && self.max_runs.is_none() && self.overlap.is_none() {
+            return None;
+        }
+        Some(pb::RunControl {
+            jitter_seconds: (self.jitter_ms > 0).then(|| self.jitter_ms as f64 / 1000.0),
+            max_runs: self.max_runs,
+            overlap: match self.overlap {
+                Some(OverlapRule {
+                    buffer_one: true, ..
+                }) => "buffer_one".into(),
+                Some(_) => "skip".into(),
+                None => String::new(),
+            },
+            max_runtime_seconds: self.overlap.map(|o| o.max_runtime_secs),
+            ..Default::default()
+        })
     }
 }
 
@@ -103,6 +126,8 @@ pub fn fixed(t0: DateTime<Utc>, celery: bool) -> Vec<Def> {
         jitter_ms: 0,
         paused: false,
         max_runs: None,
+        task: TASK,
+        overlap: None,
     };
     let cron = |name: &str, expr: &str, tz: &str, celery: bool, policy: Policy| Def {
         name: name.to_string(),
@@ -118,6 +143,8 @@ pub fn fixed(t0: DateTime<Utc>, celery: bool) -> Vec<Def> {
         jitter_ms: 0,
         paused: false,
         max_runs: None,
+        task: TASK,
+        overlap: None,
     };
     let mut defs = vec![
         every("every1-all-a", 1, Policy::All, 3600),
@@ -167,6 +194,17 @@ pub fn fixed(t0: DateTime<Utc>, celery: bool) -> Vec<Def> {
         worker3.queue = CELERY_QUEUE;
         defs.push(worker);
         defs.push(worker3);
+        // Runs of 2.5 s every second, one at a time: skipped, or the newest held.
+        for (name, buffer_one) in [("slow-every1-skip", false), ("slow-every1-buffer", true)] {
+            let mut slow = every(name, 1, Policy::All, 3600);
+            slow.queue = SLOW_QUEUE;
+            slow.task = SLOW_TASK;
+            slow.overlap = Some(OverlapRule {
+                buffer_one,
+                max_runtime_secs: 20,
+            });
+            defs.push(slow);
+        }
     }
     defs
 }
@@ -178,8 +216,11 @@ pub async fn create(api: &Api, history: &SharedHistory, def: &Def) -> bool {
         let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
         h.policies
             .insert(def.name.clone(), (def.policy, def.window_secs));
-        if def.queue == CELERY_QUEUE {
+        if def.queue == CELERY_QUEUE || def.queue == SLOW_QUEUE {
             h.worker_schedules.insert(def.name.clone());
+        }
+        if let Some(rule) = def.overlap {
+            h.overlap.insert(def.name.clone(), rule);
         }
     }
     let spec = def.to_pb();
@@ -313,6 +354,8 @@ pub async fn drive(api: Api, history: SharedHistory, seed: u64, until: tokio::ti
                 jitter_ms: 0,
                 paused: false,
                 max_runs: None,
+                task: TASK,
+                overlap: None,
             };
             if create(&api, &history, &def).await {
                 live.insert(name, Live { def, paused: false });

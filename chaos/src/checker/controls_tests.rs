@@ -1,9 +1,14 @@
-//! The checker's rules for run control: `max_runs`, named skips, timed pauses, backfills.
+//! The checker's rules for run control: `max_runs`, named skips, timed pauses, backfills and
+//! overlap policies.
 
-use chrono::Duration;
+use std::collections::{HashMap, HashSet};
 
-use super::tests::{arrival, at, every_second, history, run};
-use crate::history::{Op, OpKind, Policy};
+use chrono::{DateTime, Duration, Utc};
+
+use super::tests::{arrival, at, every_second, history, run, run_with_ends};
+use crate::consumer::Arrival;
+use crate::history::{History, Op, OpKind, OverlapRule, Policy};
+use crate::workload::SLOW_QUEUE;
 
 fn op(kind: OpKind, start_s: f64) -> Op {
     let t0 = at("2025-01-01T00:00:00Z");
@@ -149,4 +154,119 @@ fn a_backfill_owes_its_range_once_and_not_before_it_was_asked() {
     early[0] = arrival(every_second(2, 2)[0], 3);
     let v = run(&h, &early, Some(0));
     assert_eq!(v.totals.too_soon, 1, "{:?}", v.failures);
+}
+
+/// A slow schedule `s` (one run at a time, lost after 20 s) and its runs: (instant in seconds,
+/// start and end in seconds after the instant's base).
+fn slow_runs(
+    buffer_one: bool,
+    runs: &[(i64, f64, f64)],
+) -> (History, Vec<Arrival>, HashMap<String, DateTime<Utc>>) {
+    let mut h = history(Policy::All, vec![]);
+    h.worker_schedules.insert("s".into());
+    h.overlap.insert(
+        "s".into(),
+        OverlapRule {
+            buffer_one,
+            max_runtime_secs: 20,
+        },
+    );
+    let base = at("2025-01-01T00:00:00Z");
+    let secs = |s: f64| base + Duration::milliseconds((s * 1000.0) as i64);
+    let mut arrivals = Vec::new();
+    let mut ends = HashMap::new();
+    for (instant, start, end) in runs {
+        let t = every_second(*instant, *instant)[0];
+        let mut a = arrival(t, 0);
+        a.arrived_at = secs(*start);
+        a.queue = SLOW_QUEUE.into();
+        ends.insert(a.task_id.clone(), secs(*end));
+        arrivals.push(a);
+    }
+    (h, arrivals, ends)
+}
+
+#[test]
+fn runs_that_skip_while_one_is_unfinished_pass() {
+    // Runs of 2.5 s every second: 0, then 3 (1 and 2 skipped), then 6, and so on.
+    let runs: Vec<(i64, f64, f64)> = (0..=20)
+        .step_by(3)
+        .map(|k| (k, k as f64 + 0.01, k as f64 + 2.51))
+        .collect();
+    let (h, arrivals, ends) = slow_runs(false, &runs);
+    let v = run_with_ends(&h, &arrivals, None, &HashSet::new(), &ends);
+    assert!(v.ok, "{:?}", v.failures);
+    // 14 left out, but 19 and 20 come after the last delivery: the checker cannot tell them
+    // from late ones.
+    assert_eq!(v.rows[0].skipped_explained.get("overlap"), Some(&12));
+    assert_eq!(v.rows[0].skipped_explained.get("late"), Some(&2));
+}
+
+#[test]
+fn a_run_started_while_another_is_unfinished_fails() {
+    let mut runs: Vec<(i64, f64, f64)> = (0..=20)
+        .step_by(3)
+        .map(|k| (k, k as f64 + 0.01, k as f64 + 2.51))
+        .collect();
+    runs.push((4, 4.01, 6.51));
+    let (h, arrivals, ends) = slow_runs(false, &runs);
+    let v = run_with_ends(&h, &arrivals, None, &HashSet::new(), &ends);
+    assert!(
+        v.failures
+            .iter()
+            .any(|f| f.starts_with("OVERLAP s (skip): the run of 2025-01-01T00:00:04")),
+        "{:?}",
+        v.failures
+    );
+}
+
+#[test]
+fn an_instant_left_out_long_after_the_run_ended_is_missing() {
+    // After the run of 6 ends at 8.5 s, nothing until 18: what belfry decided more than the
+    // outcome lag after that end (from 15 on) is not excused.
+    let runs = [
+        (0, 0.01, 2.51),
+        (3, 3.01, 5.51),
+        (6, 6.01, 8.51),
+        (18, 18.01, 20.51),
+    ];
+    let (h, arrivals, ends) = slow_runs(true, &runs);
+    let v = run_with_ends(&h, &arrivals, None, &HashSet::new(), &ends);
+    let missing: Vec<&String> = v
+        .failures
+        .iter()
+        .filter(|f| f.starts_with("MISSING"))
+        .collect();
+    assert_eq!(missing.len(), 3, "{:?}", v.failures);
+    assert!(
+        missing[0].starts_with("MISSING s 2025-01-01T00:00:15"),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn a_run_that_reached_redis_and_never_ran_blocks_until_its_max_runtime() {
+    let runs = [(0, 0.01, 2.51), (25, 25.01, 27.51)];
+    let (mut h, arrivals, ends) = slow_runs(false, &runs);
+    h.cutoff = Some(at("2025-01-01T00:00:30Z"));
+    // The run of 3 reached Redis (its receipt) but no worker ran it: lost after 20 s.
+    let lost = arrival(every_second(3, 3)[0], 0).task_id;
+    let receipts: HashSet<String> = [lost].into_iter().collect();
+    let v = run_with_ends(&h, &arrivals, None, &receipts, &ends);
+    assert!(
+        v.failures.iter().all(|f| !f.starts_with("OVERLAP")),
+        "{:?}",
+        v.failures
+    );
+    let early = [(0, 0.01, 2.51), (10, 10.01, 12.51)];
+    let (mut h, arrivals, ends) = slow_runs(false, &early);
+    h.cutoff = Some(at("2025-01-01T00:00:30Z"));
+    let v = run_with_ends(&h, &arrivals, None, &receipts, &ends);
+    assert!(
+        v.failures
+            .iter()
+            .any(|f| f.starts_with("OVERLAP s (skip): the run of 2025-01-01T00:00:10")),
+        "{:?}",
+        v.failures
+    );
 }

@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::expectations::{expectations, offset_around, Frontier, Incarnation};
+use super::overlap::{OverlapCheck, SlowEvidence};
 use super::{
     task_id, Final, Input, Lateness, Owed, Point, Reason, Row, Status, Verdict, EARLY_TOLERANCE,
     LOOKAHEAD, SLACK,
@@ -19,6 +20,7 @@ use super::{
 use crate::consumer::Arrival;
 use crate::history::{History, OpKind, Policy};
 use crate::nemesis::Nemesis;
+use crate::workload::SLOW_QUEUE;
 
 /// A check under way: the input, what is left to match, and what has been found so far.
 pub(super) struct Checking<'a> {
@@ -27,6 +29,8 @@ pub(super) struct Checking<'a> {
     frontier: Frontier,
     /// Deliveries (manual runs aside) not yet matched to an expected instant, by task id.
     unmatched: HashMap<String, Vec<&'a Arrival>>,
+    /// The slow worker's executions, by task id.
+    slow_runs: HashMap<String, Vec<&'a Arrival>>,
     pub(super) verdict: Verdict,
     pub(super) failures: Vec<String>,
     /// Lateness of every matched delivery, over all incarnations.
@@ -35,7 +39,9 @@ pub(super) struct Checking<'a> {
 
 /// One incarnation's counts while its instants are matched.
 #[derive(Default)]
-struct Tally {
+struct Tally<'a> {
+    /// The runs of a schedule with an overlap policy.
+    overlap: Option<OverlapCheck<'a>>,
     row: Row,
     /// Required instants that reached Redis and were lost by the Celery worker.
     lost_by_worker: HashSet<DateTime<Utc>>,
@@ -79,14 +85,19 @@ fn empty_row(inc: &Incarnation, policy: (Policy, u64)) -> Row {
 impl<'a> Checking<'a> {
     pub(super) fn new(input: &'a Input<'a>) -> Checking<'a> {
         let mut unmatched: HashMap<String, Vec<&Arrival>> = HashMap::new();
+        let mut slow_runs: HashMap<String, Vec<&Arrival>> = HashMap::new();
         for a in input.arrivals.iter().filter(|a| !a.manual) {
             unmatched.entry(a.task_id.clone()).or_default().push(a);
+            if a.queue == SLOW_QUEUE {
+                slow_runs.entry(a.task_id.clone()).or_default().push(a);
+            }
         }
         Checking {
             input,
             cutoff: input.history.cutoff.unwrap_or_else(Utc::now),
             frontier: Frontier::new(input.arrivals),
             unmatched,
+            slow_runs,
             verdict: Verdict::default(),
             failures: input
                 .malformed
@@ -114,12 +125,30 @@ impl<'a> Checking<'a> {
             return;
         };
         let map = expectations(inc, policy, &self.frontier, &history.faults, self.cutoff);
+        let overlap = history.overlap.get(&inc.name).map(|rule| {
+            OverlapCheck::new(
+                &inc.name,
+                *rule,
+                (self.input.cluster, id),
+                &map,
+                SlowEvidence {
+                    executions: &self.slow_runs,
+                    receipts: self.input.receipts,
+                    ends: self.input.slow_finishes,
+                },
+                (&history.faults, self.cutoff),
+            )
+        });
         let mut tally = Tally {
             row,
+            overlap,
             ..Default::default()
         };
         for (t, owed) in &map {
             self.instant(inc, id, *t, *owed, &mut tally);
+        }
+        if let Some(overlap) = &tally.overlap {
+            self.failures.extend(overlap.violations());
         }
         tally.lateness.sort_unstable();
         let l = Lateness::of_sorted(&tally.lateness);
@@ -145,6 +174,11 @@ impl<'a> Checking<'a> {
     ) {
         let tid = task_id(self.input.cluster, id, t).to_string();
         let got = self.unmatched.remove(&tid).unwrap_or_default();
+        let mut owed = owed;
+        let running = || tally.overlap.as_ref().is_some_and(|o| o.excuses(t));
+        if got.is_empty() && owed.status == Status::Required && running() {
+            owed.status = Status::Optional(Reason::Overlap);
+        }
         match owed.status {
             Status::Required => tally.row.required += 1,
             Status::Optional(_) => tally.row.optional += 1,
@@ -168,8 +202,10 @@ impl<'a> Checking<'a> {
                 }
             ));
         }
-        // A run held by design (a timed pause, a backfill) is not late by its delay.
-        let held = owed.not_before.is_some();
+        // A run held by design (a timed pause, a backfill, `buffer_one`) is not late by its
+        // delay.
+        let held =
+            owed.not_before.is_some() || tally.overlap.as_ref().is_some_and(|o| o.holds_runs());
         self.delivered(inc, &tid, t, &got, held, tally);
         self.not_too_soon(inc, t, owed, &got, tally);
     }
@@ -322,8 +358,11 @@ impl<'a> Checking<'a> {
             return;
         };
         tally.row.belfry_skipped = Some(fin.skipped);
+        // With an overlap policy, belfry also skips between the cutoff and the final pause,
+        // where the checker does not look: only the lower bound holds.
+        let bounded = tally.overlap.is_none();
         let ok = tally.missing_recorded <= fin.skipped
-            && fin.skipped <= tally.missing_recorded + tally.missing_unrecorded;
+            && (!bounded || fin.skipped <= tally.missing_recorded + tally.missing_unrecorded);
         tally.row.skip_accounting_ok = Some(ok);
         if !ok {
             self.failures.push(format!(
@@ -354,7 +393,8 @@ impl<'a> Checking<'a> {
                     .any(|a| a.task_id == task_id(input.cluster, id, *t).to_string());
             let consistent = match outcome.as_str() {
                 "sent" | "already_sent" => delivered,
-                "skipped" => !delivered,
+                // Held by `buffer_one` and never released: not sent.
+                "skipped" | "held" => !delivered,
                 _ => false,
             };
             if !consistent {

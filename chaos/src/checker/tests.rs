@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -75,6 +75,17 @@ fn run_with_receipts(
     skipped: Option<u64>,
     receipts: &HashSet<String>,
 ) -> Verdict {
+    run_with_ends(h, arrivals, skipped, receipts, &HashMap::new())
+}
+
+/// A check with push receipts and the slow runs' ends.
+pub(super) fn run_with_ends(
+    h: &History,
+    arrivals: &[Arrival],
+    skipped: Option<u64>,
+    receipts: &HashSet<String>,
+    slow_finishes: &HashMap<String, DateTime<Utc>>,
+) -> Verdict {
     let mut finals = BTreeMap::new();
     if let Some(skipped) = skipped {
         finals.insert(
@@ -94,6 +105,7 @@ fn run_with_receipts(
         malformed: &[],
         cluster: cluster_id("belfry"),
         receipts,
+        slow_finishes,
     })
 }
 

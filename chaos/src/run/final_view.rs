@@ -75,6 +75,7 @@ fn run_record(r: &belfry::api::pb::Run) -> Option<(DateTime<Utc>, String, bool)>
         Ok(RunOutcome::AlreadySent) => "already_sent",
         Ok(RunOutcome::Skipped) => "skipped",
         Ok(RunOutcome::Pending) => "pending",
+        Ok(RunOutcome::Held) => "held",
         _ => "unknown",
     };
     Some((

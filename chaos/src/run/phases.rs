@@ -5,7 +5,7 @@
 //! Invariant: the cutoff is recorded before anything after it is paused, so no checked
 //! instant is affected by the harness's own final pause. Must not judge what it collects.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,13 +27,15 @@ pub(super) struct Evidence {
     pub(super) malformed: Vec<String>,
     /// Task ids whose push receipt Redis held after the run.
     pub(super) receipts: HashSet<String>,
+    /// When each slow run ended, by task id.
+    pub(super) slow_finishes: HashMap<String, DateTime<Utc>>,
 }
 
 /// Creates the fixed workload, before any fault, and waits until it is running.
 pub(super) async fn fixed_workload(system: &System) -> Result<(), RunError> {
     let targets = &system.targets;
     let t0 = workload::aligned_after(TimeDelta::seconds(6));
-    for def in workload::fixed(t0, system.worker.is_some()) {
+    for def in workload::fixed(t0, !system.workers.is_empty()) {
         if !workload::create(&targets.api, &targets.history, &def).await {
             return Err(RunError::Usage(format!("could not create {}", def.name)));
         }
@@ -120,18 +122,25 @@ pub(super) async fn collect_evidence(system: &mut System, cutoff: DateTime<Utc>)
     // outbox: pausing everything (after the cutoff, so no checked instant is affected) lets
     // a healthy cluster drain it to zero.
     pause_all(&targets.api, &targets.history).await;
-    drain(targets, &system.consumer, system.worker.as_ref(), cutoff).await;
+    drain(targets, &system.consumer, &system.workers, cutoff).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     system.consumer.stop();
     let mut evidence = Evidence {
         arrivals: system.consumer.arrivals(),
         malformed: system.consumer.malformed(),
         receipts: HashSet::new(),
+        slow_finishes: HashMap::new(),
     };
-    if let Some(worker) = &system.worker {
-        let (ran, bad) = worker.executions(&system.backend);
+    for worker in &system.workers {
+        let (ran, bad) = worker.executions();
         evidence.arrivals.extend(ran);
         evidence.malformed.extend(bad);
+    }
+    if !system.workers.is_empty() {
+        match crate::celery::slow_finishes(&system.backend) {
+            Ok(ends) => evidence.slow_finishes = ends,
+            Err(err) => eprintln!("{}  cannot read the slow runs' ends: {err}", now()),
+        }
         match crate::celery::push_receipts(&system.broker) {
             Ok(read) => evidence.receipts = read,
             // Without receipts nothing is excused: a lost message then counts as missing.
@@ -177,7 +186,7 @@ async fn pause_all(api: &Api, history: &SharedHistory) {
 }
 
 /// Waits for the outbox to drain and for deliveries to pass the cutoff.
-async fn drain(t: &Targets, consumer: &Consumer, worker: Option<&Worker>, cutoff: DateTime<Utc>) {
+async fn drain(t: &Targets, consumer: &Consumer, workers: &[Worker], cutoff: DateTime<Utc>) {
     let limit = Duration::from_secs(180);
     let deadline = tokio::time::Instant::now() + limit;
     let mut last = String::new();
@@ -186,7 +195,7 @@ async fn drain(t: &Targets, consumer: &Consumer, worker: Option<&Worker>, cutoff
         match t.api.status(Duration::from_secs(10)).await {
             Ok(status) => {
                 let passed = frontier.is_some_and(|f| f >= cutoff);
-                if status.outbox_depth == 0 && passed && worker.is_none_or(|w| w.idle()) {
+                if status.outbox_depth == 0 && passed && workers.iter().all(Worker::idle) {
                     return;
                 }
                 last = format!(

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use super::{now, plan::Plan, RunError};
 use crate::api::Api;
 use crate::broker::{blocking, Broker};
-use crate::celery::Worker;
+use crate::celery::{Worker, WorkerKind};
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::history::{incident, SharedHistory};
 use crate::nemesis::{Nemesis, Targets};
@@ -25,7 +25,8 @@ use belfry_kit::{Consumer, RedisOptions, RedisServer, SentinelOptions, SentinelT
 
 /// Everything started for a run. Fields drop in declaration order: the last started first.
 pub(super) struct System {
-    pub(super) worker: Option<Worker>,
+    /// With `--celery-python`: the worker of `chaos.record`, then that of `chaos.slow`.
+    pub(super) workers: Vec<Worker>,
     /// The worker's broker (Redis db 0) and result backend (db 1).
     pub(super) broker: String,
     pub(super) backend: String,
@@ -95,18 +96,18 @@ impl System {
         println!("{}  cluster up: leader elected", now());
         let consumer = started.consumer;
         let (broker, backend) = started.worker_urls;
-        let worker = match &args.celery_python {
-            Some(python) => Some(Worker::start(
-                python,
-                &plan.out.join("celery"),
-                &broker,
-                &backend,
-                workload::CELERY_QUEUE,
-            )?),
-            None => None,
-        };
+        let mut workers = Vec::new();
+        if let Some(python) = &args.celery_python {
+            for queue in [
+                (workload::CELERY_QUEUE, WorkerKind::Record),
+                (workload::SLOW_QUEUE, WorkerKind::Slow),
+            ] {
+                let dir = plan.out.join("celery");
+                workers.push(Worker::start(python, &dir, &broker, &backend, queue)?);
+            }
+        }
         Ok(System {
-            worker,
+            workers,
             broker,
             backend,
             consumer,
@@ -132,9 +133,18 @@ async fn start_single(args: &Args, plan: &Plan, host_ip: &str) -> Result<Started
     let proxy = SlowProxy::start(host_ip, redis.port)
         .await
         .map_err(RunError::Proxy)?;
+    // With the workers, the nodes follow outcomes in the workers' result backend (db 1),
+    // through the same proxy, so the overlap policies meet Redis's faults too.
+    let node_config = match &args.celery_python {
+        Some(_) => format!(
+            "[results]\nbackend = \"redis://{host_ip}:{}/1\"\n",
+            proxy.port
+        ),
+        None => String::new(),
+    };
     Ok(Started {
         node_url: format!("redis://{host_ip}:{}/0", proxy.port),
-        node_config: String::new(),
+        node_config,
         consumer: Consumer::start(&redis.url(0), workload::QUEUE),
         worker_urls: (redis.url(0), redis.url(1)),
         broker: Broker::Single(redis),
