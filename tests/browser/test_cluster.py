@@ -1,0 +1,122 @@
+"""The cluster page and its live status on the shared cluster: one row per member with its
+role, the leader and term the CLI reports, readiness, the two charts, and the JSON the page
+polls; then the failover walk on a cluster of its own: with the cluster page and a schedule's
+page open on a follower's console, the leader is SIGKILLed, the cluster page shows the new
+leader without a reload, a pause and a resume still work through that follower, and the
+browser console stays free of errors throughout."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from conftest import (ADMIN_TOKEN, READONLY_TOKEN, Cluster, login, schedule_url, screenshot,
+                      wait_for)
+
+LEADER = re.compile(r"Leader: node (\d+)")
+
+
+def shown_leader(page) -> int | None:
+    found = LEADER.search(page.locator("body").inner_text())
+    return int(found.group(1)) if found else None
+
+
+def test_cluster_page_matches_the_cli(cluster, admin):
+    page, log = admin
+    leader = cluster.leader()
+    follower = cluster.follower()
+    node = cluster.nodes[follower]
+    page.goto(f"{node.url}/cluster")
+    status = cluster.status(follower)
+    rows = page.locator("table#members tbody tr")
+    expect(rows).to_have_count(3)
+    for member in status["members"]:
+        row = rows.filter(has_text=member["address"])
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text(member["role"])
+    expect(rows.filter(has_text="leader")).to_have_count(1)
+    assert shown_leader(page) == leader
+    expect(page.locator("body")).to_contain_text(re.compile(rf"Term: {status['term']}\b"))
+    expect(page.locator("svg#chart-lateness")).to_be_attached()
+    expect(page.locator("svg#chart-rate")).to_be_attached()
+    screenshot(page, "cluster")
+
+    answer = page.context.request.get(f"{node.url}/cluster/status.json")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("application/json")
+    body = answer.json()
+    assert body["node_id"] == follower
+    assert body["leader"] == leader
+    assert body["term"] == status["term"]
+    assert len(body["members"]) == 3
+    assert log.errors == [], log.errors
+
+
+@pytest.fixture
+def own_cluster(redis_server):
+    """A cluster only the failover walk uses, since it kills a node."""
+    started = Cluster(redis_server.url)
+    yield started
+    started.stop()
+
+
+def test_leader_killed_while_a_followers_console_is_open(own_cluster, contexts):
+    cluster = own_cluster
+    name = "failover/watched"
+    cluster.create(name, "app.watched", "--cron", "0 0 1 1 *")
+    old_leader = cluster.leader()
+    follower = cluster.follower()
+    node = cluster.nodes[follower]
+
+    context, log = contexts.new()
+    status_page = context.new_page()
+    login(status_page, node, ADMIN_TOKEN)
+    status_page.goto(f"{node.url}/cluster")
+    assert shown_leader(status_page) == old_leader
+    # Marks this document: a reload would lose it, so a later check proves the live refresh.
+    status_page.evaluate("() => { window.belfryTestMark = 'not reloaded'; }")
+    schedule_page = context.new_page()
+    schedule_page.goto(schedule_url(node, name))
+    expect(schedule_page.get_by_role("button", name="Pause", exact=True)).to_be_visible()
+    # Polled at least once before the fault, so the refresh is known to be running.
+    with status_page.expect_response(lambda r: r.url.endswith("/cluster/status.json"),
+                                     timeout=10_000):
+        pass
+
+    cluster.kill(old_leader)
+    new_leader = cluster.leader(30)
+    assert new_leader != old_leader
+    wait_for(f"the follower's cluster page to show node {new_leader} leading", 30,
+             lambda: True if shown_leader(status_page) == new_leader else None, every=0.25)
+    assert status_page.evaluate("() => window.belfryTestMark") == "not reloaded"
+    dead = status_page.locator("table#members tbody tr").filter(
+        has_text=cluster.nodes[old_leader].api)
+    expect(dead).to_have_count(1)
+    expect(dead).not_to_contain_text(re.compile(r"\bleader\b"))
+
+    # The schedule page, opened before the fault, still acts through the follower.
+    schedule_page.get_by_role("button", name="Pause", exact=True).click()
+    schedule_page.wait_for_load_state()
+    expect(schedule_page.locator("body")).to_contain_text(re.compile(r"\bpaused\b"))
+    assert cluster.schedule(name, node=follower)["enabled"] is False
+    schedule_page.get_by_role("button", name="Resume", exact=True).click()
+    schedule_page.wait_for_load_state()
+    expect(schedule_page.locator("body")).to_contain_text(re.compile(r"\bactive\b"))
+    assert cluster.schedule(name, node=follower)["enabled"] is True
+
+    # A read-only look from the same follower agrees.
+    ro_context, ro_log = contexts.new()
+    ro_page = ro_context.new_page()
+    login(ro_page, node, READONLY_TOKEN)
+    ro_page.goto(f"{node.url}/cluster")
+    assert shown_leader(ro_page) == new_leader
+
+    # Still refreshing after all that, and nothing went to the browser console.
+    with status_page.expect_response(lambda r: r.url.endswith("/cluster/status.json"),
+                                     timeout=10_000) as polled:
+        pass
+    assert polled.value.status == 200
+    assert log.errors == [] and ro_log.errors == [], log.errors + ro_log.errors
+    assert log.exceptions == [] and ro_log.exceptions == []
