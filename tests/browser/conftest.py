@@ -401,6 +401,38 @@ def readonly(cluster: Cluster, contexts: Contexts):
     return page, log
 
 
+def page_text(page) -> str:
+    """The page's text as rendered (blocks on their own lines)."""
+    return page.locator("body").inner_text()
+
+
+TIME = re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?(?:\s*[AP]M)?(?P<after>\s*\S*)")
+ZONE = re.compile(r"\s*(UTC|[A-Z][A-Za-z_]+/[A-Za-z_/+-]+|[+-]\d{2}:?\d{2}|Z)\b")
+
+
+def times_without_zone(text: str) -> list[str]:
+    """Every time of day with seconds in `text` that no zone follows (`21:00:00 UTC`,
+    `… Europe/Paris`); a spec in words ("at 02:30, … in Europe/Paris") is not an instant."""
+    bare = []
+    for found in TIME.finditer(text):
+        if not ZONE.match(found.group("after")):
+            bare.append(text[max(0, found.start() - 20):found.end() + 10].replace("\n", " "))
+    return bare
+
+
+def expect_state(page, state: str, timeout: float = 15) -> None:
+    """Waits until the page's rendered text shows the word `state` ("paused", "active") and
+    not the other one."""
+    other = {"paused": "active", "active": "paused"}[state]
+
+    def shown() -> Optional[bool]:
+        text = page_text(page)
+        words = set(re.findall(r"\b(paused|active)\b", text))
+        return True if state in words and other not in words else None
+
+    wait_for(f"the page to show the state {state!r}", timeout, shown)
+
+
 def screenshot(page, name: str) -> None:
     """Saves the page as `$BELFRY_SCREENSHOTS/<name>.png` when that variable is set."""
     directory = os.environ.get("BELFRY_SCREENSHOTS")

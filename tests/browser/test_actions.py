@@ -11,9 +11,8 @@ import re
 
 from playwright.sync_api import expect
 
-from conftest import FLOWER_URL, UUID, schedule_url, screenshot, wait_for
-
-STATE = re.compile(r"\b(paused|active)\b")
+from conftest import (FLOWER_URL, UUID, expect_state, page_text, schedule_url, screenshot,
+                      times_without_zone, wait_for)
 
 
 def test_pause_and_resume(cluster, admin):
@@ -21,20 +20,19 @@ def test_pause_and_resume(cluster, admin):
     name = "actions/pause-me"
     cluster.create(name, "app.pausable", "--cron", "0 0 1 1 *")
     page.goto(schedule_url(cluster.nodes[1], name))
-    main = page.locator("body")
-    expect(main).to_contain_text(re.compile(r"\bactive\b"))
+    expect_state(page, "active")
     expect(page.get_by_role("button", name="Resume", exact=True)).to_have_count(0)
 
     page.get_by_role("button", name="Pause", exact=True).click()
     page.wait_for_load_state()
-    expect(main).to_contain_text(re.compile(r"\bpaused\b"))
+    expect_state(page, "paused")
     expect(page.get_by_role("button", name="Resume", exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Pause", exact=True)).to_have_count(0)
     assert cluster.schedule(name, node=2)["enabled"] is False
 
     page.get_by_role("button", name="Resume", exact=True).click()
     page.wait_for_load_state()
-    expect(main).to_contain_text(re.compile(r"\bactive\b"))
+    expect_state(page, "active")
     expect(page.get_by_role("button", name="Pause", exact=True)).to_be_visible()
     assert cluster.schedule(name, node=3)["enabled"] is True
 
@@ -75,6 +73,7 @@ def test_trigger_reaches_redis_with_the_flashed_task_id(cluster, redis_server, a
         "href", f"{FLOWER_URL}/task/{task_id}")
     expect(page.locator("svg#timeline")).to_be_attached()
     expect(page.locator("table#upcoming tbody tr")).to_have_count(10)
+    assert times_without_zone(page_text(page)) == []
     screenshot(page, "schedule")
 
 
