@@ -41,14 +41,22 @@ def test_cluster_page_matches_the_cli(cluster, contexts):
     expect(rows.filter(has_text="leader")).to_have_count(1)
     assert shown_leader(page) == leader
     assert re.search(rf"Term: {status['term']}\b", page_text(page)), page_text(page)
-    expect(page.locator("svg#chart-lateness")).to_be_attached()
-    expect(page.locator("svg#chart-rate")).to_be_attached()
+    for chart in ("svg#chart-lateness", "svg#chart-rate"):
+        expect(page.locator(chart)).to_be_visible()
+        # Readable: every label lies inside its chart.
+        outside = page.locator(chart).evaluate("""svg => {
+            const box = svg.getBoundingClientRect();
+            return [...svg.querySelectorAll('text')].map(t => [t.textContent,
+                t.getBoundingClientRect()]).filter(([, r]) => r.left < box.left - 1
+                || r.right > box.right + 1).map(([text]) => text.slice(0, 40));
+        }""")
+        assert outside == [], f"{chart}: labels overflow the chart: {outside}"
     # Let the live refresh run once, then every time shown must carry its zone.
     with page.expect_response(lambda r: r.url.endswith("/cluster/status.json")):
         pass
     page.wait_for_load_state("networkidle")
-    assert times_without_zone(page_text(page)) == []
     screenshot(page, "cluster")
+    assert times_without_zone(page_text(page)) == []
 
     answer = page.context.request.get(f"{node.url}/cluster/status.json")
     assert answer.status == 200
