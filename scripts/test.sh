@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs belfry's whole test suite, installing what the tests need when it is missing:
-# redis-server, redis-sentinel and chromium (Debian packages) and a virtualenv with celery[redis], grpcio-tools, the
+# redis-server, redis-sentinel, chromium and openssl (Debian packages) and a virtualenv with celery[redis], grpcio-tools, the
 # manifest validators and Playwright (PyPI; it drives the system's Chromium, no browser is downloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   as_root apt-get update -qq

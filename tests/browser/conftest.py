@@ -1,6 +1,7 @@
 """Real parts for the console's browser tests: a `redis-server` on a free loopback port, a
 three-node cluster of separate `belfry server` processes (an admin and a read-only token, the
-console on each node with `--console-listen`), the `belfry` CLI against it, and headless
+console on each node with `--console-listen`; variants without auth or on TLS with certificates
+made by openssl), the `belfry` CLI against it, and headless
 Chromium (the system's, driven by Playwright) with every page's console errors, uncaught
 exceptions and dialogs recorded.
 
@@ -136,10 +137,12 @@ class Node:
     log: Path
     proc: Optional[subprocess.Popen] = None
 
+    scheme: str = "http"
+
     @property
     def url(self) -> str:
         """The console's base URL."""
-        return f"http://{self.console}"
+        return f"{self.scheme}://{self.console}"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -149,16 +152,23 @@ class Cluster:
     """Three `belfry server` processes on loopback, each serving the API, metrics and the
     console; tokens and the cluster secret come through the environment."""
 
-    def __init__(self, redis_url: str, size: int = 3) -> None:
+    def __init__(self, redis_url: str, size: int = 3, auth: bool = True,
+                 tls: bool = False) -> None:
+        """`auth=False`: `--insecure-no-auth`, no tokens (every caller is an admin).
+        `tls=True`: the API, peers and console on TLS with certificates of a CA made here."""
         self.bin = belfry_bin()
+        self.auth = auth
         self.root = tempfile.TemporaryDirectory(prefix="belfry-browser-cluster-")
         root = Path(self.root.name)
+        self.tls = make_certificates(root / "tls") if tls else None
         self.redis_url = redis_url
         self.nodes = {
             i: Node(i, f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}",
                     f"127.0.0.1:{free_port()}", root / f"node{i}", root / f"node{i}.log")
             for i in range(1, size + 1)
         }
+        for node in self.nodes.values():
+            node.scheme = "https" if self.tls else "http"
         self.peers = ",".join(f"{n.id}={n.api}" for n in self.nodes.values())
         for node in self.nodes.values():
             self.spawn(node.id)
@@ -166,15 +176,21 @@ class Cluster:
 
     def spawn(self, node_id: int) -> None:
         node = self.nodes[node_id]
-        env = dict(os.environ, BELFRY_ADMIN_TOKEN=ADMIN_TOKEN,
-                   BELFRY_READONLY_TOKEN=READONLY_TOKEN, BELFRY_CLUSTER_SECRET=CLUSTER_SECRET,
-                   RUST_LOG="info,openraft=warn")
+        env = dict(os.environ, BELFRY_CLUSTER_SECRET=CLUSTER_SECRET, RUST_LOG="info,openraft=warn")
+        auth = ["--insecure-no-auth"]
+        if self.auth:
+            env.update(BELFRY_ADMIN_TOKEN=ADMIN_TOKEN, BELFRY_READONLY_TOKEN=READONLY_TOKEN)
+            auth = []
+        tls = ["--insecure-no-tls"]
+        if self.tls:
+            tls = ["--tls-cert", str(self.tls / "node.pem"), "--tls-key", str(self.tls / "node.key"),
+                   "--tls-client-ca", str(self.tls / "ca.pem")]
         node.proc = subprocess.Popen(
             [str(self.bin), "server", "--node-id", str(node.id), "--listen", node.api,
              "--peers", self.peers, "--data-dir", str(node.data_dir),
              "--redis-url", self.redis_url, "--metrics-listen", node.metrics,
              "--console-listen", node.console, "--flower-url", FLOWER_URL,
-             "--insecure-no-tls"],
+             *tls, *auth],
             stdout=subprocess.DEVNULL, stderr=node.log.open("a"), env=env)
 
     def live(self) -> list[Node]:
@@ -196,8 +212,10 @@ class Cluster:
         env = dict(os.environ)
         env.pop("BELFRY_TOKEN", None)
         full = [str(self.bin), *args, "--endpoint", target.api, "--timeout", "15"]
-        if token is not None:
+        if token is not None and self.auth:
             full += ["--token", token]
+        if self.tls:
+            full += ["--tls-ca", str(self.tls / "ca.pem")]
         done = subprocess.run(full, capture_output=True, text=True, env=env, input=stdin,
                               timeout=60)
         if check and done.returncode != 0:
@@ -254,8 +272,14 @@ class Cluster:
 
     def console_answers(self, node: Node) -> Optional[bool]:
         self._check_running()
+        context = None
+        if self.tls:
+            import ssl
+
+            context = ssl.create_default_context(cafile=str(self.tls / "ca.pem"))
         try:
-            with urllib.request.urlopen(f"{node.url}/login", timeout=5) as response:
+            with urllib.request.urlopen(f"{node.url}/static/console.css", timeout=5,
+                                        context=context) as response:
                 return True if response.status == 200 else None
         except (urllib.error.URLError, OSError):
             return None
@@ -286,6 +310,28 @@ class Cluster:
                 node.proc.kill()
                 node.proc.wait()
         self.root.cleanup()
+
+
+def make_certificates(directory: Path) -> Path:
+    """A CA and one certificate for 127.0.0.1 it signs (server and client use), with openssl:
+    `ca.pem`, `node.pem`, `node.key`."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make the TLS cluster's certificates")
+    directory.mkdir(parents=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    (directory / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                                   "extendedKeyUsage=serverAuth,clientAuth\n"
+                                   "basicConstraints=CA:FALSE\n")
+    for command in (
+        ["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+         "-subj", "/CN=belfry browser tests CA", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign"],
+        ["req", *ec, "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "node.pem", "-days", "2", "-extfile", "ext"],
+    ):
+        subprocess.run(["openssl", *command], cwd=directory, check=True, capture_output=True)
+    return directory
 
 
 @pytest.fixture(scope="session")
@@ -348,9 +394,12 @@ class Contexts:
         self.browser = browser
         self.opened: list[tuple[object, BrowserLog]] = []
 
-    def new(self, width: int = 1280, height: int = 800, javascript: bool = True):
+    def new(self, width: int = 1280, height: int = 800, javascript: bool = True,
+            https: bool = False):
+        """`https=True`: the test CA's certificates are accepted (Chromium does not know it)."""
         context = self.browser.new_context(viewport={"width": width, "height": height},
-                                           java_script_enabled=javascript)
+                                           java_script_enabled=javascript,
+                                           ignore_https_errors=https)
         context.set_default_timeout(15_000)
         log = BrowserLog()
         log.attach(context)

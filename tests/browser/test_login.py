@@ -1,7 +1,9 @@
 """Logging in and out, and what every response carries: the login form refuses an unknown token
 and lands a known one on the schedules page; the session cookie is HttpOnly and
-SameSite=Strict; every page and asset carries the Content-Security-Policy and its companion
-headers, and no page holds an inline script or style attribute."""
+SameSite=Strict (and Secure when the node has TLS, the console then being HTTPS); without
+authentication every visitor is an admin, CSRF still checked; every page and asset carries the
+Content-Security-Policy and its companion headers, and no page holds an inline script or style
+attribute."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from urllib.parse import urlparse
 
 from playwright.sync_api import expect
 
-from conftest import ADMIN_TOKEN, READONLY_TOKEN, login, schedule_url, screenshot
+from conftest import (ADMIN_TOKEN, READONLY_TOKEN, Cluster, expect_state, login, schedule_url,
+                      screenshot)
 
 CSP = {
     "default-src": "'self'",
@@ -156,3 +159,50 @@ def test_pages_have_no_inline_script_or_style(cluster, contexts):
         })""")
         assert found == {"inline": 0, "styled": 0, "styles": 0, "handlers": 0}, (path, found)
     assert log.errors == [], log.errors
+
+
+def test_without_auth_every_visitor_is_an_admin(redis_server, contexts):
+    open_cluster = Cluster(redis_server.url, size=1, auth=False)
+    try:
+        context, _ = contexts.new()
+        page = context.new_page()
+        node = open_cluster.nodes[1]
+        page.goto(f"{node.url}/")
+        page.wait_for_url(re.compile(r"/schedules(\?.*)?$"))
+        expect(page.locator("header, [role=banner]").first).to_contain_text("admin")
+        expect(page.get_by_role("link", name="New schedule").or_(
+            page.get_by_role("button", name="New schedule"))).to_be_visible()
+        # Forms still carry CSRF tokens.
+        open_cluster.create("open/probe", "app.probe", "--cron", "0 0 1 1 *")
+        page.goto(schedule_url(node, "open/probe"))
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect_state(page, "paused")
+        refused = context.request.post(f"{node.url}/schedule/resume",
+                                       form={"name": "open/probe"}, max_redirects=0)
+        assert refused.status == 403
+        assert open_cluster.schedule("open/probe")["enabled"] is False
+    finally:
+        open_cluster.stop()
+
+
+def test_with_tls_the_console_is_https_and_the_cookie_secure(redis_server, contexts):
+    tls_cluster = Cluster(redis_server.url, size=1, tls=True)
+    try:
+        node = tls_cluster.nodes[1]
+        assert node.url.startswith("https://")
+        context, log = contexts.new(https=True)
+        page = context.new_page()
+        page.goto(f"{node.url}/login")
+        page.get_by_label("API token").fill(ADMIN_TOKEN)
+        with page.expect_response(posted_login) as accepted:
+            page.get_by_role("button", name="Log in").click()
+        session = next(line for line in (accepted.value.header_value("set-cookie") or "")
+                       .split("\n") if line.strip().startswith("belfry_session="))
+        attributes = {a.strip().lower() for a in session.split(";")[1:]}
+        assert {"secure", "httponly", "samesite=strict"} <= attributes, session
+        page.wait_for_url(re.compile(r"/schedules(\?.*)?$"))
+        cookie = next(c for c in context.cookies() if c["name"] == "belfry_session")
+        assert cookie["secure"] is True
+        expect(page.locator("table#schedules")).to_be_visible()
+    finally:
+        tls_cluster.stop()
