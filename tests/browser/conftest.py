@@ -1,9 +1,8 @@
 """Real parts for the console's browser tests: a `redis-server` on a free loopback port, a
 three-node cluster of separate `belfry server` processes (an admin and a read-only token, the
 console on each node with `--console-listen`; variants without auth or on TLS with certificates
-made by openssl), the `belfry` CLI against it, and headless
-Chromium (the system's, driven by Playwright) with every page's console errors, uncaught
-exceptions and dialogs recorded.
+made by openssl), the `belfry` CLI against it, and headless Chromium (the system's, driven by
+Playwright) with every page's console errors, uncaught exceptions and dialogs recorded.
 
 Environment: `BELFRY_BIN` (default `target/debug/belfry`), `BELFRY_CHROMIUM` (default the
 `chromium` on PATH), `BELFRY_SCREENSHOTS` (a directory: the tests then save the pages they
