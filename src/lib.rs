@@ -45,6 +45,7 @@ pub mod celery;
 pub mod cli;
 pub mod config;
 pub(crate) mod connections;
+pub(crate) mod console;
 pub mod dispatch;
 pub mod formats;
 pub(crate) mod heap;

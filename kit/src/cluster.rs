@@ -37,6 +37,8 @@ pub struct ClusterOptions {
     pub schedules: Option<String>,
     /// A metrics port per node; `--metrics-listen off` otherwise.
     pub metrics: bool,
+    /// A web console port per node (`--console-listen`); none otherwise.
+    pub console: bool,
     /// Arguments every node gets after the kit's own (e.g. `--insecure-no-tls`).
     pub args: Vec<OsString>,
     /// Environment every node gets.
@@ -63,6 +65,7 @@ impl ClusterOptions {
             config: None,
             schedules: None,
             metrics: false,
+            console: false,
             args: Vec::new(),
             env: Vec::new(),
             faketime: None,
@@ -150,7 +153,11 @@ impl Cluster {
 
     fn push_node(&mut self, placement: Placement, joiner: bool) -> Result<usize, KitError> {
         let id = self.nodes.len() as u64 + 1;
-        let node = Node::new(id, placement, &self.dir, self.options.metrics, joiner)?;
+        let ports = self::node::Ports {
+            metrics: self.options.metrics,
+            console: self.options.console,
+        };
+        let node = Node::new(id, placement, &self.dir, ports, joiner)?;
         self.nodes.push(node);
         Ok(self.nodes.len() - 1)
     }

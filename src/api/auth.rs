@@ -31,7 +31,8 @@ impl Tokens {
         self.admin.is_empty() && self.readonly.is_empty()
     }
 
-    fn role_of(&self, token: &str) -> Option<Role> {
+    /// The role `token` carries, if it is known.
+    pub(crate) fn role_of(&self, token: &str) -> Option<Role> {
         // Every candidate is compared (in constant time), so timing tells nothing.
         let admin = self.admin.iter().fold(false, |hit, t| hit | same(t, token));
         let readonly = self

@@ -12,6 +12,7 @@ mod forwarding;
 mod group_commit;
 mod membership;
 mod reads;
+mod search;
 mod writes;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use backfill::{BackfillAsk, DEFAULT_RATE as DEFAULT_BACKFILL_RATE};
 pub use forwarding::{Forwarded, LeaderReply, LeaderRequest, FORWARD_CLOCK_ALLOWANCE};
 pub use membership::{MemberView, Role, StatusView, TransferView};
 pub use reads::PageQuery;
+pub use search::{ScheduleState, SearchPage, SearchQuery, SortBy, SpecKind};
 pub use writes::{WriteOp, WriteOutcome, Written, MAX_APPLY};
 
 /// How long a request keeps retrying while there is no leader or leadership moves.

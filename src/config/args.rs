@@ -111,4 +111,11 @@ pub struct ServerArgs {
     /// Address of the HTTP server for `/metrics`, `/healthz` and `/readyz` (`off` disables it).
     #[arg(long, env = "BELFRY_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Address of the web console (unset: no console). Served over HTTPS with the API's
+    /// certificate when the node has TLS.
+    #[arg(long, env = "BELFRY_CONSOLE_LISTEN")]
+    pub console_listen: Option<String>,
+    /// Flower's base URL (e.g. http://flower:5555): the console links each task id to its page.
+    #[arg(long, env = "BELFRY_FLOWER_URL")]
+    pub flower_url: Option<String>,
 }

@@ -22,6 +22,8 @@ pub(super) struct FileConfig {
     pub(super) log_format: Option<String>,
     pub(super) join: Option<Vec<String>>,
     pub(super) metrics_listen: Option<String>,
+    pub(super) console_listen: Option<String>,
+    pub(super) flower_url: Option<String>,
     #[serde(default)]
     pub(super) redis: FileRedis,
     #[serde(default)]

@@ -88,6 +88,10 @@ pub struct NodeConfig {
     pub connections: ConnectionLimits,
     /// `None`: no metrics server.
     pub metrics_listen: Option<String>,
+    /// `None`: no web console.
+    pub console_listen: Option<String>,
+    /// Flower's base URL, without a trailing `/`, for the console's task links.
+    pub flower_url: Option<String>,
     /// Celery's result backend, when task outcomes are followed.
     pub results: Option<crate::dispatch::ResultsConfig>,
 }
@@ -180,6 +184,10 @@ impl NodeConfig {
             metrics_listen: resolve_metrics_listen(
                 args.metrics_listen.clone().or(file.metrics_listen),
             )?,
+            console_listen: resolve_console_listen(
+                args.console_listen.clone().or(file.console_listen),
+            )?,
+            flower_url: resolve_flower_url(args.flower_url.clone().or(file.flower_url))?,
         })
     }
 
@@ -280,6 +288,35 @@ fn resolve_metrics_listen(given: Option<String>) -> Result<Option<String>, Confi
             Ok(Some(addr))
         }
     }
+}
+
+/// The console's address, or `None` when unset (or `off`).
+fn resolve_console_listen(given: Option<String>) -> Result<Option<String>, ConfigError> {
+    match given {
+        None => Ok(None),
+        Some(off) if off == "off" => Ok(None),
+        Some(addr) => {
+            check_addr("console_listen", &addr)?;
+            Ok(Some(addr))
+        }
+    }
+}
+
+/// Flower's base URL: `http://` or `https://`, kept without its trailing `/`.
+fn resolve_flower_url(given: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(url) = given else { return Ok(None) };
+    let url = url.trim().trim_end_matches('/');
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    let clean = !url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"');
+    if !scheme_ok || !clean || url.len() > 2_048 {
+        return Err(invalid(
+            "flower_url",
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    Ok(Some(url.to_string()))
 }
 
 #[cfg(test)]

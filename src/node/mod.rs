@@ -52,6 +52,8 @@ pub enum NodeError {
     Tls(String),
     #[error(transparent)]
     Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("{0}")]
+    Console(String),
     #[error("the Raft log cannot be read: {0}")]
     Faulted(crate::raft::log_store::EntryError),
 }
@@ -254,6 +256,26 @@ async fn start_tasks(
             handle.clone(),
         )));
         tasks.push(crate::telemetry::serve(addr, handle, readiness()).await?);
+    }
+    if let Some(listen) = &config.console_listen {
+        let window = Arc::new(crate::telemetry::window::Window::default());
+        tasks.push(tokio::spawn(crate::telemetry::window::keep_window(
+            window.clone(),
+            raft.clone(),
+        )));
+        let settings = crate::console::ConsoleSettings {
+            listen: listen.clone(),
+            tls: config.security.tls.clone(),
+            tokens: config.security.tokens.clone(),
+            flower_url: config.flower_url.clone(),
+            window,
+            readiness: readiness(),
+        };
+        tasks.push(
+            crate::console::serve(settings, control.clone())
+                .await
+                .map_err(|e| NodeError::Console(e.to_string()))?,
+        );
     }
     let ctx = Arc::new(DispatchContext {
         raft: raft.clone(),

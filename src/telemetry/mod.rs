@@ -11,6 +11,7 @@ mod http;
 pub(crate) mod names;
 mod recorder;
 mod sampler;
+pub(crate) mod window;
 
 pub(crate) use api_layer::ApiMetricsLayer;
 pub(crate) use http::{not_ready_because, serve, serve_faulted, Readiness};

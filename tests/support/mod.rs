@@ -220,5 +220,6 @@ pub fn openssl_pki(dir: &Path) -> belfry_kit::sentinel::TlsFiles {
     }
 }
 
+pub mod http;
 pub mod metrics;
 pub mod procs;

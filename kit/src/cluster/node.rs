@@ -70,6 +70,8 @@ pub struct Node {
     pub listen: String,
     /// Where it serves `/metrics`, `/healthz` and `/readyz` (`off` without metrics).
     pub metrics_addr: String,
+    /// Where it serves the web console, if it does.
+    pub console_addr: Option<String>,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub clock_file: PathBuf,
@@ -91,15 +93,28 @@ pub struct Node {
     pub(super) leading_term: Option<u64>,
 }
 
+/// Which HTTP ports a node gets besides its API port.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ports {
+    pub metrics: bool,
+    pub console: bool,
+}
+
 impl Node {
     pub(super) fn new(
         id: u64,
         placement: Placement,
         dir: &Path,
-        metrics: bool,
+        ports: Ports,
         joiner: bool,
     ) -> Result<Node, KitError> {
-        let metrics_addr = if metrics {
+        let console_addr = if ports.console {
+            let port = loopback_port().map_err(KitError::io("choosing a console port"))?;
+            Some(format!("127.0.0.1:{port}"))
+        } else {
+            None
+        };
+        let metrics_addr = if ports.metrics {
             let port = loopback_port().map_err(KitError::io("choosing a metrics port"))?;
             format!("127.0.0.1:{port}")
         } else {
@@ -111,6 +126,7 @@ impl Node {
             addr: placement.addr,
             listen: placement.listen,
             metrics_addr,
+            console_addr,
             data_dir: dir.join(format!("node{id}")),
             tail: LogTail::new(&log),
             log,
@@ -168,6 +184,9 @@ impl Node {
             .args(["--metrics-listen", &self.metrics_addr]);
         if self.addr != self.listen {
             command.args(["--advertise", &self.addr]);
+        }
+        if let Some(console) = &self.console_addr {
+            command.args(["--console-listen", console]);
         }
         if options.config.is_some() {
             command.arg("--config").arg(config);

@@ -11,6 +11,7 @@ use std::ops::Bound;
 use chrono::{DateTime, Utc};
 use openraft::ServerState;
 
+use super::search::{SearchPage, SearchQuery};
 use super::Control;
 use crate::api::error::ApiError;
 use crate::raft::NodeId;
@@ -116,6 +117,17 @@ impl Control {
             last = name;
         }
         (page, String::new())
+    }
+
+    /// A page of a console search (`search`), each row mapped by `f`: one pass at most over
+    /// the state, under its read lock.
+    pub async fn schedules_search<T>(
+        &self,
+        query: &SearchQuery,
+        f: impl Fn(&ScheduleRecord) -> T,
+    ) -> SearchPage<T> {
+        let applied = self.state.read().await;
+        query.page(&applied.data, f)
     }
 
     /// The schedule's recent runs, newest first.

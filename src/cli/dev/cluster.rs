@@ -131,6 +131,7 @@ pub(super) fn prepare_nodes(
         .arg("--insecure-no-tls");
     options.dir = Some(dir.to_path_buf());
     options.schedules = Some(schedules.to_string());
+    options.console = true;
     options.placements = addrs
         .iter()
         .map(|addr| Placement {

@@ -128,6 +128,14 @@ fn run_dev(args: DevArgs) -> Result<(), DevError> {
         .collect::<Result<_, _>>()?;
     let nodes = cluster::prepare_nodes(&bin, &dir, &addrs, &redis_url, SAMPLE)?;
     print_intro(&output, &redis_url, &nodes.peers(), &addrs, &dir);
+    for node in &nodes.nodes {
+        if let Some(console) = &node.console_addr {
+            output.note(&format!(
+                "web console of node {}: http://{console}/",
+                node.id
+            ));
+        }
+    }
 
     let mut procs = Procs::default();
     procs.redis = Some(cluster::start_redis(redis_port, &dir)?);

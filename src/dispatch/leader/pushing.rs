@@ -174,6 +174,7 @@ fn record_pushed(
             PushOutcome::Delivered => {
                 histogram!(names::DISPATCH_LATENESS)
                     .record(lateness.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
+                crate::telemetry::window::record_dispatch(lateness);
                 debug!(task_id = %push.task_id, %scheduled_at, "pushed");
                 pushed.delivered.push(push.task_id)
             }
