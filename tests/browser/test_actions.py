@@ -1,13 +1,15 @@
 """An admin's actions on a schedule's page, each checked outside the browser: pause and resume
 (the state text changes, `belfry schedule get` agrees), "Trigger now" (the flashed task id is
 the id of the Celery message that reached the queue in Redis, and the run shows in the run
-history with its Flower link), and a delete that asks to confirm first."""
+history with its Flower link), a backfill (each past occurrence in the range reaches Redis
+once), and a delete that asks to confirm first."""
 
 from __future__ import annotations
 
 import base64
 import json
 import re
+from datetime import datetime, timedelta, timezone
 
 from playwright.sync_api import expect
 
@@ -75,6 +77,34 @@ def test_trigger_reaches_redis_with_the_flashed_task_id(cluster, redis_server, a
     expect(page.locator("table#upcoming tbody tr")).to_have_count(10)
     assert times_without_zone(page_text(page)) == []
     screenshot(page, "schedule")
+
+
+def test_backfill_sends_each_past_occurrence_once(cluster, redis_server, admin):
+    page, _ = admin
+    name = "actions/backfill-me"
+    queue = "console-backfill"
+    cluster.create(name, "reports.backfilled", "--cron", "0 3 * * *", "--queue", queue)
+    midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = midnight - timedelta(days=3)
+    expected = {start + timedelta(days=d, hours=3) for d in range(3)}
+    page.goto(schedule_url(cluster.nodes[1], name))
+    page.get_by_label("From", exact=True).fill(start.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    page.get_by_label("To", exact=True).fill(midnight.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    page.get_by_role("button", name="Backfill").click()
+    page.wait_for_url(re.compile(r"/schedule\?"))
+    expect(page.get_by_role("heading", level=1)).to_have_text(name)
+
+    def sent() -> list[dict] | None:
+        raw = redis_server.client.lrange(queue, 0, -1)
+        return [json.loads(m) for m in raw] if len(raw) >= len(expected) else None
+
+    messages = wait_for(f"{len(expected)} backfilled messages in {queue}", 30, sent, every=0.25)
+    assert len(messages) == len(expected), messages
+    # RFC 3339 in UTC, to the nanosecond: the whole seconds are compared.
+    instants = {datetime.strptime(m["headers"]["belfry_scheduled_at"][:19], "%Y-%m-%dT%H:%M:%S")
+                .replace(tzinfo=timezone.utc) for m in messages}
+    assert instants == expected
+    assert len({m["headers"]["id"] for m in messages}) == len(expected)
 
 
 def test_delete_asks_to_confirm(cluster, admin):

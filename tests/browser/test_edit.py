@@ -58,8 +58,15 @@ def test_create_with_live_validation_then_save(cluster, admin):
         ["cron", "every", "once", "solar"])
 
     name = "edit/nightly-build"
-    fill_form(page, name, "builds.nightly", "cron", "61 * * * *", tz="Europe/Paris",
-              labels="team=builds, tier=gold")
+    with page.expect_request(lambda r: r.url.endswith("/api/validate")) as validated:
+        fill_form(page, name, "builds.nightly", "cron", "61 * * * *", tz="Europe/Paris",
+                  labels="team=builds, tier=gold")
+    request = validated.value
+    assert request.method == "POST"
+    assert request.header_value("x-csrf-token") == \
+        page.locator("input[name=csrf]").first.input_value()
+    assert request.header_value("content-type").startswith("application/json")
+    assert request.post_data_json["task"] == "builds.nightly"
     # Live: the API's error, named by its field, while typing; no preview of a broken spec.
     alert = page.get_by_role("alert").filter(has_text=re.compile("spec"))
     expect(alert).to_be_visible()
@@ -145,3 +152,23 @@ def test_edit_changes_the_task_and_keeps_the_rest(cluster, admin):
     assert stored["task"] == "app.after"
     assert stored["spec"]["cron"] == "15 4 * * *"
     assert user_labels(stored) == {"team": "ops"}
+
+
+def test_solar_adds_latitude_and_longitude(cluster, admin):
+    page, _ = admin
+    node = cluster.nodes[1]
+    page.goto(f"{node.url}/schedules/new")
+    latitude = page.get_by_label("Latitude", exact=True)
+    expect(latitude).to_be_hidden()
+    name = "edit/sunset-lights"
+    fill_form(page, name, "home.lights_on", "solar", "sunset")
+    expect(latitude).to_be_visible()
+    latitude.fill("51.5")
+    page.get_by_label("Longitude", exact=True).fill("-0.12")
+    expect(page.locator("ol#preview li").first).to_be_visible()
+    page.get_by_role("button", name="Save").click()
+    on_schedule_page(page, name)
+    stored = cluster.schedule(name)
+    assert stored["spec"]["solar"] == "sunset", stored
+    assert abs(stored["spec"]["latitude"] - 51.5) < 1e-9, stored
+    assert abs(stored["spec"]["longitude"] + 0.12) < 1e-9, stored

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import pytest
 from playwright.sync_api import expect
 
-from conftest import ADMIN_TOKEN, login, screenshot
+from conftest import ADMIN_TOKEN, login, page_text, screenshot, times_without_zone
 
 PAGED = 120  # more than a page holds
 
@@ -78,6 +78,7 @@ def test_lists_what_the_cli_created(page, cluster):
     page.goto(f"{cluster.nodes[1].url}/schedules?{urlencode({'q': 'shelf/'})}")
     assert sorted(listed(page)) == sorted(SHELF)
     assert link_names(page) == listed(page)
+    assert times_without_zone(page_text(page)) == []
     screenshot(page, "schedules")
     # A row's link opens the schedule's page (the name holds a slash).
     page.get_by_role("link", name="shelf/invoices-eu", exact=True).click()
