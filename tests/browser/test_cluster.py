@@ -3,7 +3,8 @@ role, the leader and term the CLI reports, readiness, the two charts, and the JS
 polls; then the failover walk on a cluster of its own: with the cluster page and a schedule's
 page open on a follower's console, the leader is SIGKILLed, the cluster page shows the new
 leader without a reload, a pause and a resume still work through that follower, and the
-browser console stays free of errors throughout."""
+browser console stays free of errors throughout; when that follower dies too, the page says
+"node unreachable" rather than throwing."""
 
 from __future__ import annotations
 
@@ -135,3 +136,11 @@ def test_leader_killed_while_a_followers_console_is_open(own_cluster, contexts):
     assert polled.value.status == 200
     assert log.errors == [] and ro_log.errors == [], log.errors + ro_log.errors
     assert log.exceptions == [] and ro_log.exceptions == []
+
+    # The node the page talks to goes too: the page says so instead of throwing (the browser's
+    # own line about the refused connection is expected in its console).
+    cluster.kill(follower)
+    wait_for("the cluster page to show 'node unreachable'", 15,
+             lambda: True if "node unreachable" in page_text(status_page) else None, every=0.25)
+    assert log.exceptions == [], log.exceptions
+    assert [e for e in log.errors if "ERR_CONNECTION_REFUSED" not in e] == [], log.errors
