@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs belfry's whole test suite, installing what the tests need when it is missing:
-# redis-server, redis-sentinel, chromium and openssl (Debian packages) and a virtualenv with celery[redis], grpcio-tools, the
-# manifest validators and Playwright (PyPI; it drives the system's Chromium, no browser is downloaded).
+# redis-server, redis-sentinel, chromium and openssl (Debian packages) and a virtualenv with celery[redis],
+# grpcio-tools, the manifest validators and Playwright (PyPI; it drives the system's Chromium, no browser
+# is downloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -182,7 +182,8 @@ class Cluster:
             auth = []
         tls = ["--insecure-no-tls"]
         if self.tls:
-            tls = ["--tls-cert", str(self.tls / "node.pem"), "--tls-key", str(self.tls / "node.key"),
+            tls = ["--tls-cert", str(self.tls / "node.pem"),
+                   "--tls-key", str(self.tls / "node.key"),
                    "--tls-client-ca", str(self.tls / "ca.pem")]
         node.proc = subprocess.Popen(
             [str(self.bin), "server", "--node-id", str(node.id), "--listen", node.api,
