@@ -3,8 +3,9 @@ role, the leader and term the CLI reports, readiness, the two charts, and the JS
 polls; then the failover walk on a cluster of its own: with the cluster page and a schedule's
 page open on a follower's console, the leader is SIGKILLed, the cluster page shows the new
 leader without a reload, a pause and a resume still work through that follower, and the
-browser console stays free of errors throughout; when that follower dies too, the page says
-"node unreachable" rather than throwing."""
+browser console stays free of errors throughout; when the new leader dies too, the follower's
+status answers without a leader and the page stops naming one; when the follower itself dies,
+the page says "node unreachable" rather than throwing."""
 
 from __future__ import annotations
 
@@ -137,8 +138,24 @@ def test_leader_killed_while_a_followers_console_is_open(own_cluster, contexts):
     assert log.errors == [] and ro_log.errors == [], log.errors + ro_log.errors
     assert log.exceptions == [] and ro_log.exceptions == []
 
-    # The node the page talks to goes too: the page says so instead of throwing (the browser's
-    # own line about the refused connection is expected in its console).
+    # The new leader goes too: the follower is alone, without a leader; its status still
+    # answers 200 (leader null) and the page stops naming the dead leader.
+    cluster.kill(new_leader)
+
+    def leaderless() -> dict | None:
+        answer = context.request.get(f"{node.url}/cluster/status.json", timeout=10_000)
+        assert answer.status == 200, answer.status
+        body = answer.json()
+        return body if body["leader"] is None else None
+
+    assert wait_for("the follower's status without a leader", 30, leaderless,
+                    every=0.5)["node_id"] == follower
+    wait_for("the cluster page to stop naming a leader", 15,
+             lambda: True if shown_leader(status_page) is None else None, every=0.25)
+    assert log.errors == [] and log.exceptions == [], log.errors + log.exceptions
+
+    # Then the node the page talks to: the page says so instead of throwing (the browser's own
+    # line about the refused connection is expected in its console).
     cluster.kill(follower)
     wait_for("the cluster page to show 'node unreachable'", 15,
              lambda: True if "node unreachable" in page_text(status_page) else None, every=0.25)
