@@ -148,8 +148,8 @@ class Node:
 
 
 class Cluster:
-    """Three `belfry server` processes on loopback, each serving the API, metrics and the
-    console; tokens and the cluster secret come through the environment."""
+    """`belfry server` processes (three by default) on loopback, each serving the API, metrics
+    and the console; tokens and the cluster secret come through the environment."""
 
     def __init__(self, redis_url: str, size: int = 3, auth: bool = True,
                  tls: bool = False) -> None:
@@ -163,11 +163,10 @@ class Cluster:
         self.redis_url = redis_url
         self.nodes = {
             i: Node(i, f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}",
-                    f"127.0.0.1:{free_port()}", root / f"node{i}", root / f"node{i}.log")
+                    f"127.0.0.1:{free_port()}", root / f"node{i}", root / f"node{i}.log",
+                    scheme="https" if self.tls else "http")
             for i in range(1, size + 1)
         }
-        for node in self.nodes.values():
-            node.scheme = "https" if self.tls else "http"
         self.peers = ",".join(f"{n.id}={n.api}" for n in self.nodes.values())
         for node in self.nodes.values():
             self.spawn(node.id)
@@ -425,7 +424,8 @@ def contexts(browser) -> Iterator[Contexts]:
 
 
 def login(page, node: Node, token: str) -> None:
-    """Logs in through the form and waits for the schedules page."""
+    """Logs in through the form and waits for the schedules page. A session belongs to the
+    node that made it, and cookies do not tell ports apart: one context per node."""
     page.goto(f"{node.url}/login")
     page.get_by_label("API token").fill(token)
     page.get_by_role("button", name="Log in").click()
