@@ -93,6 +93,8 @@ fn run(n: usize, repeats: usize) {
         .enable_all()
         .build()
         .expect("runtime");
+    // The client's channel is made inside the runtime it will run on.
+    let _entered = runtime.enter();
     let mut api = cluster.client(0, Some(ADMIN_TOKEN));
     load(n, &mut api, &runtime);
     let addr = cluster.nodes[0].console_addr.clone().expect("a console");

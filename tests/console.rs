@@ -498,3 +498,107 @@ async fn actions_through_a_follower_land() {
     assert_eq!(json["node_id"], cluster.nodes[follower].id);
     assert_eq!(json["members"].as_array().map(Vec::len), Some(3));
 }
+
+/// A CA and a certificate it signs for 127.0.0.1: (CA, certificate, key) in PEM.
+fn pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("node key");
+    let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("node params");
+    let cert = params.signed_by(&key, &issuer).expect("node cert");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// One HTTPS request trusting `ca_pem`; the raw reply.
+async fn https(ca_pem: &str, addr: &str, request: String) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("the CA"))
+        .expect("a root");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("127.0.0.1").expect("a name");
+    let mut tls = connector.connect(name, tcp).await.expect("a TLS handshake");
+    tls.write_all(request.as_bytes()).await.expect("send");
+    let mut reply = Vec::new();
+    let _ = tls.read_to_end(&mut reply).await;
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_console_uses_the_api_certificate_and_secure_cookies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = pki();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write pem");
+        path.display().to_string()
+    };
+    let config = format!(
+        "[security]\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"\n",
+        write("node.pem", &cert),
+        write("node.key", &key),
+        write("ca.pem", &ca)
+    );
+    let redis = RedisServer::start().expect("start redis-server");
+    let mut options = support::procs::options(1, &redis.url(0), "", &config);
+    options.console = true;
+    let mut cluster = ProcCluster::start(options).expect("start a node");
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
+    let addr = cluster.nodes[0].console_addr.clone().expect("a console");
+    wait_for("the console to answer", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(&addr).ok()
+    });
+    let head = format!("Host: {addr}\r\nConnection: close\r\n");
+    let form = https(&ca, &addr, format!("GET /login HTTP/1.1\r\n{head}\r\n")).await;
+    assert!(form.starts_with("HTTP/1.1 200"), "{form}");
+    assert!(form.contains(&format!("content-security-policy: {CSP}")));
+    let pre_line = form
+        .lines()
+        .find(|l| l.starts_with("set-cookie: belfry_presession="))
+        .expect("a pre-session cookie");
+    assert!(pre_line.contains("; Secure"), "{pre_line}");
+    let pre = pre_line["set-cookie: ".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let at = form.find("name=csrf value=\"").expect("a CSRF field") + 17;
+    let csrf = &form[at..at + 64];
+    let body = format!("csrf={csrf}&token={ADMIN_TOKEN}");
+    let login = https(
+        &ca,
+        &addr,
+        format!(
+            "POST /login HTTP/1.1\r\n{head}Cookie: {pre}\r\nContent-Type: \
+             application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(login.starts_with("HTTP/1.1 303"), "{login}");
+    let session = login
+        .lines()
+        .find(|l| l.starts_with("set-cookie: belfry_session="))
+        .expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+}

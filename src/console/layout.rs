@@ -61,6 +61,7 @@ pub(crate) fn head(page: &mut Page, title: &str) {
          <meta name=viewport content=\"width=device-width, initial-scale=1\">\
          <title>{} · belfry</title>\
          <link rel=stylesheet href=/static/console.css>\
+         <link rel=icon href=\"data:,\">\
          <script src=/static/console.js defer></script></head><body>\
          <a class=skip href=#main>Skip to content</a>",
         Esc(title)

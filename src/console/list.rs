@@ -141,7 +141,7 @@ pub(crate) async fn page(
     let form = Form::query(&raw);
     let parsed = Params::from(&form).and_then(|p| p.query().map(|q| (p, q)));
     let mut page = Page::new();
-    let (status, params) = match parsed {
+    let status = match parsed {
         Ok((params, query)) => {
             let stale = console.barrier().await;
             let result = console.control.schedules_search(&query, row).await;
@@ -149,7 +149,7 @@ pub(crate) async fn page(
             stale_note(&mut page, &stale);
             table(&mut page, &result.rows, result.total);
             pager(&mut page, &params, result.more);
-            (StatusCode::OK, params)
+            StatusCode::OK
         }
         Err(message) => {
             let params = Params {
@@ -165,10 +165,9 @@ pub(crate) async fn page(
                 "<p class=\"flash error\" role=alert>{}</p>",
                 Esc(&message)
             );
-            (StatusCode::BAD_REQUEST, params)
+            StatusCode::BAD_REQUEST
         }
     };
-    let _ = params;
     let flash = console.take_flash(&ctx);
     let body = shell(
         &ctx,

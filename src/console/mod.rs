@@ -12,6 +12,8 @@
 mod actions;
 mod cluster;
 mod edit;
+mod fields;
+mod form;
 mod html;
 mod layout;
 mod list;

@@ -97,7 +97,7 @@ pub(crate) fn line_chart(id: &str, title: &str, unit: &str, points: &[(f64, f64)
         .iter()
         .map(|(_, v)| *v)
         .fold(0.0f64, f64::max)
-        .max(f64::MIN_POSITIVE);
+        .max(SMALLEST_TOP);
     let top = nice_ceiling(max);
     let mut out = String::new();
     let _ = write!(
@@ -145,6 +145,9 @@ pub(crate) fn line_chart(id: &str, title: &str, unit: &str, points: &[(f64, f64)
     out
 }
 
+/// The smallest top of a chart's scale: an idle hour (all zero) still gets a readable one.
+const SMALLEST_TOP: f64 = 0.001;
+
 fn nice_ceiling(v: f64) -> f64 {
     let magnitude = 10f64.powf(v.log10().floor());
     for step in [1.0, 2.0, 5.0, 10.0] {
@@ -155,11 +158,14 @@ fn nice_ceiling(v: f64) -> f64 {
     10.0 * magnitude
 }
 
+/// A scale's top: whole numbers from 10 up, else at most three decimals (the top is at least
+/// `SMALLEST_TOP`), without trailing zeros.
 fn fmt_num(v: f64) -> String {
     if v >= 10.0 {
         format!("{v:.0}")
     } else {
-        format!("{v}")
+        let text = format!("{v:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
@@ -183,5 +189,10 @@ mod tests {
         let svg = line_chart("chart-rate", "Rate", "msg/s", &[(3600.0, 1.0), (0.0, 3.0)]);
         assert!(svg.contains("<polyline"));
         assert!(line_chart("c", "t", "s", &[]).contains("no samples yet"));
+        // An idle hour: a short, readable top.
+        let idle = line_chart("c", "t", "s", &[(60.0, 0.0), (0.0, 0.0)]);
+        assert!(idle.contains(">0.001 s</text>"), "{idle}");
+        assert_eq!(fmt_num(0.05), "0.05");
+        assert_eq!(fmt_num(2.0), "2");
     }
 }

@@ -29,7 +29,8 @@
               if (role) role.textContent = m.role;
             }
           });
-          note.textContent = "Updated " + new Date().toLocaleTimeString() + " (node " + s.node_id + ")";
+          var now = new Date().toISOString().replace("T", " ").slice(0, 19);
+          note.textContent = "Updated " + now + " UTC (node " + s.node_id + ")";
         })
         .catch(function () {
           note.textContent = "node unreachable";
