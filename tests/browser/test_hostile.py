@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import expect
 
-from conftest import schedule_url
+from conftest import schedule_url, wait_for
 
 TASK = "<img/src='x'/onerror=alert(1)>"
 ARG = "<img src=x onerror=alert(1)>"
@@ -89,3 +89,14 @@ def test_hostile_values_on_a_readonly_page(cluster, readonly, hostile):
     page.goto(schedule_url(cluster.nodes[2], NAME))
     expect(page.get_by_role("heading", level=1)).to_have_text(NAME)
     assert_literal(page, log, NAME, TASK, LABEL, ARG)
+
+
+def test_the_payloads_run_when_not_escaped(contexts):
+    """The values above are live: pasted unescaped into a page (as text, a double-quoted and a
+    single-quoted attribute), each one opens its dialog, so their silence above means something."""
+    context, log = contexts.new()
+    page = context.new_page()
+    page.set_content(f"<p>{TASK}</p><input value=\"{LABEL}\"><a title='{KWARG}'>x</a>")
+    wait_for("the three payloads' dialogs", 5,
+             lambda: True if len(log.dialogs) == 3 else None, every=0.05)
+    assert sorted(log.dialogs) == ["alert: 1", "alert: 2", "alert: 3"], log.dialogs
