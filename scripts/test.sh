@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs belfry's whole test suite, installing what the tests need when it is missing:
-# redis-server and redis-sentinel (Debian packages) and a virtualenv with celery[redis], grpcio-tools and the
-# manifest validators (PyPI).
+# redis-server, redis-sentinel, chromium and openssl (Debian packages) and a virtualenv with celery[redis],
+# grpcio-tools, the manifest validators and Playwright (PyPI; it drives the system's Chromium, no browser
+# is downloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   as_root apt-get update -qq
@@ -39,6 +42,11 @@ if ! "$venv/bin/python" -c 'import belfry.client, django_celery_beat, redbeat, p
     --no-deps ./python
   echo "$digest" > "$venv/.belfry-python-digest"
 fi
+# The console's browser tests: Playwright (pointed at the system's Chromium) and redis-py.
+if ! "$venv/bin/python" -c 'import playwright.sync_api, pytest, redis' >/dev/null 2>&1; then
+  echo "==> installing the browser tests' requirements into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/browser/requirements.txt
+fi
 
 echo "==> deployment manifests"
 scripts/check-deploy.sh "$venv"
@@ -50,6 +58,9 @@ echo "==> cargo test"
 cargo test --workspace --locked --all-targets -- "$@"
 echo "==> Python package and exporters (pytest)"
 BELFRY_BIN="$PWD/target/debug/belfry" "$venv/bin/python" -m pytest -q python/tests
+echo "==> web console in headless Chromium (pytest + Playwright)"
+BELFRY_BIN="$PWD/target/debug/belfry" BELFRY_CHROMIUM="$(command -v chromium)" \
+  "$venv/bin/python" -m pytest -q tests/browser
 # The fault-injection harness against a real cluster: fixed seeds, the main nemeses.
 echo "==> chaos harness (short run)"
 chaos/ci.sh
