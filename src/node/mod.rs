@@ -258,24 +258,7 @@ async fn start_tasks(
         tasks.push(crate::telemetry::serve(addr, handle, readiness()).await?);
     }
     if let Some(listen) = &config.console_listen {
-        let window = Arc::new(crate::telemetry::window::Window::default());
-        tasks.push(tokio::spawn(crate::telemetry::window::keep_window(
-            window.clone(),
-            raft.clone(),
-        )));
-        let settings = crate::console::ConsoleSettings {
-            listen: listen.clone(),
-            tls: config.security.tls.clone(),
-            tokens: config.security.tokens.clone(),
-            flower_url: config.flower_url.clone(),
-            window,
-            readiness: readiness(),
-        };
-        tasks.push(
-            crate::console::serve(settings, control.clone())
-                .await
-                .map_err(|e| NodeError::Console(e.to_string()))?,
-        );
+        tasks.extend(start_console(config, listen, raft, control, readiness()).await?);
     }
     let ctx = Arc::new(DispatchContext {
         raft: raft.clone(),
@@ -322,6 +305,39 @@ async fn start_tasks(
         None => tokio::spawn(schedules_file::ignore_hangups(hangup)),
     });
     Ok(tasks)
+}
+
+/// The web console and the hour of samples its charts draw.
+async fn start_console(
+    config: &NodeConfig,
+    listen: &str,
+    raft: &Raft,
+    control: &Arc<Control>,
+    readiness: crate::telemetry::Readiness,
+) -> Result<[JoinHandle<()>; 2], NodeError> {
+    let window = Arc::new(crate::telemetry::window::Window::default());
+    let sampler = tokio::spawn(crate::telemetry::window::keep_window(
+        window.clone(),
+        raft.clone(),
+    ));
+    let settings = crate::console::ConsoleSettings {
+        listen: listen.to_string(),
+        tls: config.security.tls.clone(),
+        tokens: config.security.tokens.clone(),
+        flower_url: config.flower_url.clone(),
+        window,
+        readiness,
+    };
+    let server = crate::console::serve(settings, control.clone())
+        .await
+        .map_err(|e| NodeError::Console(e.to_string()));
+    match server {
+        Ok(server) => Ok([sampler, server]),
+        Err(err) => {
+            sampler.abort();
+            Err(err)
+        }
+    }
 }
 
 /// Stops in order, each step bounded: hand leadership over, stop the tasks, stop Raft, stop
