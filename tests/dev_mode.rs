@@ -223,6 +223,10 @@ fn assert_shapes(lines: &[String]) {
             || line
                 == "loopback only: no API tokens, no TLS; peers share a secret made for this run"
             || line.starts_with("schedules: ")
+            || line
+                .strip_prefix("web console of node ")
+                .and_then(|r| r.split_once(": http://"))
+                .is_some_and(|(n, _)| node_number(n))
             || line.starts_with("try, in another shell: belfry schedule list --endpoint ")
             || (line.starts_with("attach your own worker: cd ")
                 && line.ends_with(" worker --loglevel INFO"))
