@@ -33,23 +33,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn interval_schedules(n: usize, every_secs: i64, t0: DateTime<Utc>, spread: bool) -> String {
-    (0..n)
-        .map(|i| {
-            let offset_ms = if spread {
-                (i as i64 * every_secs * 1000) / n as i64
-            } else {
-                0
-            };
-            Schedule::new(&format!("s{i}"), "bench.tick")
-                .every(&format!("{every_secs}s"))
-                .start_at(t0 + TimeDelta::milliseconds(offset_ms))
-                .queue(QUEUE)
-                .to_toml()
-        })
-        .collect()
-}
-
 fn wait_until(at: DateTime<Utc>) {
     while Utc::now() < at {
         std::thread::sleep(Duration::from_millis(20));
@@ -75,8 +58,12 @@ fn lag(n: usize, seconds: i64) {
     for spread in [true, false] {
         let redis = RedisServer::start().expect("start redis-server");
         let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
-        let mut cluster =
-            support::procs::start(3, &redis.url(0), &interval_schedules(n, 60, t0, spread), "");
+        let mut cluster = support::procs::start(
+            3,
+            &redis.url(0),
+            &support::interval_schedules(n, 60, (t0, spread), QUEUE),
+            "",
+        );
         let consumer = Consumer::batch(&redis.url(0), QUEUE);
         cluster
             .wait_for_leader(Duration::from_secs(60))
@@ -104,8 +91,12 @@ fn lag(n: usize, seconds: i64) {
 fn failover(trials: usize) {
     let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(3);
-    let mut cluster =
-        support::procs::start(3, &redis.url(0), &interval_schedules(10, 1, t0, true), "");
+    let mut cluster = support::procs::start(
+        3,
+        &redis.url(0),
+        &support::interval_schedules(10, 1, (t0, true), QUEUE),
+        "",
+    );
     let consumer = Consumer::batch(&redis.url(0), QUEUE);
     let mut times = Vec::new();
     for trial in 0..trials {
@@ -264,8 +255,12 @@ fn memory_with_history(n: usize) {
 fn throughput(n: usize, seconds: i64) {
     let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
-    let mut cluster =
-        support::procs::start(3, &redis.url(0), &interval_schedules(n, 1, t0, true), "");
+    let mut cluster = support::procs::start(
+        3,
+        &redis.url(0),
+        &support::interval_schedules(n, 1, (t0, true), QUEUE),
+        "",
+    );
     let consumer = Consumer::batch(&redis.url(0), QUEUE);
     cluster
         .wait_for_leader(Duration::from_secs(60))
@@ -344,8 +339,12 @@ fn outage(n: usize, minutes: i64) {
     let starts: Vec<DateTime<Utc>> = (0..n)
         .map(|i| t0 + TimeDelta::milliseconds((i as i64 * 60_000) / n as i64))
         .collect();
-    let mut cluster =
-        support::procs::start(3, &redis.url(0), &interval_schedules(n, 60, t0, true), "");
+    let mut cluster = support::procs::start(
+        3,
+        &redis.url(0),
+        &support::interval_schedules(n, 60, (t0, true), QUEUE),
+        "",
+    );
     let consumer = Consumer::batch(&redis.url(0), QUEUE);
     let leader = cluster
         .wait_for_leader(Duration::from_secs(120))

@@ -15,39 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use belfry_kit::Schedule;
 use chrono::{DurationRound, TimeDelta, Utc};
 use support::procs::ProcCluster;
-use support::RedisServer;
+use support::{cpu_seconds, RedisServer};
 
 const QUEUE: &str = "bench";
-
-fn schedules(n: usize, every_secs: i64, t0: chrono::DateTime<Utc>) -> String {
-    (0..n)
-        .map(|i| {
-            let offset_ms = (i as i64 * every_secs * 1000) / n as i64;
-            Schedule::new(&format!("s{i}"), "bench.tick")
-                .every(&format!("{every_secs}s"))
-                .start_at(t0 + TimeDelta::milliseconds(offset_ms))
-                .queue(QUEUE)
-                .to_toml()
-        })
-        .collect()
-}
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
-}
 
 /// Redis's `total_commands_processed`.
 fn redis_commands(conn: &mut redis::Connection) -> f64 {
@@ -85,8 +57,12 @@ fn pushed(cluster: &ProcCluster, leader: usize) -> f64 {
 fn run(n: usize, every_secs: i64, seconds: u64) {
     let redis = RedisServer::start().expect("start redis-server");
     let t0 = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(20);
-    let mut cluster: ProcCluster =
-        support::procs::start(3, &redis.url(0), &schedules(n, every_secs, t0), "");
+    let mut cluster: ProcCluster = support::procs::start(
+        3,
+        &redis.url(0),
+        &support::interval_schedules(n, every_secs, (t0, true), QUEUE),
+        "",
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let drainer = drain(redis.url(0), stop.clone());
     let leader = cluster

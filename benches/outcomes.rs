@@ -16,38 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use belfry_kit::Schedule;
 use chrono::{DurationRound, TimeDelta, Utc};
 use support::procs::ProcCluster;
-use support::RedisServer;
+use support::{cpu_seconds, RedisServer};
 
 const QUEUE: &str = "bench";
-
-fn schedules(n: usize, t0: chrono::DateTime<Utc>) -> String {
-    (0..n)
-        .map(|i| {
-            Schedule::new(&format!("s{i}"), "bench.tick")
-                .every("60s")
-                .start_at(t0 + TimeDelta::milliseconds((i as i64 * 60_000) / n as i64))
-                .queue(QUEUE)
-                .to_toml()
-        })
-        .collect()
-}
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
-}
 
 /// `calls` of one command in `INFO commandstats`.
 fn command_calls(conn: &mut redis::Connection, command: &str) -> u64 {
@@ -120,8 +93,12 @@ fn run(n: usize, seconds: u64, follow_outcomes: bool) {
     } else {
         String::new()
     };
-    let mut cluster: ProcCluster =
-        support::procs::start(3, &broker.url(0), &schedules(n, t0), &config);
+    let mut cluster: ProcCluster = support::procs::start(
+        3,
+        &broker.url(0),
+        &support::interval_schedules(n, 60, (t0, true), QUEUE),
+        &config,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let worker = stand_in_worker(broker.url(0), backend.url(0), stop.clone());
     let leader = cluster

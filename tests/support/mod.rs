@@ -50,6 +50,46 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user and system) process `pid` has used (0 if it cannot be read).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces: utime and
+    // stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+/// A schedules file of `n` intervals `s0`, `s1`, … of `every_secs` running `bench.tick` on
+/// `queue`, starting at `t0`, their anchors spread evenly over one interval when `spread`.
+pub fn interval_schedules(
+    n: usize,
+    every_secs: i64,
+    (t0, spread): (chrono::DateTime<chrono::Utc>, bool),
+    queue: &str,
+) -> String {
+    (0..n)
+        .map(|i| {
+            let offset_ms = if spread {
+                (i as i64 * every_secs * 1000) / n as i64
+            } else {
+                0
+            };
+            belfry_kit::Schedule::new(&format!("s{i}"), "bench.tick")
+                .every(&format!("{every_secs}s"))
+                .start_at(t0 + chrono::TimeDelta::milliseconds(offset_ms))
+                .queue(queue)
+                .to_toml()
+        })
+        .collect()
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
