@@ -109,13 +109,9 @@ fn creates(clients: usize, seconds: u64, target: &str, kind: &'static str) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(args) = support::bench_args() else {
         return;
-    }
+    };
     let num = |i: usize, default: u64| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
         Some("creates") => creates(

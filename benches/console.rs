@@ -125,13 +125,9 @@ fn run(n: usize, repeats: usize) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(args) = support::bench_args() else {
         return;
-    }
+    };
     match args.first().and_then(|n| n.parse::<usize>().ok()) {
         Some(n) => run(n, args.get(1).and_then(|r| r.parse().ok()).unwrap_or(50)),
         None => eprintln!("usage: cargo bench --bench console -- N [REPEATS]"),

@@ -122,14 +122,9 @@ fn run(n: usize, every_secs: i64, seconds: u64) {
 }
 
 fn main() {
-    // `cargo test --benches` runs bench targets without `--bench`: nothing to do then.
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(args) = support::bench_args() else {
         return;
-    }
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    };
     let num = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     run(
         num(0, 10_000) as usize,

@@ -154,14 +154,9 @@ fn run(n: usize, seconds: u64, follow_outcomes: bool) {
 }
 
 fn main() {
-    // `cargo test --benches` runs bench targets without `--bench`: nothing to do then.
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(args) = support::bench_args() else {
         return;
-    }
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    };
     let num = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (n, seconds, rounds) = (num(0, 100_000) as usize, num(1, 60), num(2, 1));
     // Each round runs both; the order alternates, so a drift of the machine over time shows as

@@ -48,7 +48,8 @@ fn json<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::invalid(field, format!("must be a JSON {what}: {e}")))
 }
 
-pub(super) fn spec_input(spec: &pb::Spec) -> SpecInput {
+/// A spec as the API carries it, as the state keeps it (empty strings are absent fields).
+pub(crate) fn spec_input(spec: &pb::Spec) -> SpecInput {
     SpecInput {
         every: non_empty(&spec.every),
         anchor: non_empty(&spec.anchor),

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 pub use cluster::ClusterApi;
 pub use control::Control;
+pub(crate) use convert::spec_input;
 pub use convert::{pb_def as convert_def, schedule_def};
 pub use error::ApiError;
 pub use schedules::{SchedulesApi, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};

@@ -49,29 +49,8 @@ pub(super) fn print_json(value: &Value) {
 }
 
 pub(super) fn spec_text(spec: &Option<pb::Spec>) -> String {
-    let Some(s) = spec else { return "-".into() };
-    let kind = if !s.every.is_empty() {
-        format!("every {}", s.every)
-    } else if !s.crontab.is_empty() {
-        format!("crontab {}", s.crontab)
-    } else if !s.cron.is_empty() {
-        format!("cron {}", s.cron)
-    } else if !s.solar.is_empty() {
-        let degrees = |v: Option<f64>| v.map_or("?".to_string(), |v| v.to_string());
-        format!(
-            "solar {} ({}, {})",
-            s.solar,
-            degrees(s.latitude),
-            degrees(s.longitude)
-        )
-    } else {
-        format!("once {}", s.once)
-    };
-    if s.timezone.is_empty() {
-        kind
-    } else {
-        format!("{kind} ({})", s.timezone)
-    }
+    spec.as_ref()
+        .map_or_else(|| "-".into(), |s| crate::api::spec_input(s).written())
 }
 
 fn spec_json(spec: &Option<pb::Spec>) -> Value {

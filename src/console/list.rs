@@ -15,7 +15,6 @@ use axum::response::Response;
 use super::html::{Esc, Page, Url};
 use super::layout::{shell, Nav};
 use super::web::{html, stale_note, utc, Form};
-use super::words::spec_short;
 use super::Console;
 use crate::api::control::{ScheduleState, SearchQuery, SortBy, SpecKind};
 use crate::state::ScheduleRecord;
@@ -39,7 +38,7 @@ fn row(record: &ScheduleRecord) -> Row {
         name: record.def.name.to_string(),
         task: record.def.task.to_string(),
         state: ScheduleState::of(record).label(),
-        spec: spec_short(&record.def.spec),
+        spec: record.def.spec.written(),
         next: record.next.map(utc),
         labels: record
             .def

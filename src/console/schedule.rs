@@ -18,7 +18,7 @@ use super::html::{Esc, Page, Url};
 use super::layout::{shell, Nav};
 use super::svg::{timeline, Mark};
 use super::web::{html, page_error, seconds, stale_note, utc, zoned, Ctx, Form};
-use super::words::{spec_short, spec_words};
+use super::words::spec_words;
 use super::Console;
 use crate::api::control::ScheduleState;
 use crate::state::{RunOutcome, RunRecord, ScheduleDef, ScheduleRecord};
@@ -149,7 +149,7 @@ fn summary(page: &mut Page, v: &View) {
         v.state.label(),
         v.state.label(),
         Esc(&def.task),
-        Esc(spec_short(&def.spec)),
+        Esc(def.spec.written()),
         Esc(spec_words(&def.spec)),
         Esc(zone.name()),
         Esc(v.next.map_or("-".into(), |t| both(t, zone))),

@@ -1,34 +1,10 @@
-//! A spec as written (`cron 0 9 * * 1-5 (Europe/Paris)`) and in words ("At 09:00, Monday
-//! through Friday, in Europe/Paris"), for the console's pages.
+//! A spec in words ("At 09:00, Monday through Friday, in Europe/Paris"), for the console's
+//! pages (the spec as written is `SpecInput::written`, which the CLI shows too).
 //!
 //! Invariant: describing never fails: a form it does not know is said field by field. It
 //! must not judge a spec (that is `schedule::Spec::parse`).
 
 use crate::schedule::SpecInput;
-
-/// The spec as written: its kind and text, and its zone.
-pub(crate) fn spec_short(spec: &SpecInput) -> String {
-    let kind = if let Some(every) = &spec.every {
-        format!("every {every}")
-    } else if let Some(cron) = &spec.cron {
-        format!("cron {cron}")
-    } else if let Some(crontab) = &spec.crontab {
-        format!("crontab {crontab}")
-    } else if let Some(event) = &spec.solar.event {
-        let degrees = |v: Option<f64>| v.map_or("?".to_string(), |v| v.to_string());
-        format!(
-            "solar {event} ({}, {})",
-            degrees(spec.solar.latitude),
-            degrees(spec.solar.longitude)
-        )
-    } else {
-        format!("once {}", spec.once.as_deref().unwrap_or("?"))
-    };
-    match &spec.tz {
-        Some(tz) => format!("{kind} ({tz})"),
-        None => kind,
-    }
-}
 
 /// The spec in words.
 pub(crate) fn spec_words(spec: &SpecInput) -> String {
@@ -199,6 +175,6 @@ mod tests {
             spec_words(&spec),
             "At 09:00, Monday through Friday, in Europe/Paris"
         );
-        assert_eq!(spec_short(&spec), "cron 0 9 * * 1-5 (Europe/Paris)");
+        assert_eq!(spec.written(), "cron 0 9 * * 1-5 (Europe/Paris)");
     }
 }

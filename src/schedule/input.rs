@@ -83,6 +83,31 @@ impl PartialEq for SolarFields {
 }
 
 impl SpecInput {
+    /// The spec as written, on one line: its kind and text, and its zone
+    /// (`cron 0 9 * * 1-5 (Europe/Paris)`), for the CLI's tables and the console's pages.
+    pub fn written(&self) -> String {
+        let kind = if let Some(every) = &self.every {
+            format!("every {every}")
+        } else if let Some(cron) = &self.cron {
+            format!("cron {cron}")
+        } else if let Some(crontab) = &self.crontab {
+            format!("crontab {crontab}")
+        } else if let Some(event) = &self.solar.event {
+            let degrees = |v: Option<f64>| v.map_or("?".to_string(), |v| v.to_string());
+            format!(
+                "solar {event} ({}, {})",
+                degrees(self.solar.latitude),
+                degrees(self.solar.longitude)
+            )
+        } else {
+            format!("once {}", self.once.as_deref().unwrap_or("?"))
+        };
+        match &self.tz {
+            Some(tz) => format!("{kind} ({tz})"),
+            None => kind,
+        }
+    }
+
     /// Checks that every instant the spec names is one the engine works with
     /// (`check_instant`: in range, not a leap second), naming the field. Applied to new and
     /// changed definitions; a stored one is never re-judged, so every node reads the log the

@@ -90,6 +90,20 @@ pub fn interval_schedules(
         .collect()
 }
 
+/// A bench's own arguments (options aside), or `None` when `cargo test` runs the bench target
+/// without `--bench`: it then has nothing to do.
+pub fn bench_args() -> Option<Vec<String>> {
+    if !std::env::args().any(|a| a == "--bench") {
+        return None;
+    }
+    Some(
+        std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect(),
+    )
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
